@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// The whole test suite: build, run every test file under node's test runner (TypeScript through tsx),
+// stop the testbed services the tests started, and list loudly any backend that was skipped.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const state = process.env.KEYPORT_TESTBED_STATE ?? join(root, '.testbed');
+mkdirSync(state, { recursive: true });
+rmSync(join(state, 'skipped.txt'), { force: true });
+
+const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+
+const only = process.argv.slice(2);
+function walk(dir) {
+  const out = [];
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out.push(...walk(p));
+    else if (p.endsWith('.test.ts')) out.push(p);
+  }
+  return out;
+}
+let files = walk(join(root, 'test')).sort();
+if (only.length) files = files.filter((f) => only.some((o) => f.includes(o)));
+
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
+  stdio: 'inherit',
+  cwd: root,
+  env: { ...process.env, KEYPORT_TESTBED_STATE: state },
+});
+
+// stop every testbed service this run may have started
+const tb = join(root, 'scripts', 'testbed');
+if (existsSync(tb)) {
+  for (const f of readdirSync(tb)) {
+    if (f.endsWith('.sh') && !f.startsWith('_')) spawnSync('bash', [join(tb, f), 'stop'], { stdio: 'ignore', timeout: 60_000 });
+  }
+}
+
+const skippedFile = join(state, 'skipped.txt');
+if (existsSync(skippedFile)) {
+  const lines = [...new Set(readFileSync(skippedFile, 'utf8').split('\n').filter(Boolean))];
+  if (lines.length) {
+    const bar = '!'.repeat(78);
+    console.error(`\n${bar}\n!! SKIPPED BACKENDS (${lines.length}): these tests did not run against their real emulator\n${lines.map((l) => `!!   - ${l}`).join('\n')}\n${bar}`);
+  }
+}
+process.exit(r.status ?? 1);

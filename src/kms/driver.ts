@@ -1,0 +1,70 @@
+/**
+ * The KMS Driver API, modelled on Canton's v1 KMS driver: one small interface every KMS backend
+ * (aws, gcp, azure, pkcs11, kmip, local, third-party `driver:` modules) implements. Drivers never
+ * re-implement crypto that src/crypto has: local public-key operations (verify, encrypt) are done by
+ * the caller with the SPKI from getPublicKey.
+ */
+export type Health =
+  | { state: 'ok' }
+  | { state: 'degraded'; reason: string }
+  | { state: 'failed'; reason: string }
+  | { state: 'fatal'; reason: string };
+
+export type SigningKeySpec = 'ec-p256' | 'ec-p384' | 'secp256k1' | 'ed25519' | 'rsa-2048' | 'rsa-3072';
+export type SigningAlgoSpec = 'ecdsa-sha256' | 'ecdsa-sha384' | 'ed25519' | 'rsa-pss-sha256';
+export type EncryptionKeySpec = 'rsa-2048' | 'rsa-3072' | 'ec-p256';
+export type EncryptionAlgoSpec = 'rsa-oaep-sha256' | 'ecies-p256-hkdf-sha256-aes-gcm';
+
+export interface DriverPublicKey {
+  /** SubjectPublicKeyInfo, DER */
+  spki: Buffer;
+  spec: SigningKeySpec | EncryptionKeySpec;
+}
+
+export interface KeyMaterialForImport {
+  kind: 'symmetric' | 'signing' | 'encryption';
+  spec: SigningKeySpec | EncryptionKeySpec | 'aes256';
+  /** 32 raw bytes for symmetric keys; PKCS#8 DER for private keys */
+  secret: Buffer;
+}
+
+export interface DriverKeyInfo {
+  keyId: string;
+  name?: string;
+  kind?: 'symmetric' | 'signing' | 'encryption';
+  spec?: string;
+  state?: 'enabled' | 'disabled' | 'pending-deletion' | 'unknown';
+}
+
+export interface Driver {
+  /** scheme the driver registered for (awskms, gcpkms, …) */
+  readonly name: string;
+  /** never throws */
+  health(): Promise<Health>;
+  supportedSigningKeySpecs(): SigningKeySpec[];
+  supportedSigningAlgoSpecs(): SigningAlgoSpec[];
+  supportedEncryptionKeySpecs(): EncryptionKeySpec[];
+  supportedEncryptionAlgoSpecs(): EncryptionAlgoSpec[];
+  /** @returns the KMS key id */
+  generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string>;
+  generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string): Promise<string>;
+  generateSymmetricKey(name?: string): Promise<string>;
+  sign(keyId: string, data: Buffer, algo: SigningAlgoSpec): Promise<Buffer>;
+  decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec): Promise<Buffer>;
+  encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer>;
+  decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer>;
+  getPublicKey(keyId: string): Promise<DriverPublicKey>;
+  /** resolves when the key exists and is usable; fails with NOT_FOUND / KEY_DISABLED */
+  keyExistsAndIsActive(keyId: string): Promise<void>;
+  deleteKey(keyId: string): Promise<void>;
+  /** BYOK; absent where the KMS cannot import */
+  importKey?(material: KeyMaterialForImport, name?: string): Promise<string>;
+  /** absent where the KMS cannot list */
+  listKeys?(): AsyncIterable<DriverKeyInfo>;
+  /** resolve a user-given reference (alias, ARN, label) to the key id the driver uses */
+  resolveKeyId?(ref: string): Promise<string>;
+  close?(): Promise<void>;
+}
+
+/** A factory registered per URI scheme (the smallstep model). */
+export type DriverFactory = (params: Record<string, string>, uri: string) => Promise<Driver>;

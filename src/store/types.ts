@@ -1,0 +1,102 @@
+/**
+ * The KeyStore interface: persistence of key records, nothing else (the KES model: a handful of
+ * methods). Crypto and envelope protection live above it; every backend (sqlite, fs, kes-fs,
+ * postgres, secrets manager) implements just this.
+ */
+import type { KeyType, Purpose } from '../crypto/keytypes.js';
+
+export type KeyState = 'active' | 'disabled';
+
+/** Signing-key usage restrictions (Canton's SigningKeyUsage), enforced on use. */
+export const KEY_USAGES = ['namespace', 'identity-delegation', 'sequencer-auth', 'protocol', 'any'] as const;
+export type KeyUsage = (typeof KEY_USAGES)[number];
+
+/** How a version's secret material is held. Exactly one of clear / sealed / external is set. */
+export interface VersionRecord {
+  version: number; // 1, 2, … (rotation appends)
+  createdAt: string; // RFC 3339
+  /** base64 SPKI DER (asymmetric keys) */
+  publicKey?: string;
+  /** Canton fingerprint (asymmetric) or key check value (aes256) */
+  fingerprint: string;
+  /** base64 of the private key (PKCS#8 DER) or the 32 secret bytes: a clear store only */
+  clear?: string;
+  /** envelope-protected: the secret material encrypted under a KMS wrapper key */
+  sealed?: SealedBlob;
+  /** the key lives in a KMS; this is its reference */
+  external?: { kms: string; keyId: string };
+}
+
+export interface SealedBlob {
+  /** the wrapper key URI (KMS key URI) that sealed it */
+  wrapper: string;
+  /** base64 ciphertext as returned by the wrapper (KMS-specific framing) */
+  blob: string;
+}
+
+export interface KeyRecord {
+  name: string;
+  type: KeyType;
+  purpose: Purpose;
+  usage: KeyUsage[];
+  state: KeyState;
+  createdAt: string;
+  createdBy: string;
+  /** free-form metadata kept across migrations (e.g. KES created_by) */
+  meta?: Record<string, string>;
+  /** oldest first; the newest is used for new operations */
+  versions: VersionRecord[];
+}
+
+export interface ListOptions {
+  /** names starting with this prefix */
+  prefix?: string;
+  /** continue after this name (exclusive); names come in byte order */
+  after?: string;
+  /** page size; a store never truncates silently: `next` is set when more remain */
+  limit?: number;
+}
+
+export interface ListPage {
+  names: string[];
+  /** pass as `after` to get the next page; undefined at the end */
+  next?: string;
+}
+
+export interface StoreCapabilities {
+  /** can hold several records updated in one atomic transaction */
+  transactions: boolean;
+  /** a human label (sqlite, fs, kes-fs, …) */
+  kind: string;
+}
+
+export interface RecordStore {
+  readonly uri: string;
+  readonly capabilities: StoreCapabilities;
+  /** fails with EXISTS if the name is taken */
+  create(rec: KeyRecord): Promise<void>;
+  /** fails with NOT_FOUND */
+  get(name: string): Promise<KeyRecord>;
+  list(opts?: ListOptions): Promise<ListPage>;
+  /** fails with NOT_FOUND */
+  delete(name: string): Promise<void>;
+  /** atomic replace of an existing record: readers see the old or the new one, never a mix */
+  replace(rec: KeyRecord): Promise<void>;
+  /** atomic create-or-replace of many records: all or none where `transactions`, else each atomically */
+  putMany(recs: KeyRecord[]): Promise<void>;
+  /** store-level settings (e.g. envelope protection); undefined when unset */
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string | undefined): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Iterate every name of a store, page by page (never truncated). */
+export async function* allNames(store: RecordStore, prefix?: string, pageSize = 1000): AsyncGenerator<string> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.list({ prefix, after, limit: pageSize });
+    for (const n of page.names) yield n;
+    if (!page.next) return;
+    after = page.next;
+  }
+}
