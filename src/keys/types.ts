@@ -1,0 +1,74 @@
+/**
+ * The library API: what the CLI, the server and `keyport migrate` call. One implementation for
+ * stores that hold key material (clear or envelope-protected), one for external KMS keys, and a
+ * remote one that talks to a keyport/KES server; all behind this interface.
+ */
+import type { KeyType, Purpose } from '../crypto/keytypes.js';
+import type { KeyState, KeyUsage } from '../store/types.js';
+
+export interface KeyInfo {
+  name: string;
+  type: KeyType;
+  purpose: Purpose;
+  usage: KeyUsage[];
+  state: KeyState;
+  createdAt: string;
+  createdBy: string;
+  /** Canton fingerprint (asymmetric, `1220…`) or key check value (aes256) of the newest version */
+  fingerprint: string;
+  /** newest version number */
+  version: number;
+  versions: number;
+  /** how the secret is held: clear, sealed (envelope) or external (in a KMS) */
+  protection: 'clear' | 'sealed' | 'external';
+  /** base64 SPKI DER of the newest version (asymmetric keys) */
+  publicKey?: string;
+}
+
+export interface CreateOptions {
+  type?: KeyType;
+  purpose?: Purpose;
+  usage?: KeyUsage[];
+  createdBy?: string;
+}
+
+export interface SignOptions {
+  /** ECDSA signature encoding: DER (default) or raw r‖s (IEEE P1363) */
+  format?: 'der' | 'raw';
+  /** what the signature is for; checked against the key's usage restrictions */
+  usage?: KeyUsage;
+  /** sign with this version (default newest) */
+  version?: number;
+}
+
+export interface ExportedKey {
+  type: KeyType;
+  /** PKCS#8 DER for private keys; 32 raw bytes for aes256 */
+  secret: Buffer;
+  version: number;
+}
+
+export interface Keyring {
+  readonly uri: string;
+  create(name: string, opts?: CreateOptions): Promise<KeyInfo>;
+  /** material: PKCS#8 DER/PEM, or 32 raw bytes for aes256 */
+  import(name: string, material: Buffer, opts?: CreateOptions): Promise<KeyInfo>;
+  describe(name: string): Promise<KeyInfo>;
+  /** names matching a glob (`*`, `?`, `[…]`), page by page */
+  list(pattern?: string, opts?: { after?: string; limit?: number }): Promise<{ names: string[]; next?: string }>;
+  delete(name: string): Promise<void>;
+  rotate(name: string): Promise<KeyInfo>;
+  /** every version, oldest first (only where the store allows export) */
+  export(name: string): Promise<ExportedKey[]>;
+  publicKey(name: string, version?: number): Promise<Buffer>;
+  sign(name: string, data: Buffer, opts?: SignOptions): Promise<Buffer>;
+  verify(name: string, data: Buffer, signature: Buffer, opts?: SignOptions): Promise<boolean>;
+  /** aes256: KES ciphertext format, context = associated data; rsa: OAEP-SHA256; ec-p256: ECIES */
+  encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer>;
+  decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer>;
+  /** KES data key: 32 random bytes and their ciphertext under the key */
+  generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }>;
+  /** KES /v1/key/hmac */
+  hmac(name: string, message: Buffer): Promise<Buffer>;
+  close(): Promise<void>;
+}
