@@ -1,0 +1,120 @@
+/**
+ * Key material: generation, parsing (PKCS#8 / SPKI, DER or PEM), export, and the key type of a key
+ * object. Private keys travel as PKCS#8 DER, public keys as SPKI DER, aes256 keys as 32 raw bytes.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { err } from '../errors.js';
+import { KEY_TYPE_INFO, type KeyType } from './keytypes.js';
+
+export interface KeyMaterial {
+  type: KeyType;
+  /** PKCS#8 DER (asymmetric) or 32 raw bytes (aes256) */
+  secret: Buffer;
+  /** SPKI DER (asymmetric only) */
+  publicKey?: Buffer;
+}
+
+export function generateKey(type: KeyType): KeyMaterial {
+  const info = KEY_TYPE_INFO[type];
+  const enc = { privateKeyEncoding: { type: 'pkcs8', format: 'der' }, publicKeyEncoding: { type: 'spki', format: 'der' } } as const;
+  switch (info.family) {
+    case 'symmetric':
+      return { type, secret: randomBytes(32) };
+    case 'ec': {
+      const kp = generateKeyPairSync('ec', { namedCurve: info.curve!, ...enc });
+      return { type, secret: kp.privateKey, publicKey: kp.publicKey };
+    }
+    case 'ed25519': {
+      const kp = generateKeyPairSync('ed25519', enc);
+      return { type, secret: kp.privateKey, publicKey: kp.publicKey };
+    }
+    case 'rsa': {
+      const kp = generateKeyPairSync('rsa', { modulusLength: info.bits!, publicExponent: 65537, ...enc });
+      return { type, secret: kp.privateKey, publicKey: kp.publicKey };
+    }
+  }
+}
+
+const CURVE_TYPE: Record<string, KeyType> = { prime256v1: 'ec-p256', secp384r1: 'ec-p384', secp256k1: 'secp256k1' };
+
+/** The contract key type of a node key object, or an UNSUPPORTED error. */
+export function keyTypeOf(k: KeyObject): KeyType {
+  const t = k.asymmetricKeyType;
+  const d = k.asymmetricKeyDetails ?? {};
+  if (t === 'ec') {
+    const kt = CURVE_TYPE[d.namedCurve ?? ''];
+    if (kt) return kt;
+    throw err('UNSUPPORTED', `EC curve '${d.namedCurve}' is not supported: use P-256, P-384 or secp256k1`);
+  }
+  if (t === 'ed25519') return 'ed25519';
+  if (t === 'rsa' || t === 'rsa-pss') {
+    if (d.modulusLength === 2048) return 'rsa-2048';
+    if (d.modulusLength === 3072) return 'rsa-3072';
+    throw err('UNSUPPORTED', `RSA-${d.modulusLength} is not supported: use 2048 or 3072 bits`);
+  }
+  throw err('UNSUPPORTED', `key algorithm '${t}' is not supported`);
+}
+
+function looksPem(b: Buffer): boolean {
+  return b.subarray(0, 64).toString('latin1').includes('-----BEGIN');
+}
+
+/**
+ * Parse user-supplied key material: PKCS#8 (or SEC1 / PKCS#1) private key in DER or PEM, or 32 raw
+ * bytes for aes256. `expected` checks the type when the user named one.
+ */
+export function parseKeyMaterial(input: Buffer, expected?: KeyType): KeyMaterial {
+  if (expected === 'aes256' || (expected === undefined && input.length === 32 && !looksPem(input))) {
+    if (input.length !== 32) throw err('INVALID_INPUT', `an aes256 key is exactly 32 raw bytes, got ${input.length}`);
+    return { type: 'aes256', secret: Buffer.from(input) };
+  }
+  let k: KeyObject;
+  try {
+    k = looksPem(input)
+      ? createPrivateKey({ key: input.toString('latin1'), format: 'pem' })
+      : createPrivateKey({ key: input, format: 'der', type: 'pkcs8' });
+  } catch {
+    throw err('INVALID_INPUT', 'not a private key: expected PKCS#8 in DER or PEM (or 32 raw bytes for aes256)');
+  }
+  const type = keyTypeOf(k);
+  if (expected && expected !== type) throw err('INVALID_INPUT', `the key is ${type}, not ${expected}`);
+  return {
+    type,
+    secret: k.export({ type: 'pkcs8', format: 'der' }) as Buffer,
+    publicKey: createPublicKey(k).export({ type: 'spki', format: 'der' }) as Buffer,
+  };
+}
+
+/** Parse a public key (SPKI DER or PEM, or a certificate PEM). */
+export function parsePublicKey(input: Buffer): KeyObject {
+  try {
+    return looksPem(input) ? createPublicKey(input.toString('latin1')) : createPublicKey({ key: input, format: 'der', type: 'spki' });
+  } catch {
+    throw err('INVALID_INPUT', 'not a public key: expected SPKI in DER or PEM');
+  }
+}
+
+export function privateKeyObject(pkcs8: Buffer): KeyObject {
+  try {
+    return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+  } catch {
+    throw err('INVALID_INPUT', 'stored private key is not valid PKCS#8');
+  }
+}
+
+export function publicKeyObject(spki: Buffer): KeyObject {
+  try {
+    return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch {
+    throw err('INVALID_INPUT', 'public key is not valid SPKI DER');
+  }
+}
+
+export function spkiOf(k: KeyObject): Buffer {
+  return createPublicKey(k).export({ type: 'spki', format: 'der' }) as Buffer;
+}
+
+export function toPem(der: Buffer, label: 'PRIVATE KEY' | 'PUBLIC KEY'): string {
+  const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n');
+  return `-----BEGIN ${label}-----\n${b64}-----END ${label}-----\n`;
+}
