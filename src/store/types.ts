@@ -82,8 +82,11 @@ export interface RecordStore {
   delete(name: string): Promise<void>;
   /** atomic replace of an existing record: readers see the old or the new one, never a mix */
   replace(rec: KeyRecord): Promise<void>;
-  /** atomic create-or-replace of many records: all or none where `transactions`, else each atomically */
-  putMany(recs: KeyRecord[]): Promise<void>;
+  /**
+   * atomic create-or-replace of many records: all or none where `transactions`, else each atomically.
+   * `meta` (optional) is applied in the same transaction where `transactions`, else after the records.
+   */
+  putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void>;
   /** store-level settings (e.g. envelope protection); undefined when unset */
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string | undefined): Promise<void>;

@@ -1,0 +1,89 @@
+/** What every command shares: opening the keyring named by --store / --server, file I/O, progress. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { err } from '../errors.js';
+import type { Keyring } from '../keys/types.js';
+
+export interface StoreOpts {
+  store?: string;
+  server?: string;
+  apiKey?: string;
+  insecure?: boolean;
+  json?: boolean;
+}
+
+export function storeOptions(c: Command, what = 'key store: URI (sqlite:keys.db, fs:DIR, awskms:…) or YAML file'): Command {
+  return c
+    .option('-s, --store <store>', `${what} [env: KEYPORT_STORE]`)
+    .option('--server <url>', 'use a keyport/KES server instead of a store [env: KEYPORT_SERVER, KES_SERVER]')
+    .option('-k, --insecure', 'with --server: do not verify the server certificate')
+    .option('--json', 'machine-readable output');
+}
+
+export function storeTarget(o: StoreOpts): string {
+  const s = o.store ?? process.env.KEYPORT_STORE;
+  if (!s) throw err('USAGE', 'no key store given: pass --store URI (e.g. --store sqlite:keys.db) or set KEYPORT_STORE');
+  return s;
+}
+
+/** the Keyring for a command: a remote server when asked for, else the local store */
+export async function openTarget(o: StoreOpts): Promise<Keyring> {
+  const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
+  if (server) {
+    const mod = (await import(`../client/${'remote'}.js`)) as { openRemoteKeyring(url: string, o: { insecure?: boolean }): Promise<Keyring> };
+    return mod.openRemoteKeyring(server, { insecure: o.insecure });
+  }
+  const { openKeyring } = await import('../keys/open.js');
+  return openKeyring(storeTarget(o), { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+}
+
+export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>): Promise<T> {
+  const kr = await openTarget(o);
+  try {
+    return await fn(kr);
+  } finally {
+    await kr.close().catch(() => undefined);
+  }
+}
+
+export function readInput(path: string, what: string): Buffer {
+  try {
+    return path === '-' ? readFileSync(0) : readFileSync(path);
+  } catch (e) {
+    throw err('USAGE', `cannot read ${what} ${path === '-' ? 'from stdin' : path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/** write binary output to a file (0600 for secrets) or stdout; refuse raw binary on a terminal */
+export function writeOutput(path: string | undefined, data: Buffer | string, opts: { secret?: boolean; binary?: boolean } = {}): void {
+  if (!path || path === '-') {
+    if (opts.binary && process.stdout.isTTY) throw err('USAGE', 'refusing to write binary data to a terminal: use --out FILE (or --pem)');
+    process.stdout.write(data);
+    return;
+  }
+  try {
+    writeFileSync(path, data, { mode: opts.secret ? 0o600 : 0o644 });
+  } catch (e) {
+    throw err('USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/** a progress bar with rate and ETA on a TTY; silent otherwise or with --json */
+export async function progressBar(label: string, total: number | undefined, json?: boolean): Promise<{ update(n: number, total?: number): void; stop(): void }> {
+  if (json || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const { SingleBar, Presets } = await import('cli-progress');
+  const bar = new SingleBar(
+    { format: `${label} [{bar}] {value}/{total} keys | {rate} keys/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, etaBuffer: 200 },
+    Presets.shades_classic,
+  );
+  const start = Date.now();
+  bar.start(total ?? 0, 0, { rate: '0' });
+  return {
+    update(n, t) {
+      if (t !== undefined) bar.setTotal(t);
+      else if (total === undefined && n > bar.getTotal()) bar.setTotal(n);
+      bar.update(n, { rate: (n / Math.max(0.001, (Date.now() - start) / 1000)).toFixed(0) });
+    },
+    stop: () => bar.stop(),
+  };
+}

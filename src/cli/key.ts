@@ -1,0 +1,216 @@
+/** `keyport key …`: create, import, export, ls, describe, public, rm, register, rotate, sign, verify, encrypt, decrypt, generate, hmac. */
+import { Command, Option } from 'commander';
+import { err } from '../errors.js';
+import { KEY_TYPES } from '../crypto/keytypes.js';
+import { KEY_USAGES, type KeyUsage } from '../store/types.js';
+import type { KeyInfo } from '../keys/types.js';
+import { printJson, printTable } from './output.js';
+import { readInput, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
+
+interface KeyOpts extends StoreOpts {
+  type?: string;
+  purpose?: 'signing' | 'encryption' | 'symmetric';
+  usage?: string;
+  file?: string;
+  in?: string;
+  out?: string;
+  sig?: string;
+  pem?: boolean;
+  context?: string;
+  format?: 'der' | 'raw';
+  version?: string;
+  keyId?: string;
+}
+
+const usageList = (s?: string): KeyUsage[] | undefined => {
+  if (!s) return undefined;
+  const l = s.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const u of l) if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
+  return l as KeyUsage[];
+};
+
+const versionOf = (s?: string) => {
+  if (s === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(s)) throw err('USAGE', `--version must be a positive number, got '${s}'`);
+  return Number(s);
+};
+
+function showInfo(k: KeyInfo, json?: boolean) {
+  if (json) return printJson(k);
+  const rows: [string, string][] = [
+    ['Name', k.name],
+    ['Type', k.type],
+    ['Purpose', k.purpose],
+    ['Usage', k.usage.join(', ')],
+    ['State', k.state],
+    ['Fingerprint', k.fingerprint],
+    ['Version', `${k.version} (${k.versions} in all)`],
+    ['Protection', k.protection],
+    ['Created', `${k.createdAt} by ${k.createdBy}`],
+  ];
+  for (const [a, b] of rows) process.stdout.write(`${a.padEnd(12)} ${b}\n`);
+}
+
+const typeOpt = () => new Option('-t, --type <type>', 'key type').choices(KEY_TYPES as unknown as string[]);
+const purposeOpt = () => new Option('--purpose <purpose>', 'what the key is for (default per type: rsa → encryption, ec/ed25519 → signing)').choices(['signing', 'encryption', 'symmetric']);
+const usageOpt = () => new Option('--usage <list>', `signing-key usage restriction, comma separated: ${KEY_USAGES.join(', ')}`);
+
+export function register(program: Command): void {
+  const key = program.command('key').description('create, use and manage keys in a store, a KMS or a server');
+
+  storeOptions(key.command('create <name>').description('create a key (default type aes256)'))
+    .addOption(typeOpt().default('aes256'))
+    .addOption(purposeOpt())
+    .addOption(usageOpt())
+    .action(async (name: string, o: KeyOpts) => {
+      const k = await withKeyring(o, (kr) => kr.create(name, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }));
+      if (o.json) printJson(k);
+      else process.stdout.write(`created ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+    });
+
+  storeOptions(key.command('import <name>').description('import key material: PKCS#8 DER/PEM, or 32 raw bytes for aes256'))
+    .requiredOption('-f, --file <file>', "key file, or '-' for stdin")
+    .addOption(typeOpt())
+    .addOption(purposeOpt())
+    .addOption(usageOpt())
+    .action(async (name: string, o: KeyOpts) => {
+      const material = readInput(o.file!, 'key');
+      const k = await withKeyring(o, (kr) => kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }));
+      material.fill(0);
+      if (o.json) printJson(k);
+      else process.stdout.write(`imported ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+    });
+
+  storeOptions(key.command('export <name>').description('export the newest key material (PKCS#8 DER, or 32 raw bytes for aes256), where the store allows it'))
+    .option('--pem', 'PEM (base64 for aes256)')
+    .option('--version <n>', 'export this version')
+    .option('-o, --out <file>', 'write to a file (0600) instead of stdout')
+    .action(async (name: string, o: KeyOpts) => {
+      const all = await withKeyring(o, (kr) => kr.export(name));
+      const want = versionOf(o.version);
+      const k = want === undefined ? all[all.length - 1]! : all.find((x) => x.version === want);
+      if (!k) throw err('NOT_FOUND', `key '${name}' has no version ${want}`);
+      const { toPem } = await import('../crypto/keys.js');
+      if (o.pem) writeOutput(o.out, k.type === 'aes256' ? k.secret.toString('base64') + '\n' : toPem(k.secret, 'PRIVATE KEY'), { secret: true });
+      else writeOutput(o.out, k.secret, { secret: true, binary: true });
+      for (const x of all) x.secret.fill(0);
+    });
+
+  storeOptions(key.command('ls [pattern]').description('list keys whose names match a glob (*, ?, […])'))
+    .action(async (pattern: string | undefined, o: KeyOpts) => {
+      const infos = await withKeyring(o, async (kr) => {
+        const out: KeyInfo[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await kr.list(pattern, { after, limit: 1000 });
+          for (const n of page.names) out.push(await kr.describe(n));
+          if (!page.next) return out;
+          after = page.next;
+        }
+      });
+      if (o.json) printJson(infos.map((k) => ({ name: k.name, type: k.type, fingerprint: k.fingerprint, purpose: k.purpose, usage: k.usage, state: k.state, version: k.version, protection: k.protection, createdAt: k.createdAt, createdBy: k.createdBy })));
+      else printTable(infos.map((k) => ({ name: k.name, type: k.type, purpose: k.purpose, version: k.version, protection: k.protection, fingerprint: k.fingerprint })), ['name', 'type', 'purpose', 'version', 'protection', 'fingerprint']);
+    });
+
+  storeOptions(key.command('describe <name>').description('show a key: type, purpose, usage, versions, fingerprint')).action(async (name: string, o: KeyOpts) => {
+    showInfo(await withKeyring(o, (kr) => kr.describe(name)), o.json);
+  });
+
+  storeOptions(key.command('public <name>').description('the SPKI public key (DER, or PEM with --pem)'))
+    .option('--pem', 'PEM output')
+    .option('--version <n>', 'this version (default newest)')
+    .option('-o, --out <file>', 'write to a file')
+    .action(async (name: string, o: KeyOpts) => {
+      const spki = await withKeyring(o, (kr) => kr.publicKey(name, versionOf(o.version)));
+      const { toPem } = await import('../crypto/keys.js');
+      if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
+      else writeOutput(o.out, spki, { binary: true });
+    });
+
+  storeOptions(key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)')).action(async (name: string, o: KeyOpts) => {
+    await withKeyring(o, (kr) => kr.delete(name));
+    if (o.json) printJson({ name, deleted: true });
+    else process.stdout.write(`deleted key '${name}'\n`);
+  });
+
+  storeOptions(key.command('register <name>').description('adopt a key that already exists in a KMS (by id, ARN, alias or label)'), 'KMS URI (external mode) or YAML file')
+    .requiredOption('--key-id <id>', 'KMS key id, ARN, alias/NAME, or label')
+    .addOption(usageOpt())
+    .addOption(purposeOpt())
+    .action(async (name: string, o: KeyOpts) => {
+      const { StoreKeyring } = await import('../keys/keyring.js');
+      const k = await withKeyring(o, async (kr) => {
+        if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', 'register works on a KMS store, not through a server');
+        const p = await kr.protection();
+        if (p.mode !== 'external') throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
+        const sep = p.kms.includes('?') ? '&' : ';';
+        return kr.register(name, `${p.kms}${p.kms.endsWith(':') ? '' : sep}key-id=${o.keyId}`, { usage: usageList(o.usage), purpose: o.purpose });
+      });
+      if (o.json) printJson(k);
+      else process.stdout.write(`registered ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+    });
+
+  storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify')).action(async (name: string, o: KeyOpts) => {
+    const k = await withKeyring(o, (kr) => kr.rotate(name));
+    if (o.json) printJson(k);
+    else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${k.fingerprint}\n`);
+  });
+
+  storeOptions(key.command('sign <name>').description('sign a file (ECDSA: DER over SHA-256/384 of the input; Ed25519; RSA-PSS-SHA256)'))
+    .requiredOption('-i, --in <file>', "input, or '-' for stdin")
+    .requiredOption('-o, --out <file>', "signature output, or '-' for stdout")
+    .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
+    .addOption(new Option('--usage <usage>', 'what the signature is for (checked against the key)').choices(KEY_USAGES as unknown as string[]))
+    .option('--version <n>', 'sign with this version')
+    .action(async (name: string, o: KeyOpts) => {
+      const data = readInput(o.in!, 'input');
+      const sig = await withKeyring(o, (kr) => kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.version) }));
+      writeOutput(o.out, sig, { binary: true });
+    });
+
+  storeOptions(key.command('verify <name>').description('verify a signature (exit 0 valid, 1 invalid)'))
+    .requiredOption('-i, --in <file>', "signed data, or '-' for stdin")
+    .requiredOption('--sig <file>', 'signature file')
+    .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
+    .option('--version <n>', 'verify against this version only')
+    .action(async (name: string, o: KeyOpts) => {
+      const data = readInput(o.in!, 'input');
+      const sig = readInput(o.sig!, 'signature');
+      const ok = await withKeyring(o, (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.version) }));
+      if (o.json) printJson({ name, valid: ok });
+      else process.stdout.write(ok ? 'signature valid\n' : '');
+      if (!ok) throw err('VERIFY_FAILED', `signature does not verify with key '${name}'`);
+    });
+
+  for (const op of ['encrypt', 'decrypt'] as const) {
+    storeOptions(
+      key
+        .command(`${op} <name>`)
+        .description(op === 'encrypt' ? 'encrypt a file (aes256: KES ciphertext format; RSA: OAEP-SHA256; ec-p256: ECIES)' : 'decrypt a file made by encrypt (or by KES)'),
+    )
+      .requiredOption('-i, --in <file>', "input, or '-' for stdin")
+      .requiredOption('-o, --out <file>', "output, or '-' for stdout")
+      .option('-c, --context <text>', 'associated data that must match on decrypt')
+      .action(async (name: string, o: KeyOpts) => {
+        const data = readInput(o.in!, 'input');
+        const ctx = o.context === undefined ? undefined : Buffer.from(o.context);
+        const out = await withKeyring(o, (kr) => (op === 'encrypt' ? kr.encrypt(name, data, ctx) : kr.decrypt(name, data, ctx)));
+        writeOutput(o.out, out, { binary: true, secret: op === 'decrypt' });
+      });
+  }
+
+  storeOptions(key.command('generate <name>').description('a new 256-bit data key and its ciphertext under an aes256 key (KES generate)'))
+    .option('-c, --context <text>', 'associated data')
+    .action(async (name: string, o: KeyOpts) => {
+      const dk = await withKeyring(o, (kr) => kr.generate(name, o.context === undefined ? undefined : Buffer.from(o.context)));
+      printJson({ plaintext: dk.plaintext.toString('base64'), ciphertext: dk.ciphertext.toString('base64') });
+    });
+
+  storeOptions(key.command('hmac <name>').description('HMAC-SHA256 of a file under an aes256 key (hex)'))
+    .requiredOption('-i, --in <file>', "input, or '-' for stdin")
+    .action(async (name: string, o: KeyOpts) => {
+      const mac = await withKeyring(o, (kr) => kr.hmac(name, readInput(o.in!, 'input')));
+      if (o.json) printJson({ name, hmac: mac.toString('hex') });
+      else process.stdout.write(mac.toString('hex') + '\n');
+    });
+}

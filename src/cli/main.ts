@@ -1,0 +1,54 @@
+/**
+ * The `keyport` CLI. One file per command group (key, protect, migrate, driver-test, doctor, server),
+ * each exporting `register(program)`. Heavy modules are imported inside the action handlers so that
+ * `keyport --help` loads nothing but commander.
+ */
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { reportError } from './output.js';
+
+const VERSION = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+type Registrar = (program: Command) => void;
+
+/** command groups, one module each (src/cli/<group>.ts exporting `register`) */
+const GROUPS = ['key', 'protect', 'migrate', 'driver-test', 'doctor', 'server'];
+
+async function loadGroups(): Promise<Registrar[]> {
+  const mods = await Promise.all(
+    GROUPS.map((g) =>
+      (import(`./${g}.js`) as Promise<{ register: Registrar }>).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes(`/cli/${g}.js`)) return undefined;
+        throw e;
+      }),
+    ),
+  );
+  return mods.filter((m): m is { register: Registrar } => m !== undefined).map((m) => m.register);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('keyport')
+    .description('Protect private keys with a KMS, move keys between stores and KMSs, serve keys like MinIO KES')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const g of await loadGroups()) g(program);
+  try {
+    await program.parseAsync(argv);
+    process.exitCode = process.exitCode ?? 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help / version are not errors
+      process.exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    process.exitCode = reportError(e);
+  }
+}

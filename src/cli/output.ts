@@ -1,0 +1,30 @@
+/** Output helpers shared by every CLI command: JSON vs human, one-line errors, exit codes. */
+import { isKeyportError, oneLine } from '../errors.js';
+
+export interface GlobalOpts {
+  json?: boolean;
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+}
+
+export function printTable(rows: Record<string, unknown>[], cols: string[]): void {
+  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
+  process.stdout.write(line(cols.map((c) => c.toUpperCase())) + '\n');
+  for (const r of rows) process.stdout.write(line(cols.map((c) => String(r[c] ?? ''))) + '\n');
+}
+
+/** Print a user-facing error on one line and return the exit code (2 usage, 1 otherwise). */
+export function reportError(e: unknown): number {
+  if (isKeyportError(e)) {
+    process.stderr.write(`keyport: ${oneLine(e)}\n`);
+    return e.exitCode;
+  }
+  const code = (e as { code?: string })?.code;
+  if (typeof code === 'string' && code.startsWith('commander.')) return 2; // commander already printed it
+  process.stderr.write(`keyport: internal error: ${oneLine(e)} (set KEYPORT_DEBUG=1 for details)\n`);
+  if (process.env.KEYPORT_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+  return 1;
+}

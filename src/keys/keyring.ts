@@ -1,0 +1,453 @@
+/**
+ * The one Keyring over any RecordStore. A version's secret is held clear, sealed (envelope
+ * protection: a wrapper key in a KMS) or external (generated and used inside a KMS); the store's
+ * protection setting decides how new secrets are held. Public-key operations (verify, encrypt) always
+ * run locally; private-key operations run here or, for external keys, in the KMS.
+ */
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { err, isKeyportError } from '../errors.js';
+import { KEY_TYPE_INFO, parseKeyType, type KeyType, type Purpose } from '../crypto/keytypes.js';
+import { generateKey, parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
+import { fingerprintOf } from '../crypto/fingerprint.js';
+import { signData, verifyData } from '../crypto/sign.js';
+import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../crypto/asym.js';
+import { derToRaw, ecdsaSize } from '../crypto/ecdsa-encoding.js';
+import { hmacSha256 } from '../crypto/mac.js';
+import { kesDecrypt, kesEncrypt } from '../crypto/kes-ciphertext.js';
+import { splitKeyUri, redactUri } from '../config/uri.js';
+import { openDriver } from '../kms/registry.js';
+import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
+import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
+import { KEY_USAGES } from '../store/types.js';
+import { readProtection, type Protection } from '../store/protection.js';
+import { WrapperKeys } from '../store/envelope.js';
+import { TtlCache } from './cache.js';
+import { checkName, compilePattern } from './names.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions } from './types.js';
+
+export interface KeyringOptions {
+  /** how long unsealed / parsed secrets stay in memory (ms); default 5 minutes */
+  cacheTtlMs?: number;
+  /** KES expiry.unused_key (ms), 0 = off */
+  cacheUnusedMs?: number;
+  /** identity recorded as createdBy */
+  actor?: string;
+}
+
+type Secret = { kind: 'sym'; key: Buffer } | { kind: 'priv'; key: KeyObject } | { kind: 'ext'; driver: Driver; keyId: string };
+
+export const SIGN_ALGO: Record<KeyType, SigningAlgoSpec | undefined> = {
+  aes256: undefined,
+  'ec-p256': 'ecdsa-sha256',
+  secp256k1: 'ecdsa-sha256',
+  'ec-p384': 'ecdsa-sha384',
+  ed25519: 'ed25519',
+  'rsa-2048': 'rsa-pss-sha256',
+  'rsa-3072': 'rsa-pss-sha256',
+};
+
+export function toKeyInfo(r: KeyRecord): KeyInfo {
+  const v = r.versions[r.versions.length - 1]!;
+  return {
+    name: r.name,
+    type: r.type,
+    purpose: r.purpose,
+    usage: r.usage,
+    state: r.state,
+    createdAt: r.createdAt,
+    createdBy: r.createdBy,
+    fingerprint: v.fingerprint,
+    version: v.version,
+    versions: r.versions.length,
+    protection: v.external ? 'external' : v.sealed ? 'sealed' : 'clear',
+    ...(v.publicKey ? { publicKey: v.publicKey } : {}),
+  };
+}
+
+export class StoreKeyring implements Keyring {
+  readonly uri: string;
+  readonly wrappers = new WrapperKeys();
+  private secrets: TtlCache<string, Secret>;
+  private publics = new TtlCache<string, KeyObject>(3_600_000, 50_000);
+  private protectionCache?: { p: Protection; at: number };
+  private drivers = new Map<string, Promise<Driver>>();
+
+  constructor(
+    readonly store: RecordStore,
+    private opts: KeyringOptions = {},
+  ) {
+    this.uri = store.uri;
+    this.secrets = new TtlCache(opts.cacheTtlMs ?? 300_000, 10_000, opts.cacheUnusedMs ?? 0);
+  }
+
+  /** the store's protection (re-read at most once a second so replicas follow a change) */
+  async protection(): Promise<Protection> {
+    const now = Date.now();
+    if (this.protectionCache && now - this.protectionCache.at < 1000) return this.protectionCache.p;
+    const p = await readProtection(this.store);
+    this.protectionCache = { p, at: now };
+    return p;
+  }
+
+  invalidate(): void {
+    this.protectionCache = undefined;
+    this.secrets.clear();
+  }
+
+  kmsDriver(kmsUri: string): Promise<Driver> {
+    let d = this.drivers.get(kmsUri);
+    if (!d) {
+      d = openDriver(kmsUri);
+      d.catch(() => this.drivers.delete(kmsUri));
+      this.drivers.set(kmsUri, d);
+    }
+    return d;
+  }
+
+  // ---- records -------------------------------------------------------------------------------
+
+  private async record(name: string): Promise<KeyRecord> {
+    checkName(name);
+    return this.store.get(name);
+  }
+
+  private version(r: KeyRecord, v?: number): VersionRecord {
+    if (v === undefined) return r.versions[r.versions.length - 1]!;
+    const found = r.versions.find((x) => x.version === v);
+    if (!found) throw err('NOT_FOUND', `key '${r.name}' has no version ${v}`);
+    return found;
+  }
+
+  /** seal or keep clear, per the store's protection */
+  async holdSecret(secret: Buffer): Promise<Pick<VersionRecord, 'clear' | 'sealed'>> {
+    const p = await this.protection();
+    if (p.mode === 'envelope') return { sealed: await this.wrappers.seal(p.wrapper, secret) };
+    return { clear: secret.toString('base64') };
+  }
+
+  /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
+  async secretBytes(r: KeyRecord, v: VersionRecord): Promise<Buffer> {
+    if (v.clear !== undefined) return Buffer.from(v.clear, 'base64');
+    if (v.sealed) return this.wrappers.unseal(v.sealed);
+    throw err('UNSUPPORTED', `key '${r.name}' lives in KMS ${redactUri(v.external!.kms)} and cannot be exported`);
+  }
+
+  private async secret(r: KeyRecord, v: VersionRecord): Promise<Secret> {
+    const ck = v.clear ?? v.sealed?.blob ?? `${v.external?.kms}#${v.external?.keyId}`;
+    const hit = this.secrets.get(ck);
+    if (hit) return hit;
+    let s: Secret;
+    if (v.external) {
+      const { kms, keyId } = v.external;
+      s = { kind: 'ext', driver: await this.kmsDriver(kms), keyId };
+    } else {
+      const bytes = await this.secretBytes(r, v);
+      s = r.type === 'aes256' ? { kind: 'sym', key: bytes } : { kind: 'priv', key: privateKeyObject(bytes) };
+    }
+    this.secrets.set(ck, s);
+    return s;
+  }
+
+  private publicOf(r: KeyRecord, v: VersionRecord): KeyObject {
+    if (!v.publicKey) throw err('KEY_USAGE', `key '${r.name}' is ${r.type}: it has no public key`);
+    let k = this.publics.get(v.publicKey);
+    if (!k) {
+      k = publicKeyObject(Buffer.from(v.publicKey, 'base64'));
+      this.publics.set(v.publicKey, k);
+    }
+    return k;
+  }
+
+  private usable(r: KeyRecord, purpose: Purpose, what: string): void {
+    if (r.state !== 'active') throw err('KEY_DISABLED', `key '${r.name}' is disabled`);
+    if (r.purpose !== purpose) throw err('KEY_USAGE', `key '${r.name}' is a ${r.type} ${r.purpose} key: it cannot ${what}`);
+  }
+
+  private checkUsage(r: KeyRecord, usage: KeyUsage | undefined): void {
+    if (r.usage.includes('any')) return;
+    if (!usage) throw err('KEY_USAGE', `key '${r.name}' may only sign for ${r.usage.join(', ')}: say which with --usage`);
+    if (!r.usage.includes(usage)) throw err('KEY_USAGE', `key '${r.name}' may only sign for ${r.usage.join(', ')}, not ${usage}`);
+  }
+
+  private static purposeFor(type: KeyType, purpose?: Purpose): Purpose {
+    const info = KEY_TYPE_INFO[type];
+    const p = purpose ?? info.defaultPurpose;
+    if (!info.purposes.includes(p)) throw err('USAGE', `a ${type} key cannot be a ${p} key: use ${info.purposes.join(' or ')}`);
+    return p;
+  }
+
+  private static usageFor(purpose: Purpose, usage?: KeyUsage[]): KeyUsage[] {
+    if (!usage || usage.length === 0) return ['any'];
+    for (const u of usage) if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
+    if (purpose !== 'signing' && !usage.includes('any')) throw err('USAGE', 'usage restrictions apply to signing keys only');
+    return usage;
+  }
+
+  private newRecord(name: string, type: KeyType, purpose: Purpose, usage: KeyUsage[], createdBy: string | undefined, v: VersionRecord, meta?: Record<string, string>): KeyRecord {
+    return {
+      name,
+      type,
+      purpose,
+      usage,
+      state: 'active',
+      createdAt: v.createdAt,
+      createdBy: createdBy ?? this.opts.actor ?? 'keyport',
+      ...(meta ? { meta } : {}),
+      versions: [v],
+    };
+  }
+
+  /** a new version for a record: generated here, or in the KMS for an external store */
+  private async newVersion(name: string, type: KeyType, purpose: Purpose, version: number): Promise<VersionRecord> {
+    const createdAt = new Date().toISOString();
+    const p = await this.protection();
+    if (p.mode === 'external') {
+      const driver = await this.kmsDriver(p.kms);
+      const label = version === 1 ? name : `${name}-v${version}`;
+      let keyId: string;
+      if (type === 'aes256') keyId = await driver.generateSymmetricKey(label);
+      else if (purpose === 'signing') keyId = await driver.generateSigningKeyPair(type as SigningKeySpec, label);
+      else keyId = await driver.generateEncryptionKeyPair(type as EncryptionKeySpec, label);
+      const ext = { kms: p.kms, keyId };
+      if (type === 'aes256') return { version, createdAt, fingerprint: `kms:${keyId}`, external: ext };
+      const { spki } = await driver.getPublicKey(keyId);
+      return { version, createdAt, publicKey: spki.toString('base64'), fingerprint: fingerprintOf(type, { publicKey: spki }), external: ext };
+    }
+    const m = generateKey(type);
+    return {
+      version,
+      createdAt,
+      ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
+      fingerprint: fingerprintOf(type, m),
+      ...(await this.holdSecret(m.secret)),
+    };
+  }
+
+  private async dropExternal(v: VersionRecord): Promise<void> {
+    if (!v.external) return;
+    const d = await this.kmsDriver(v.external.kms);
+    await d.deleteKey(v.external.keyId).catch(() => undefined);
+  }
+
+  // ---- Keyring -------------------------------------------------------------------------------
+
+  async create(name: string, opts: CreateOptions = {}): Promise<KeyInfo> {
+    checkName(name);
+    const type = parseKeyType(opts.type);
+    const purpose = StoreKeyring.purposeFor(type, opts.purpose);
+    const usage = StoreKeyring.usageFor(purpose, opts.usage);
+    const p = await this.protection();
+    if (p.mode === 'external') {
+      // do not leave an orphan KMS key behind for a name that is taken
+      const exists = await this.store.get(name).then(() => true, (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)));
+      if (exists) throw err('EXISTS', `key '${name}' already exists`);
+    }
+    const v = await this.newVersion(name, type, purpose, 1);
+    const rec = this.newRecord(name, type, purpose, usage, opts.createdBy, v, p.mode === 'external' ? { kms_generated: 'true' } : undefined);
+    try {
+      await this.store.create(rec);
+    } catch (e) {
+      await this.dropExternal(v);
+      throw e;
+    }
+    return toKeyInfo(rec);
+  }
+
+  async import(name: string, material: Buffer, opts: CreateOptions = {}): Promise<KeyInfo> {
+    checkName(name);
+    const m = parseKeyMaterial(material, opts.type ? parseKeyType(opts.type) : undefined);
+    const purpose = StoreKeyring.purposeFor(m.type, opts.purpose);
+    const usage = StoreKeyring.usageFor(purpose, opts.usage);
+    const p = await this.protection();
+    const createdAt = new Date().toISOString();
+    let v: VersionRecord;
+    if (p.mode === 'external') {
+      const driver = await this.kmsDriver(p.kms);
+      if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
+      const kind = m.type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
+      const keyId = await driver.importKey({ kind, spec: m.type as SigningKeySpec, secret: m.secret }, name);
+      v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), external: { kms: p.kms, keyId } };
+    } else {
+      v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), ...(await this.holdSecret(m.secret)) };
+    }
+    const rec = this.newRecord(name, m.type, purpose, usage, opts.createdBy, v);
+    try {
+      await this.store.create(rec);
+    } catch (e) {
+      await this.dropExternal(v);
+      throw e;
+    }
+    return toKeyInfo(rec);
+  }
+
+  /** adopt a key that already exists in a KMS (Canton's manual init): reference + public key only */
+  async register(name: string, keyUri: string, opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {}): Promise<KeyInfo> {
+    checkName(name);
+    const { kms, keyRef } = splitKeyUri(keyUri);
+    const driver = await this.kmsDriver(kms.raw.replace(/;?(key-id|object|id)=[^;?&]*/g, ''));
+    const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
+    await driver.keyExistsAndIsActive(keyId);
+    const kmsUri = kms.raw.replace(/;?(key-id|object|id)=[^;?&]*/g, '');
+    const createdAt = new Date().toISOString();
+    let rec: KeyRecord;
+    let pub: { spki: Buffer } | undefined;
+    try {
+      pub = await driver.getPublicKey(keyId);
+    } catch (e) {
+      if (!isKeyportError(e, 'KEY_USAGE') && !isKeyportError(e, 'UNSUPPORTED')) throw e;
+    }
+    if (pub) {
+      const type = keyTypeOf(publicKeyObject(pub.spki));
+      const purpose = StoreKeyring.purposeFor(type, opts.purpose ?? (opts.usage?.length ? 'signing' : undefined));
+      const v: VersionRecord = { version: 1, createdAt, publicKey: pub.spki.toString('base64'), fingerprint: fingerprintOf(type, { publicKey: pub.spki }), external: { kms: kmsUri, keyId } };
+      rec = this.newRecord(name, type, purpose, StoreKeyring.usageFor(purpose, opts.usage), opts.createdBy, v, { registered: 'true' });
+    } else {
+      const v: VersionRecord = { version: 1, createdAt, fingerprint: `kms:${keyId}`, external: { kms: kmsUri, keyId } };
+      rec = this.newRecord(name, 'aes256', 'symmetric', ['any'], opts.createdBy, v, { registered: 'true' });
+    }
+    await this.store.create(rec);
+    return toKeyInfo(rec);
+  }
+
+  async describe(name: string): Promise<KeyInfo> {
+    return toKeyInfo(await this.record(name));
+  }
+
+  async list(pattern?: string, opts: { after?: string; limit?: number } = {}): Promise<{ names: string[]; next?: string }> {
+    const pat = compilePattern(pattern);
+    const limit = opts.limit ?? Infinity;
+    const names: string[] = [];
+    let after = opts.after;
+    for (;;) {
+      const page = await this.store.list({ prefix: pat.prefix, after, limit: 1000 });
+      for (const n of page.names) {
+        if (!pat.test(n)) continue;
+        names.push(n);
+        if (names.length >= limit) return { names, next: n };
+      }
+      if (!page.next) return { names };
+      after = page.next;
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    const r = await this.record(name);
+    await this.store.delete(name);
+    // keys keyport generated inside a KMS go with their record; registered ones stay in the KMS
+    if (r.meta?.['kms_generated'] === 'true') for (const v of r.versions) await this.dropExternal(v);
+  }
+
+  async rotate(name: string): Promise<KeyInfo> {
+    const r = await this.record(name);
+    const last = r.versions[r.versions.length - 1]!;
+    if (r.meta?.['registered'] === 'true') throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
+    const v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
+    const next: KeyRecord = { ...r, versions: [...r.versions, v] };
+    try {
+      await this.store.replace(next);
+    } catch (e) {
+      await this.dropExternal(v);
+      throw e;
+    }
+    return toKeyInfo(next);
+  }
+
+  async export(name: string): Promise<ExportedKey[]> {
+    const r = await this.record(name);
+    const out: ExportedKey[] = [];
+    for (const v of r.versions) out.push({ type: r.type, secret: await this.secretBytes(r, v), version: v.version });
+    return out;
+  }
+
+  async publicKey(name: string, version?: number): Promise<Buffer> {
+    const r = await this.record(name);
+    const v = this.version(r, version);
+    if (!v.publicKey) throw err('KEY_USAGE', `key '${name}' is ${r.type}: it has no public key`);
+    return Buffer.from(v.publicKey, 'base64');
+  }
+
+  async sign(name: string, data: Buffer, opts: SignOptions = {}): Promise<Buffer> {
+    const r = await this.record(name);
+    this.usable(r, 'signing', 'sign');
+    this.checkUsage(r, opts.usage);
+    const v = this.version(r, opts.version);
+    const s = await this.secret(r, v);
+    const format = opts.format ?? 'der';
+    if (s.kind === 'ext') {
+      const der = await s.driver.sign(s.keyId, data, SIGN_ALGO[r.type]!);
+      return format === 'raw' && KEY_TYPE_INFO[r.type].family === 'ec' ? derToRaw(der, ecdsaSize(r.type)) : der;
+    }
+    if (s.kind !== 'priv') throw err('KEY_USAGE', `key '${name}' cannot sign`);
+    return signData(r.type, s.key, data, format);
+  }
+
+  async verify(name: string, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
+    const r = await this.record(name);
+    if (r.purpose !== 'signing') throw err('KEY_USAGE', `key '${name}' is a ${r.type} ${r.purpose} key: it cannot verify`);
+    const versions = opts.version !== undefined ? [this.version(r, opts.version)] : [...r.versions].reverse();
+    for (const v of versions) if (verifyData(r.type, this.publicOf(r, v), data, signature, opts.format ?? 'der')) return true;
+    return false;
+  }
+
+  async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
+    const r = await this.record(name);
+    if (r.type === 'aes256') {
+      this.usable(r, 'symmetric', 'encrypt');
+      const v = this.version(r);
+      const s = await this.secret(r, v);
+      if (s.kind === 'ext') {
+        if (context?.length) throw err('UNSUPPORTED', `key '${name}' lives in a KMS: encryption context is not supported there`);
+        return s.driver.encryptSymmetric(s.keyId, plaintext);
+      }
+      return kesEncrypt((s as { key: Buffer }).key, plaintext, context);
+    }
+    this.usable(r, 'encryption', 'encrypt');
+    const pub = this.publicOf(r, this.version(r));
+    if (KEY_TYPE_INFO[r.type].family === 'rsa') return rsaOaepEncrypt(pub, plaintext, context?.length ? context : undefined);
+    return eciesEncrypt(pub, plaintext, context);
+  }
+
+  async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
+    const r = await this.record(name);
+    this.usable(r, r.type === 'aes256' ? 'symmetric' : 'encryption', 'decrypt');
+    // the ciphertext does not name its version: newest first, authentication picks the right one
+    let last: unknown;
+    for (const v of [...r.versions].reverse()) {
+      try {
+        const s = await this.secret(r, v);
+        if (s.kind === 'ext') {
+          if (r.type === 'aes256') return await s.driver.decryptSymmetric(s.keyId, ciphertext);
+          return await s.driver.decryptAsymmetric(s.keyId, ciphertext, KEY_TYPE_INFO[r.type].family === 'rsa' ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm');
+        }
+        if (s.kind === 'sym') return kesDecrypt(s.key, ciphertext, context);
+        if (KEY_TYPE_INFO[r.type].family === 'rsa') return rsaOaepDecrypt(s.key, ciphertext, context?.length ? context : undefined);
+        return eciesDecrypt(s.key, ciphertext, context);
+      } catch (e) {
+        if (!isKeyportError(e, 'INVALID_CIPHERTEXT')) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
+    const r = await this.record(name);
+    if (r.type !== 'aes256') throw err('KEY_USAGE', `key '${name}' is ${r.type}: data keys come from aes256 keys`);
+    const plaintext = randomBytes(32);
+    return { plaintext, ciphertext: await this.encrypt(name, plaintext, context) };
+  }
+
+  async hmac(name: string, message: Buffer): Promise<Buffer> {
+    const r = await this.record(name);
+    this.usable(r, 'symmetric', 'compute an HMAC');
+    const s = await this.secret(r, this.version(r));
+    if (s.kind !== 'sym') throw err('UNSUPPORTED', `key '${name}' lives in a KMS: HMAC is not available there`);
+    return hmacSha256(s.key, message);
+  }
+
+  async close(): Promise<void> {
+    await this.wrappers.close();
+    for (const d of this.drivers.values()) await d.then((x) => x.close?.()).catch(() => undefined);
+    await this.store.close();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Canton's transitions of a store's protection, in place:
+ *   enable  — clear → envelope: every clear secret sealed under the wrapper key
+ *   disable — envelope → clear
+ *   rotate  — envelope(old) → envelope(new): every sealed secret re-wrapped
+ * On stores with transactions (SQLite, PostgreSQL) all records and the protection setting change in one
+ * transaction; elsewhere each record is replaced atomically and the setting changes last, so a crash
+ * leaves every key readable and re-running the command finishes the job. Old wrapper keys are never
+ * deleted by keyport.
+ */
+import { err } from '../errors.js';
+import { redactUri } from '../config/uri.js';
+import type { KeyRecord, VersionRecord } from '../store/types.js';
+import { allNames } from '../store/types.js';
+import type { Protection } from '../store/protection.js';
+import { PROTECTION_META, readProtection } from '../store/protection.js';
+import type { StoreKeyring } from './keyring.js';
+
+export interface ProtectResult {
+  /** records rewritten */
+  changed: number;
+  /** records already in the target state */
+  unchanged: number;
+  protection: Protection;
+}
+
+export type Progress = (done: number, total?: number) => void;
+
+async function transform(
+  kr: StoreKeyring,
+  target: Protection,
+  fn: (r: KeyRecord, v: VersionRecord) => Promise<VersionRecord | undefined>,
+  progress?: Progress,
+): Promise<ProtectResult> {
+  const store = kr.store;
+  const changedRecs: KeyRecord[] = [];
+  let changed = 0;
+  let unchanged = 0;
+  let done = 0;
+  const batch = store.capabilities.transactions ? Infinity : 200;
+  const metaValue = target.mode === 'clear' ? undefined : JSON.stringify(target);
+  const flush = async (final: boolean) => {
+    if (changedRecs.length === 0 && !final) return;
+    if (final) await store.putMany(changedRecs.splice(0), { [PROTECTION_META]: metaValue });
+    else await store.putMany(changedRecs.splice(0));
+  };
+  for await (const name of allNames(store)) {
+    const r = await store.get(name);
+    let touched = false;
+    const versions: VersionRecord[] = [];
+    for (const v of r.versions) {
+      const nv = await fn(r, v);
+      if (nv) touched = true;
+      versions.push(nv ?? v);
+    }
+    if (touched) {
+      changedRecs.push({ ...r, versions });
+      changed++;
+    } else unchanged++;
+    progress?.(++done);
+    if (changedRecs.length >= batch) await flush(false);
+  }
+  await flush(true);
+  kr.invalidate();
+  return { changed, unchanged, protection: target };
+}
+
+function strip(v: VersionRecord): VersionRecord {
+  const { clear: _c, sealed: _s, ...rest } = v;
+  return rest;
+}
+
+export async function protectEnable(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
+  const cur = await readProtection(kr.store);
+  if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
+  if (cur.mode === 'envelope' && cur.wrapper !== wrapper)
+    throw err('CONFLICT', `store is already protected by ${redactUri(cur.wrapper)}: use 'keyport protect rotate' to change the wrapper key`, { retryable: false });
+  await kr.wrappers.check(wrapper);
+  return transform(kr, { mode: 'envelope', wrapper }, async (_r, v) => (v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) } : undefined), progress);
+}
+
+export async function protectDisable(kr: StoreKeyring, progress?: Progress): Promise<ProtectResult> {
+  const cur = await readProtection(kr.store);
+  if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): there is nothing to decrypt');
+  return transform(kr, { mode: 'clear' }, async (_r, v) => (v.sealed ? { ...strip(v), clear: (await kr.wrappers.unseal(v.sealed)).toString('base64') } : undefined), progress);
+}
+
+export async function protectRotate(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
+  const cur = await readProtection(kr.store);
+  if (cur.mode !== 'envelope') throw err('USAGE', `store is not envelope-protected: use 'keyport protect enable --wrapper …' first`);
+  await kr.wrappers.check(wrapper);
+  return transform(
+    kr,
+    { mode: 'envelope', wrapper },
+    async (_r, v) => {
+      if (v.sealed && v.sealed.wrapper !== wrapper) return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, await kr.wrappers.unseal(v.sealed)) };
+      if (v.clear !== undefined) return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) };
+      return undefined;
+    },
+    progress,
+  );
+}

@@ -1,0 +1,132 @@
+/**
+ * `fs:DIR`: one JSON file per key (`DIR/NAME.key`), written temp + fsync + rename (create: link, so it
+ * never replaces), files 0600 in a 0700 directory. Listing reads the whole directory and sorts, so it
+ * never truncates. Store settings live in `DIR/.keyport-meta.json`.
+ */
+import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { err } from '../errors.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import { parseRecord } from './record.js';
+import { createFileAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
+
+const EXT = '.key';
+const META = '.keyport-meta.json';
+
+export async function openFsStore(dir: string, uri: string): Promise<RecordStore> {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw err('USAGE', `fs: store ${dir} is not a directory`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return new FsStore(dir, uri);
+}
+
+function ioError(e: unknown, what: string): never {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') throw err('PERMISSION', `${what}: permission denied`);
+  throw err('UNAVAILABLE', `${what}: ${code ?? (e as Error).message}`, { retryable: false });
+}
+
+class FsStore implements RecordStore {
+  readonly capabilities = { transactions: false, kind: 'fs' };
+  constructor(
+    private dir: string,
+    readonly uri: string,
+  ) {}
+
+  private file(name: string) {
+    return join(this.dir, name + EXT);
+  }
+
+  async create(rec: KeyRecord): Promise<void> {
+    try {
+      createFileAtomic(this.file(rec.name), JSON.stringify(rec));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw err('EXISTS', `key '${rec.name}' already exists`);
+      ioError(e, `cannot write key '${rec.name}'`);
+    }
+  }
+
+  async get(name: string): Promise<KeyRecord> {
+    let text: string;
+    try {
+      text = readFileSync(this.file(name), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
+      ioError(e, `cannot read key '${name}'`);
+    }
+    return parseRecord(text, `key '${name}'`);
+  }
+
+  async list(opts: ListOptions = {}): Promise<ListPage> {
+    const limit = Math.max(1, opts.limit ?? 1000);
+    const prefix = opts.prefix ?? '';
+    const after = opts.after ?? '';
+    let entries: string[];
+    try {
+      entries = readdirSync(this.dir);
+    } catch (e) {
+      ioError(e, `cannot list ${this.dir}`);
+    }
+    const names = entries
+      .filter((f) => f.endsWith(EXT) && !f.startsWith('.'))
+      .map((f) => f.slice(0, -EXT.length))
+      .filter((n) => n.startsWith(prefix) && n > after)
+      .sort();
+    if (names.length > limit) return { names: names.slice(0, limit), next: names[limit - 1] };
+    return { names };
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      unlinkSync(this.file(name));
+      fsyncDir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
+      ioError(e, `cannot delete key '${name}'`);
+    }
+  }
+
+  async replace(rec: KeyRecord): Promise<void> {
+    if (!existsSync(this.file(rec.name))) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
+    try {
+      writeFileAtomic(this.file(rec.name), JSON.stringify(rec));
+    } catch (e) {
+      ioError(e, `cannot write key '${rec.name}'`);
+    }
+  }
+
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    // each file is replaced atomically; the directory has no multi-file transaction
+    for (const r of recs) {
+      try {
+        writeFileAtomic(this.file(r.name), JSON.stringify(r));
+      } catch (e) {
+        ioError(e, `cannot write key '${r.name}'`);
+      }
+    }
+    for (const [k, v] of Object.entries(meta ?? {})) await this.setMeta(k, v);
+  }
+
+  private readMeta(): Record<string, string> {
+    try {
+      return JSON.parse(readFileSync(join(this.dir, META), 'utf8')) as Record<string, string>;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw err('INVALID_INPUT', `${join(this.dir, META)} is damaged: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.readMeta()[key];
+  }
+
+  async setMeta(key: string, value: string | undefined): Promise<void> {
+    const m = this.readMeta();
+    if (value === undefined) delete m[key];
+    else m[key] = value;
+    writeFileAtomic(join(this.dir, META), JSON.stringify(m));
+  }
+
+  async close(): Promise<void> {}
+}
+
+export { TEMP_PREFIX };

@@ -1,0 +1,42 @@
+/** Validation of records read from any store: a damaged record is a clear error, never a crash. */
+import { z } from 'zod';
+import { err } from '../errors.js';
+import { KEY_TYPES } from '../crypto/keytypes.js';
+import { KEY_USAGES, type KeyRecord } from './types.js';
+
+const Version = z.object({
+  version: z.number().int().positive(),
+  createdAt: z.string(),
+  publicKey: z.string().optional(),
+  fingerprint: z.string(),
+  clear: z.string().optional(),
+  sealed: z.object({ wrapper: z.string(), blob: z.string() }).optional(),
+  external: z.object({ kms: z.string(), keyId: z.string() }).optional(),
+});
+
+export const KeyRecordSchema = z.object({
+  name: z.string(),
+  type: z.enum(KEY_TYPES),
+  purpose: z.enum(['symmetric', 'signing', 'encryption']),
+  usage: z.array(z.enum(KEY_USAGES)),
+  state: z.enum(['active', 'disabled']),
+  createdAt: z.string(),
+  createdBy: z.string(),
+  meta: z.record(z.string(), z.string()).optional(),
+  versions: z.array(Version).min(1),
+});
+
+export function parseRecord(json: string, where: string): KeyRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    throw err('INVALID_INPUT', `${where}: stored key record is not valid JSON`);
+  }
+  const r = KeyRecordSchema.safeParse(v);
+  if (!r.success) throw err('INVALID_INPUT', `${where}: stored key record is malformed (${r.error.issues[0]?.path.join('.') || 'root'}: ${r.error.issues[0]?.message})`);
+  return r.data as KeyRecord;
+}
+
+/** upper bound for a prefix range scan over ASCII names */
+export const prefixEnd = (prefix: string) => prefix + '\uffff';

@@ -1,0 +1,118 @@
+/**
+ * The embedded default store: one SQLite file (better-sqlite3), WAL journal, synchronous=FULL so a
+ * committed key survives power loss; every write is one transaction (all or nothing).
+ */
+import { mkdirSync, chmodSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type DatabaseT from 'better-sqlite3';
+import { err } from '../errors.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import { parseRecord, prefixEnd } from './record.js';
+
+export async function openSqliteStore(path: string, uri: string): Promise<RecordStore> {
+  const Database = (await import('better-sqlite3')).default;
+  const fresh = !existsSync(path);
+  if (fresh) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let db: DatabaseT.Database;
+  try {
+    db = new Database(path, { timeout: 10_000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(`CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
+  } catch (e) {
+    throw err('UNAVAILABLE', `cannot open SQLite store ${path}: ${(e as Error).message}`, { retryable: false });
+  }
+  if (fresh) for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+  return new SqliteStore(db, uri, path);
+}
+
+class SqliteStore implements RecordStore {
+  readonly capabilities = { transactions: true, kind: 'sqlite' };
+  private q;
+  constructor(
+    private db: DatabaseT.Database,
+    readonly uri: string,
+    private path: string,
+  ) {
+    this.q = {
+      insert: db.prepare('INSERT INTO keys (name, record) VALUES (?, ?)'),
+      upsert: db.prepare('INSERT INTO keys (name, record) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET record = excluded.record'),
+      update: db.prepare('UPDATE keys SET record = ? WHERE name = ?'),
+      get: db.prepare('SELECT record FROM keys WHERE name = ?').pluck(),
+      del: db.prepare('DELETE FROM keys WHERE name = ?'),
+      list: db.prepare('SELECT name FROM keys WHERE name > ? AND name >= ? AND name < ? ORDER BY name LIMIT ?').pluck(),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      delMeta: db.prepare('DELETE FROM meta WHERE key = ?'),
+    };
+  }
+
+  private wrap<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
+      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') throw err('CONFLICT', `SQLite store ${this.path} is busy: retry`);
+      if (code.startsWith('SQLITE_')) throw err('UNAVAILABLE', `SQLite store ${this.path}: ${(e as Error).message}`, { retryable: false });
+      throw e;
+    }
+  }
+
+  async create(rec: KeyRecord): Promise<void> {
+    try {
+      this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)));
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw err('EXISTS', `key '${rec.name}' already exists`);
+      throw e;
+    }
+  }
+
+  async get(name: string): Promise<KeyRecord> {
+    const r = this.wrap(() => this.q.get.get(name)) as string | undefined;
+    if (r === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
+    return parseRecord(r, `key '${name}'`);
+  }
+
+  async list(opts: ListOptions = {}): Promise<ListPage> {
+    const limit = Math.max(1, Math.min(opts.limit ?? 1000, 100_000));
+    const prefix = opts.prefix ?? '';
+    const names = this.wrap(() => this.q.list.all(opts.after ?? '', prefix, prefixEnd(prefix), limit + 1)) as string[];
+    if (names.length > limit) {
+      names.length = limit;
+      return { names, next: names[limit - 1] };
+    }
+    return { names };
+  }
+
+  async delete(name: string): Promise<void> {
+    const r = this.wrap(() => this.q.del.run(name));
+    if (r.changes === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
+  }
+
+  async replace(rec: KeyRecord): Promise<void> {
+    const r = this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name));
+    if (r.changes === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
+  }
+
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    const tx = this.db.transaction((rs: KeyRecord[]) => {
+      for (const r of rs) this.q.upsert.run(r.name, JSON.stringify(r));
+      for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);
+    });
+    this.wrap(() => tx(recs));
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.wrap(() => this.q.getMeta.get(key)) as string | undefined;
+  }
+
+  async setMeta(key: string, value: string | undefined): Promise<void> {
+    this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
