@@ -61,6 +61,7 @@ async function transform(
     if (changedRecs.length >= batch) await flush(false);
   }
   await flush(true);
+  await store.compact?.();
   kr.invalidate();
   return { changed, unchanged, protection: target };
 }

@@ -18,6 +18,8 @@ export async function openSqliteStore(path: string, uri: string): Promise<Record
     db = new Database(path, { timeout: 10_000 });
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
+    // overwrite freed content so old clear key bytes do not linger after protect enable / delete
+    db.pragma('secure_delete = ON');
     db.exec(`CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
   } catch (e) {
@@ -110,6 +112,11 @@ class SqliteStore implements RecordStore {
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
     this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
+  }
+
+  /** fold the WAL into the database file and truncate it, so no superseded page survives */
+  async compact(): Promise<void> {
+    this.wrap(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
   }
 
   async close(): Promise<void> {

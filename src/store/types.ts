@@ -90,6 +90,8 @@ export interface RecordStore {
   /** store-level settings (e.g. envelope protection); undefined when unset */
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string | undefined): Promise<void>;
+  /** optional: drop superseded copies of records (e.g. SQLite WAL frames) after a bulk rewrite */
+  compact?(): Promise<void>;
   close(): Promise<void>;
 }
 
