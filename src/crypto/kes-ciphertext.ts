@@ -73,9 +73,10 @@ function checkKey(key: Buffer) {
 
 export function kesEncrypt(key: Buffer, plaintext: Buffer, context?: Buffer, algorithm: KesAlgorithm = 'AES256'): Buffer {
   checkKey(key);
-  const iv = randomBytes(IV);
-  const nonce = randomBytes(NONCE);
-  return Buffer.concat([seal(algorithm, key, iv, nonce, plaintext, context), iv, nonce]);
+  const ivNonce = randomBytes(IV + NONCE);
+  const iv = ivNonce.subarray(0, IV);
+  const nonce = ivNonce.subarray(IV);
+  return Buffer.concat([seal(algorithm, key, iv, nonce, plaintext, context), ivNonce]);
 }
 
 const LEGACY_AEAD: Record<string, KesAlgorithm> = { 'AES-256-GCM-HMAC-SHA-256': 'AES256', 'ChaCha20Poly1305': 'ChaCha20' };

@@ -29,6 +29,14 @@ export async function openSqliteStore(path: string, uri: string): Promise<Record
   return new SqliteStore(db, uri, path);
 }
 
+function freeze(r: KeyRecord): KeyRecord {
+  for (const v of r.versions) Object.freeze(v);
+  Object.freeze(r.versions);
+  Object.freeze(r.usage);
+  if (r.meta) Object.freeze(r.meta);
+  return Object.freeze(r);
+}
+
 class SqliteStore implements RecordStore {
   readonly capabilities = { transactions: true, kind: 'sqlite' };
   private q;
@@ -47,7 +55,24 @@ class SqliteStore implements RecordStore {
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       delMeta: db.prepare('DELETE FROM meta WHERE key = ?'),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
     };
+  }
+
+  /**
+   * Parsed records, reused while the database is unchanged: `PRAGMA data_version` moves when another
+   * connection (process, replica) commits, and our own writes drop what they touch. Consistent, and it
+   * spares JSON parsing and validation on the signing hot path. Cached records are frozen.
+   */
+  private cache = new Map<string, KeyRecord>();
+  private dataVersion = -1;
+
+  private fresh(): void {
+    const dv = this.q.dataVersion.get() as number;
+    if (dv !== this.dataVersion) {
+      this.cache.clear();
+      this.dataVersion = dv;
+    }
   }
 
   private wrap<T>(fn: () => T): T {
@@ -63,6 +88,7 @@ class SqliteStore implements RecordStore {
   }
 
   async create(rec: KeyRecord): Promise<void> {
+    this.cache.delete(rec.name);
     try {
       this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)));
     } catch (e) {
@@ -72,9 +98,15 @@ class SqliteStore implements RecordStore {
   }
 
   async get(name: string): Promise<KeyRecord> {
+    this.wrap(() => this.fresh());
+    const hit = this.cache.get(name);
+    if (hit) return hit;
     const r = this.wrap(() => this.q.get.get(name)) as string | undefined;
     if (r === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
-    return parseRecord(r, `key '${name}'`);
+    const rec = freeze(parseRecord(r, `key '${name}'`));
+    if (this.cache.size >= 10_000) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(name, rec);
+    return rec;
   }
 
   async list(opts: ListOptions = {}): Promise<ListPage> {
@@ -89,11 +121,13 @@ class SqliteStore implements RecordStore {
   }
 
   async delete(name: string): Promise<void> {
+    this.cache.delete(name);
     const r = this.wrap(() => this.q.del.run(name));
     if (r.changes === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
   }
 
   async replace(rec: KeyRecord): Promise<void> {
+    this.cache.delete(rec.name);
     const r = this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name));
     if (r.changes === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
   }
@@ -103,6 +137,7 @@ class SqliteStore implements RecordStore {
       for (const r of rs) this.q.upsert.run(r.name, JSON.stringify(r));
       for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);
     });
+    this.cache.clear();
     this.wrap(() => tx(recs));
   }
 
