@@ -125,6 +125,20 @@ export class StoreKeyring implements Keyring {
     return { clear: secret.toString('base64') };
   }
 
+  /**
+   * Hold an incoming secret (migration, import) the way this keyring holds secrets: clear, sealed under
+   * the wrapper, or imported into the KMS of an external store.
+   */
+  async holdIncoming(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Pick<VersionRecord, 'clear' | 'sealed' | 'external'>> {
+    const p = await this.protection();
+    if (p.mode !== 'external') return this.holdSecret(secret);
+    const driver = await this.kmsDriver(p.kms);
+    if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material`);
+    const kind = type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
+    const keyId = await driver.importKey({ kind, spec: type as SigningKeySpec, secret }, version === 1 ? name : `${name}-v${version}`);
+    return { external: { kms: p.kms, keyId } };
+  }
+
   /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
   async secretBytes(r: KeyRecord, v: VersionRecord): Promise<Buffer> {
     if (v.clear !== undefined) return Buffer.from(v.clear, 'base64');

@@ -47,6 +47,7 @@ class SqliteStore implements RecordStore {
   ) {
     this.q = {
       insert: db.prepare('INSERT INTO keys (name, record) VALUES (?, ?)'),
+      insertIgnore: db.prepare('INSERT OR IGNORE INTO keys (name, record) VALUES (?, ?)'),
       upsert: db.prepare('INSERT INTO keys (name, record) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET record = excluded.record'),
       update: db.prepare('UPDATE keys SET record = ? WHERE name = ?'),
       get: db.prepare('SELECT record FROM keys WHERE name = ?').pluck(),
@@ -147,6 +148,16 @@ class SqliteStore implements RecordStore {
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
     this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
+  }
+
+  async createMany(recs: KeyRecord[]): Promise<string[]> {
+    const skipped: string[] = [];
+    const tx = this.db.transaction((rs: KeyRecord[]) => {
+      for (const r of rs) if (this.q.insertIgnore.run(r.name, JSON.stringify(r)).changes === 0) skipped.push(r.name);
+    });
+    for (const r of recs) this.cache.delete(r.name);
+    this.wrap(() => tx(recs));
+    return skipped;
   }
 
   /** fold the WAL into the database file and truncate it, so no superseded page survives */

@@ -90,6 +90,11 @@ export interface RecordStore {
   /** store-level settings (e.g. envelope protection); undefined when unset */
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string | undefined): Promise<void>;
+  /**
+   * optional: create many records in one transaction, skipping names that already exist; returns the
+   * skipped names. Stores without it get one `create` per record.
+   */
+  createMany?(recs: KeyRecord[]): Promise<string[]>;
   /** optional: drop superseded copies of records (e.g. SQLite WAL frames) after a bulk rewrite */
   compact?(): Promise<void>;
   close(): Promise<void>;

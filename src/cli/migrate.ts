@@ -1,0 +1,80 @@
+/** `keyport migrate`: move keys between any two stores or KMSs (the job of `kes migrate`, done safely). */
+import { Command, Option } from 'commander';
+import { err } from '../errors.js';
+import { printJson } from './output.js';
+import { progressBar } from './common.js';
+
+interface MigrateCliOpts {
+  from: string;
+  to: string;
+  force?: boolean;
+  merge?: boolean;
+  dryRun?: boolean;
+  verify: boolean;
+  rekey?: boolean;
+  concurrency: string;
+  journal?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('migrate [pattern]')
+    .description('move keys (all, a glob, or one name) between stores and KMSs: planned first, verified after, resumable')
+    .requiredOption('--from <store>', 'source store URI or YAML file')
+    .requiredOption('--to <store>', 'target store URI or YAML file')
+    .addOption(new Option('--force', 'replace keys the target already has (atomically)').conflicts('merge'))
+    .addOption(new Option('--merge', 'add only what the target lacks; same-material keys are skipped').conflicts('force'))
+    .option('--dry-run', 'print the plan and write nothing')
+    .option('--no-verify', 'skip the fingerprint and cryptographic round-trip checks')
+    .option('--rekey', 'where the source cannot export (a KMS key), create a new key at the target with a signed delegation')
+    .option('--concurrency <n>', 'keys in flight', '16')
+    .option('--journal <path>', 'journal file (default: beside the target)')
+    .option('--json', 'one JSON report, no progress bar')
+    .action(async (pattern: string | undefined, o: MigrateCliOpts) => {
+      const conc = Number(o.concurrency);
+      if (!Number.isInteger(conc) || conc < 1 || conc > 1024) throw err('USAGE', `--concurrency must be 1-1024, got '${o.concurrency}'`);
+      const { migrate } = await import('../migrate/index.js');
+      const plan = await progressBar('planning', undefined, o.json);
+      let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
+      const report = await migrate({
+        from: o.from,
+        to: o.to,
+        pattern,
+        mode: o.force ? 'force' : o.merge ? 'merge' : 'default',
+        dryRun: o.dryRun,
+        verify: o.verify,
+        rekey: o.rekey,
+        concurrency: conc,
+        journal: o.journal,
+        onProgress: (phase, done, total) => {
+          if (phase === 'plan') return plan.update(done);
+          if (!bar) {
+            plan.stop();
+            void progressBar('migrating', total, o.json).then((b) => (bar = b));
+          }
+          bar?.update(done, total);
+        },
+      }).finally(() => {
+        plan.stop();
+        bar?.stop();
+      });
+      const bad = report.conflicts.length + report.failed.length + report.refused.length;
+      if (o.json) {
+        const { plan: p, ...rest } = report;
+        printJson(o.dryRun ? { ...rest, plan: p } : rest);
+      } else {
+        const w = (s: string) => process.stdout.write(s + '\n');
+        if (report.dryRun) {
+          w(`plan (dry run, nothing written): ${report.planned} to migrate (${Object.entries(report.strategies).filter(([, n]) => n).map(([s, n]) => `${s} ${n}`).join(', ') || 'none'}), ${report.skipped} already there`);
+          for (const e of (report.plan ?? []).slice(0, 50)) w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
+        } else if (report.alreadyFinished) w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
+        else w(`${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${(report.durationMs / 1000).toFixed(1)}s (${report.keysPerSecond.toFixed(0)} keys/s)`);
+        if (report.conflicts.length) w(`conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`);
+        for (const r of report.refused.slice(0, 20)) w(`refused ${r.name}: ${r.reason}`);
+        for (const e of report.errors.slice(0, 20)) w(`failed ${e.name}: ${e.error}`);
+        if (report.rekeyMap) w(`old → new key map and delegations: ${report.rekeyMap}`);
+      }
+      if (bad) process.exitCode = 1;
+    });
+}

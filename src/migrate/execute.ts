@@ -1,0 +1,184 @@
+/**
+ * Executing a plan batch by batch: build each target record (copy, import, re-key), write the batch
+ * (create-only, or atomic replace under --force), verify every key, then mark the batch done in the
+ * journal. A batch interrupted by a crash is simply done again: a key already at the target with the
+ * intended material counts as migrated.
+ */
+import { randomBytes } from 'node:crypto';
+import { err, isKeyportError, oneLine } from '../errors.js';
+import type { KeyRecord, VersionRecord } from '../store/types.js';
+import type { StoreKeyring } from '../keys/keyring.js';
+import { toPem } from '../crypto/keys.js';
+import { material, type Side } from './plan.js';
+import type { PlanEntry } from './journal.js';
+import { appendText } from './journal.js';
+import type { AdaptivePool } from './pool.js';
+
+export interface BatchResult {
+  migrated: number;
+  verified: number;
+  failed: string[];
+  conflicts: string[];
+  errors: { name: string; error: string }[];
+}
+
+export interface ExecContext {
+  src: Side;
+  dst: Side;
+  pool: AdaptivePool;
+  verify: boolean;
+  rekeyMap: string;
+}
+
+/** the target's form of a source version: reuse it where both sides hold it the same way */
+async function targetVersion(ctx: ExecContext, rec: KeyRecord, v: VersionRecord): Promise<VersionRecord> {
+  const sp = ctx.dst.protection;
+  if (v.clear !== undefined && sp.mode === 'clear') return v;
+  if (v.sealed && sp.mode === 'envelope' && v.sealed.wrapper === sp.wrapper) return v;
+  if (v.external && sp.mode === 'external' && v.external.kms === sp.kms) return v;
+  const secret = await ctx.src.kr.secretBytes(rec, v);
+  try {
+    const { clear: _c, sealed: _s, external: _e, ...meta } = v;
+    return { ...meta, ...(await ctx.dst.kr.holdIncoming(rec.name, rec.type, rec.purpose, secret, v.version)) };
+  } finally {
+    secret.fill(0);
+  }
+}
+
+async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<KeyRecord> {
+  const rec = await ctx.src.kr.store.get(e.n);
+  const versions: VersionRecord[] = [];
+  for (const v of rec.versions) versions.push(await targetVersion(ctx, rec, v));
+  return { ...rec, meta: { ...(rec.meta ?? {}) }, versions };
+}
+
+/** re-key: a new key at the target; for signing keys the old key signs a delegation to the new one */
+async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
+  const old = await ctx.src.kr.store.get(e.n);
+  if (e.f) throw err('UNSUPPORTED', `re-keying cannot replace the existing target key '${e.n}'`);
+  const created = await ctx.dst.kr.create(e.n, { type: old.type, purpose: old.purpose, usage: old.usage, createdBy: old.createdBy });
+  const oldV = old.versions[old.versions.length - 1]!;
+  const entry: Record<string, unknown> = { name: e.n, type: old.type, old: { fingerprint: oldV.fingerprint, kms: oldV.external?.kms, keyId: oldV.external?.keyId }, new: { fingerprint: created.fingerprint }, at: new Date().toISOString() };
+  if (old.purpose === 'signing' && created.publicKey) {
+    const statement = JSON.stringify({ type: 'keyport-key-delegation-v1', name: e.n, delegator: oldV.fingerprint, delegate: created.fingerprint, delegatePublicKey: toPem(Buffer.from(created.publicKey, 'base64'), 'PUBLIC KEY'), issuedAt: entry['at'] });
+    const usage = old.usage.includes('any') ? undefined : old.usage.includes('namespace') ? 'namespace' : old.usage[0];
+    const sig = await ctx.src.kr.sign(e.n, Buffer.from(statement), { usage });
+    entry['delegation'] = { statement, signature: sig.toString('base64'), algorithm: old.type };
+  }
+  appendText(ctx.rekeyMap, JSON.stringify(entry) + '\n');
+}
+
+/** cryptographic proof that the target key is the source key (or, re-keyed, that it works) */
+async function verifyKey(ctx: ExecContext, name: string, rekeyed: boolean): Promise<void> {
+  const [s, d] = [ctx.src.kr, ctx.dst.kr] as StoreKeyring[];
+  const srcRec = await s!.store.get(name);
+  const dstRec = await d!.store.get(name);
+  if (!rekeyed && material(srcRec) !== material(dstRec)) throw err('VERIFY_FAILED', `'${name}': fingerprints differ between source and target`);
+  const probe = randomBytes(32);
+  if (srcRec.purpose === 'signing') {
+    const usage = dstRec.usage.includes('any') ? undefined : dstRec.usage[0];
+    const sig = await d!.sign(name, probe, { usage });
+    const ok = rekeyed ? await d!.verify(name, probe, sig) : await s!.verify(name, probe, sig);
+    if (!ok) throw err('VERIFY_FAILED', `'${name}': a signature made at the target does not verify with the source key`);
+  } else {
+    const ct = await (rekeyed ? d! : s!).encrypt(name, probe);
+    const back = await d!.decrypt(name, ct);
+    if (!back.equals(probe)) throw err('VERIFY_FAILED', `'${name}': data encrypted at the source does not decrypt at the target`);
+  }
+}
+
+export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promise<BatchResult> {
+  const res: BatchResult = { migrated: 0, verified: 0, failed: [], conflicts: [], errors: [] };
+  const fail = (name: string, e: unknown) => {
+    res.failed.push(name);
+    res.errors.push({ name, error: oneLine(e) });
+  };
+  const done: { name: string; rekeyed: boolean }[] = [];
+  // 1. build target records (KMS calls run concurrently under the adaptive pool)
+  const built: (KeyRecord | undefined)[] = await Promise.all(
+    batch.map(async (e) => {
+      try {
+        if (e.s === 'rekey') {
+          await ctx.pool.run(() => rekey(ctx, e).catch(async (x) => {
+            // resumed after a crash: the re-keyed key may already be there
+            if (isKeyportError(x, 'EXISTS')) return;
+            throw x;
+          }));
+          done.push({ name: e.n, rekeyed: true });
+          return undefined;
+        }
+        return await ctx.pool.run(() => buildRecord(ctx, e));
+      } catch (x) {
+        fail(e.n, x);
+        return undefined;
+      }
+    }),
+  );
+  // 2. write: create-only for new names, atomic replace for --force
+  const creates: KeyRecord[] = [];
+  const replaces: KeyRecord[] = [];
+  batch.forEach((e, i) => {
+    const r = built[i];
+    if (r) (e.f ? replaces : creates).push(r);
+  });
+  const store = ctx.dst.kr.store;
+  if (replaces.length) {
+    try {
+      await store.putMany(replaces);
+      for (const r of replaces) done.push({ name: r.name, rekeyed: false });
+    } catch (x) {
+      for (const r of replaces) fail(r.name, x);
+    }
+  }
+  if (creates.length) {
+    let existed: string[] = [];
+    if (store.createMany) {
+      try {
+        existed = await store.createMany(creates);
+      } catch (x) {
+        for (const r of creates) fail(r.name, x);
+        creates.length = 0;
+      }
+    } else {
+      await Promise.all(
+        creates.map(async (r) => {
+          try {
+            await ctx.pool.run(() => store.create(r));
+          } catch (x) {
+            if (isKeyportError(x, 'EXISTS')) existed.push(r.name);
+            else fail(r.name, x);
+          }
+        }),
+      );
+    }
+    const existedSet = new Set(existed);
+    for (const r of creates) {
+      if (res.failed.includes(r.name)) continue;
+      if (existedSet.has(r.name)) {
+        // written by an interrupted run of this migration, or by someone else meanwhile
+        const theirs = await store.get(r.name).catch(() => undefined);
+        if (!theirs || material(theirs) !== material(r)) {
+          res.conflicts.push(r.name);
+          continue;
+        }
+      }
+      done.push({ name: r.name, rekeyed: false });
+    }
+  }
+  res.migrated = done.length;
+  // 3. verify
+  if (ctx.verify) {
+    await Promise.all(
+      done.map(async ({ name, rekeyed }) => {
+        try {
+          await ctx.pool.run(() => verifyKey(ctx, name, rekeyed));
+          res.verified++;
+        } catch (x) {
+          res.migrated--;
+          fail(name, x);
+        }
+      }),
+    );
+  }
+  return res;
+}

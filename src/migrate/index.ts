@@ -1,0 +1,193 @@
+/**
+ * `keyport migrate`: move keys between any two stores or KMSs — planned before anything is written,
+ * verified after, resumable after a crash (the journal), never losing a key.
+ */
+import { join, dirname } from 'node:path';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { err } from '../errors.js';
+import { redactUri } from '../config/uri.js';
+import { openKeyring } from '../keys/open.js';
+import type { StoreKeyring } from '../keys/keyring.js';
+import { executeBatch, type ExecContext } from './execute.js';
+import { Journal, PlanWriter, defaultJournalPath, migrationId, readPlan, type PlanEntry, type JournalEvent, type Strategy } from './journal.js';
+import { planMigration, type Mode, type PlanSummary, type Side } from './plan.js';
+import { AdaptivePool } from './pool.js';
+
+export interface MigrateOptions {
+  from: string;
+  to: string;
+  pattern?: string;
+  mode?: Mode;
+  dryRun?: boolean;
+  verify?: boolean;
+  rekey?: boolean;
+  concurrency?: number;
+  journal?: string;
+  batchSize?: number;
+  /** progress: phase, done, total */
+  onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
+}
+
+export interface MigrateReport {
+  from: string;
+  to: string;
+  dryRun: boolean;
+  /** this run continued an interrupted migration, or found it already finished */
+  resumed: boolean;
+  alreadyFinished: boolean;
+  planned: number;
+  migrated: number;
+  skipped: number;
+  conflicts: string[];
+  failed: string[];
+  refused: { name: string; reason: string }[];
+  errors: { name: string; error: string }[];
+  verified: number;
+  strategies: Record<Strategy, number>;
+  durationMs: number;
+  keysPerSecond: number;
+  journal?: string;
+  rekeyMap?: string;
+  /** with --dry-run: the first decisions of the plan */
+  plan?: PlanEntry[];
+}
+
+async function side(kr: StoreKeyring, uri: string): Promise<Side> {
+  // reachable and readable: one listing call, the protection setting, the KMS behind it
+  await kr.store.list({ limit: 1 });
+  const protection = await kr.protection();
+  let canImport = false;
+  if (protection.mode === 'envelope') await kr.wrappers.check(protection.wrapper);
+  if (protection.mode === 'external') {
+    const d = await kr.kmsDriver(protection.kms);
+    const h = await d.health();
+    if (h.state !== 'ok') throw err('UNAVAILABLE', `KMS ${redactUri(protection.kms)} is not healthy: ${h.reason}`);
+    canImport = typeof d.importKey === 'function';
+  }
+  return { kr, uri, protection, kind: kr.store.capabilities.kind, canImport };
+}
+
+export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
+  const t0 = Date.now();
+  const mode = o.mode ?? 'default';
+  const pattern = o.pattern ?? '*';
+  if (redactUri(o.from) === redactUri(o.to)) throw err('USAGE', 'source and target are the same store');
+  const srcKr = await openKeyring(o.from);
+  let dstKr: StoreKeyring | undefined;
+  const report: MigrateReport = {
+    from: redactUri(o.from), to: redactUri(o.to), dryRun: !!o.dryRun, resumed: false, alreadyFinished: false, planned: 0, migrated: 0, skipped: 0,
+    conflicts: [], failed: [], refused: [], errors: [], verified: 0, strategies: { copy: 0, import: 0, rekey: 0 }, durationMs: 0, keysPerSecond: 0,
+  };
+  try {
+    dstKr = await openKeyring(o.to);
+    const src = await side(srcKr, o.from);
+    const dst = await side(dstKr, o.to);
+    const opts = { pattern: o.pattern, mode, rekey: !!o.rekey };
+    const apply = (s: PlanSummary) => {
+      report.planned = s.migrate;
+      report.skipped = s.skipped;
+      report.conflicts = s.conflicts;
+      report.refused = s.refused;
+      report.strategies = s.strategies;
+    };
+
+    if (o.dryRun) {
+      const plan: PlanEntry[] = [];
+      apply(await planMigration(src, dst, opts, (e) => void (plan.length < 10_000 && plan.push(e)), (n) => o.onProgress?.('plan', n)));
+      report.plan = plan;
+      return report;
+    }
+
+    const id = migrationId(o.from, o.to, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);
+    const journal = new Journal(o.journal ?? defaultJournalPath(o.to, id));
+    report.journal = journal.path;
+    const rekeyMap = join(dirname(journal.path), `keyport-rekey-${id}.jsonl`);
+    const events = journal.read();
+    const mine = events[0]?.t === 'start' && events[0].id === id;
+    const planned = mine ? (events.find((e) => e.t === 'planned') as (JournalEvent & { t: 'planned' }) & { summary?: PlanSummary } | undefined) : undefined;
+    const finished = mine && events.some((e) => e.t === 'finished');
+    const doneBatches = new Set(events.filter((e): e is JournalEvent & { t: 'batch' } => e.t === 'batch').map((e) => e.i));
+
+    let summary: PlanSummary;
+    const prevPlan = `${journal.planPath}.prev`;
+    if (planned?.summary && !finished) {
+      report.resumed = true;
+      summary = planned.summary;
+    } else {
+      // a finished run's plan tells which target keys are ours: re-running then only adds what is new
+      if (finished) renameSync(journal.planPath, prevPlan);
+      const previous = existsSync(prevPlan) ? readPlan(prevPlan) : undefined;
+      journal.reset({ t: 'start', id, from: redactUri(o.from), to: redactUri(o.to), pattern, mode, at: new Date().toISOString() });
+      const w = new PlanWriter(journal.planPath);
+      try {
+        summary = await planMigration(src, dst, opts, w, (n) => o.onProgress?.('plan', n), previous);
+      } catch (e) {
+        w.abort();
+        journal.remove();
+        throw e;
+      }
+      w.finish();
+      if (mode === 'default' && summary.conflicts.length) {
+        // nothing is written when names collide: list them and stop
+        journal.remove();
+        rmSync(prevPlan, { force: true });
+        apply(summary);
+        report.planned = 0;
+        return report;
+      }
+      journal.append({ t: 'planned', entries: summary.total, migrate: summary.migrate, batches: Math.ceil(summary.migrate / (o.batchSize ?? 256)), summary } as JournalEvent);
+      rmSync(prevPlan, { force: true });
+      if (finished) {
+        report.alreadyFinished = summary.migrate === 0;
+        events.length = 0;
+        doneBatches.clear();
+      }
+    }
+    apply(summary);
+    // earlier batches' outcomes (resume / finished)
+    for (const e of events) {
+      if (e.t !== 'batch') continue;
+      report.migrated += e.migrated;
+      report.verified += e.verified;
+      report.failed.push(...e.failed);
+      report.conflicts.push(...e.conflicts);
+    }
+
+    const ctx: ExecContext = { src, dst, pool: new AdaptivePool(Math.max(1, o.concurrency ?? 16)), verify: o.verify !== false, rekeyMap };
+    const size = o.batchSize ?? 256;
+    let batch: PlanEntry[] = [];
+    let i = 0;
+    let processed = 0;
+    const run = async () => {
+      const idx = i++;
+      if (!doneBatches.has(idx)) {
+        const r = await executeBatch(ctx, batch);
+        journal.append({ t: 'batch', i: idx, migrated: r.migrated, verified: r.verified, failed: r.failed, conflicts: r.conflicts });
+        report.migrated += r.migrated;
+        report.verified += r.verified;
+        report.failed.push(...r.failed);
+        report.conflicts.push(...r.conflicts);
+        report.errors.push(...r.errors);
+      }
+      processed += batch.length;
+      o.onProgress?.('migrate', processed, summary.migrate);
+      batch = [];
+    };
+    for await (const e of readPlan(journal.planPath)) {
+      if (e.a !== 'migrate') continue;
+      batch.push(e);
+      if (batch.length >= size) await run();
+    }
+    if (batch.length) await run();
+    journal.append({ t: 'finished', at: new Date().toISOString() });
+    journal.close();
+    if (report.strategies.rekey) report.rekeyMap = rekeyMap;
+    return report;
+  } finally {
+    report.durationMs = Date.now() - t0;
+    report.keysPerSecond = report.migrated / Math.max(0.001, report.durationMs / 1000);
+    await srcKr.close().catch(() => undefined);
+    await dstKr?.close().catch(() => undefined);
+  }
+}
+
