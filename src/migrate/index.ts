@@ -109,10 +109,13 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     const doneBatches = new Set(events.filter((e): e is JournalEvent & { t: 'batch' } => e.t === 'batch').map((e) => e.i));
 
     let summary: PlanSummary;
+    // batches are numbered in plan order; a resumed run must cut them exactly as the first run did
+    let batchSize = Math.max(1, o.batchSize ?? 256);
     const prevPlan = `${journal.planPath}.prev`;
     if (planned?.summary && !finished) {
       report.resumed = true;
       summary = planned.summary;
+      batchSize = (planned as { batchSize?: number }).batchSize ?? batchSize;
     } else {
       // a finished run's plan tells which target keys are ours: re-running then only adds what is new
       if (finished) renameSync(journal.planPath, prevPlan);
@@ -135,7 +138,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         report.planned = 0;
         return report;
       }
-      journal.append({ t: 'planned', entries: summary.total, migrate: summary.migrate, batches: Math.ceil(summary.migrate / (o.batchSize ?? 256)), summary } as JournalEvent);
+      journal.append({ t: 'planned', entries: summary.total, migrate: summary.migrate, batchSize, batches: Math.ceil(summary.migrate / batchSize), summary } as JournalEvent);
       rmSync(prevPlan, { force: true });
       if (finished) {
         report.alreadyFinished = summary.migrate === 0;
@@ -154,7 +157,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     }
 
     const ctx: ExecContext = { src, dst, pool: new AdaptivePool(Math.max(1, o.concurrency ?? 16)), verify: o.verify !== false, rekeyMap };
-    const size = o.batchSize ?? 256;
+    const size = batchSize;
     let batch: PlanEntry[] = [];
     let i = 0;
     let processed = 0;

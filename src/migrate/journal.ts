@@ -26,7 +26,7 @@ export interface PlanEntry {
 
 export type JournalEvent =
   | { t: 'start'; id: string; from: string; to: string; pattern: string; mode: string; at: string }
-  | { t: 'planned'; entries: number; migrate: number; batches: number }
+  | { t: 'planned'; entries: number; migrate: number; batchSize: number; batches: number }
   | { t: 'batch'; i: number; migrated: number; verified: number; failed: string[]; conflicts: string[] }
   | { t: 'finished'; at: string };
 
