@@ -8,6 +8,7 @@ import { migrate } from '../../src/migrate/index.js';
 import { protectEnable } from '../../src/keys/protect.js';
 import { isKeyportError } from '../../src/errors.js';
 import type { StoreKeyring } from '../../src/keys/keyring.js';
+import type { KeyType } from '../../src/crypto/keytypes.js';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -41,7 +42,7 @@ async function snapshot(uri: string, pattern = '*'): Promise<Map<string, string>
   return out;
 }
 
-async function fill(uri: string, names: string[], types = ['aes256', 'ec-p256', 'ed25519', 'rsa-2048', 'secp256k1', 'ec-p384'] as const) {
+async function fill(uri: string, names: string[], types: readonly KeyType[] = ['aes256', 'ec-p256', 'ed25519', 'rsa-2048', 'secp256k1', 'ec-p384']) {
   const kr = await openKeyring(uri);
   try {
     for (const [i, name] of names.entries()) await kr.create(name, { type: types[i % types.length] });
