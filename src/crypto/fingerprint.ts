@@ -18,8 +18,9 @@ export function cantonFingerprint(spki: Buffer, type?: KeyType): string {
   return '1220' + createHash('sha256').update(purpose).update(bytes).digest('hex');
 }
 
+/** over the 256-bit key itself (an aes256 secret may carry a KES HMAC key after it) */
 export function kcv(secret: Buffer): string {
-  return 'kcv1' + createHmac('sha256', secret).update('keyport-kcv-v1').digest().subarray(0, 16).toString('hex');
+  return 'kcv1' + createHmac('sha256', secret.subarray(0, 32)).update('keyport-kcv-v1').digest().subarray(0, 16).toString('hex');
 }
 
 /** The fingerprint of a key version: KCV for symmetric, Canton fingerprint otherwise. */

@@ -8,7 +8,10 @@ import { KEY_TYPE_INFO, type KeyType } from './keytypes.js';
 
 export interface KeyMaterial {
   type: KeyType;
-  /** PKCS#8 DER (asymmetric) or 32 raw bytes (aes256) */
+  /**
+   * PKCS#8 DER (asymmetric), or for aes256 the 32-byte key followed by a 32-byte HMAC key (KES keeps
+   * a separate HMAC key per key version for /v1/key/hmac; keys made by old KES versions have none)
+   */
   secret: Buffer;
   /** SPKI DER (asymmetric only) */
   publicKey?: Buffer;
@@ -19,7 +22,7 @@ export function generateKey(type: KeyType): KeyMaterial {
   const enc = { privateKeyEncoding: { type: 'pkcs8', format: 'der' }, publicKeyEncoding: { type: 'spki', format: 'der' } } as const;
   switch (info.family) {
     case 'symmetric':
-      return { type, secret: randomBytes(32) };
+      return { type, secret: randomBytes(64) };
     case 'ec': {
       const kp = generateKeyPairSync('ec', { namedCurve: info.curve!, ...enc });
       return { type, secret: kp.privateKey, publicKey: kp.publicKey };
@@ -66,7 +69,8 @@ function looksPem(b: Buffer): boolean {
 export function parseKeyMaterial(input: Buffer, expected?: KeyType): KeyMaterial {
   if (expected === 'aes256' || (expected === undefined && input.length === 32 && !looksPem(input))) {
     if (input.length !== 32) throw err('INVALID_INPUT', `an aes256 key is exactly 32 raw bytes, got ${input.length}`);
-    return { type: 'aes256', secret: Buffer.from(input) };
+    // like KES on import: the key as given, with a fresh HMAC key
+    return { type: 'aes256', secret: Buffer.concat([input, randomBytes(32)]) };
   }
   let k: KeyObject;
   try {

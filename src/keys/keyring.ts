@@ -13,7 +13,7 @@ import { signData, verifyData } from '../crypto/sign.js';
 import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../crypto/asym.js';
 import { derToRaw, ecdsaSize } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
-import { kesDecrypt, kesEncrypt } from '../crypto/kes-ciphertext.js';
+import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
 import { splitKeyUri, redactUri } from '../config/uri.js';
 import { openDriver } from '../kms/registry.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
@@ -34,7 +34,7 @@ export interface KeyringOptions {
   actor?: string;
 }
 
-type Secret = { kind: 'sym'; key: Buffer } | { kind: 'priv'; key: KeyObject } | { kind: 'ext'; driver: Driver; keyId: string };
+type Secret = { kind: 'sym'; key: Buffer; hmacKey?: Buffer; algorithm: KesAlgorithm } | { kind: 'priv'; key: KeyObject } | { kind: 'ext'; driver: Driver; keyId: string };
 
 export const SIGN_ALGO: Record<KeyType, SigningAlgoSpec | undefined> = {
   aes256: undefined,
@@ -135,7 +135,7 @@ export class StoreKeyring implements Keyring {
     const driver = await this.kmsDriver(p.kms);
     if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material`);
     const kind = type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-    const keyId = await driver.importKey({ kind, spec: type as SigningKeySpec, secret }, version === 1 ? name : `${name}-v${version}`);
+    const keyId = await driver.importKey({ kind, spec: type as SigningKeySpec, secret: type === 'aes256' ? secret.subarray(0, 32) : secret }, version === 1 ? name : `${name}-v${version}`);
     return { external: { kms: p.kms, keyId } };
   }
 
@@ -156,7 +156,10 @@ export class StoreKeyring implements Keyring {
       s = { kind: 'ext', driver: await this.kmsDriver(kms), keyId };
     } else {
       const bytes = await this.secretBytes(r, v);
-      s = r.type === 'aes256' ? { kind: 'sym', key: bytes } : { kind: 'priv', key: privateKeyObject(bytes) };
+      s =
+        r.type === 'aes256'
+          ? { kind: 'sym', key: bytes.subarray(0, 32), ...(bytes.length >= 64 ? { hmacKey: bytes.subarray(32, 64) } : {}), algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256' }
+          : { kind: 'priv', key: privateKeyObject(bytes) };
     }
     this.secrets.set(ck, s);
     return s;
@@ -279,7 +282,7 @@ export class StoreKeyring implements Keyring {
       const driver = await this.kmsDriver(p.kms);
       if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
       const kind = m.type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-      const keyId = await driver.importKey({ kind, spec: m.type as SigningKeySpec, secret: m.secret }, name);
+      const keyId = await driver.importKey({ kind, spec: m.type as SigningKeySpec, secret: m.type === 'aes256' ? m.secret.subarray(0, 32) : m.secret }, name);
       v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), external: { kms: p.kms, keyId } };
     } else {
       v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), ...(await this.holdSecret(m.secret)) };
@@ -369,7 +372,10 @@ export class StoreKeyring implements Keyring {
   async export(name: string): Promise<ExportedKey[]> {
     const r = await this.record(name);
     const out: ExportedKey[] = [];
-    for (const v of r.versions) out.push({ type: r.type, secret: await this.secretBytes(r, v), version: v.version });
+    for (const v of r.versions) {
+      const secret = await this.secretBytes(r, v);
+      out.push({ type: r.type, secret: r.type === 'aes256' ? secret.subarray(0, 32) : secret, version: v.version });
+    }
     return out;
   }
 
@@ -413,7 +419,8 @@ export class StoreKeyring implements Keyring {
         if (context?.length) throw err('UNSUPPORTED', `key '${name}' lives in a KMS: encryption context is not supported there`);
         return s.driver.encryptSymmetric(s.keyId, plaintext);
       }
-      return kesEncrypt((s as { key: Buffer }).key, plaintext, context);
+      if (s.kind !== 'sym') throw err('KEY_USAGE', `key '${name}' cannot encrypt`);
+      return kesEncrypt(s.key, plaintext, context, s.algorithm);
     }
     this.usable(r, 'encryption', 'encrypt');
     const pub = this.publicOf(r, this.version(r));
@@ -433,7 +440,7 @@ export class StoreKeyring implements Keyring {
           if (r.type === 'aes256') return await s.driver.decryptSymmetric(s.keyId, ciphertext);
           return await s.driver.decryptAsymmetric(s.keyId, ciphertext, KEY_TYPE_INFO[r.type].family === 'rsa' ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm');
         }
-        if (s.kind === 'sym') return kesDecrypt(s.key, ciphertext, context);
+        if (s.kind === 'sym') return kesDecrypt(s.key, ciphertext, context, s.algorithm);
         if (KEY_TYPE_INFO[r.type].family === 'rsa') return rsaOaepDecrypt(s.key, ciphertext, context?.length ? context : undefined);
         return eciesDecrypt(s.key, ciphertext, context);
       } catch (e) {
@@ -456,7 +463,8 @@ export class StoreKeyring implements Keyring {
     this.usable(r, 'symmetric', 'compute an HMAC');
     const s = await this.secret(r, this.version(r));
     if (s.kind !== 'sym') throw err('UNSUPPORTED', `key '${name}' lives in a KMS: HMAC is not available there`);
-    return hmacSha256(s.key, message);
+    if (!s.hmacKey) throw err('CONFLICT', `key '${name}' does not support HMAC (it was made without an HMAC key)`, { retryable: false, httpStatus: 409 });
+    return hmacSha256(s.hmacKey, message);
   }
 
   async close(): Promise<void> {
