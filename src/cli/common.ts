@@ -30,7 +30,7 @@ export function storeTarget(o: StoreOpts): string {
 export async function openTarget(o: StoreOpts): Promise<Keyring> {
   const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
   if (server) {
-    const mod = (await import(`../client/${'remote'}.js`)) as { openRemoteKeyring(url: string, o: { insecure?: boolean }): Promise<Keyring> };
+    const mod = await import('../client/remote.js');
     return mod.openRemoteKeyring(server, { insecure: o.insecure });
   }
   const { openKeyring } = await import('../keys/open.js');

@@ -32,6 +32,13 @@ export interface KeyringOptions {
   cacheUnusedMs?: number;
   /** identity recorded as createdBy */
   actor?: string;
+  /**
+   * KES `cache.expiry.any`: how long a key record read for a crypto operation (encrypt, decrypt,
+   * generate, hmac, sign) may be reused without asking the store again; 0 = always ask (default).
+   */
+  recordTtlMs?: number;
+  /** KES `cache.expiry.offline`: while the store is unreachable, serve records this old (0 = off) */
+  offlineMs?: number;
 }
 
 type Secret = { kind: 'sym'; key: Buffer; hmacKey?: Buffer; algorithm: KesAlgorithm } | { kind: 'priv'; key: KeyObject } | { kind: 'ext'; driver: Driver; keyId: string };
@@ -92,6 +99,7 @@ export class StoreKeyring implements Keyring {
   invalidate(): void {
     this.protectionCache = undefined;
     this.secrets.clear();
+    this.hot.clear();
   }
 
   kmsDriver(kmsUri: string): Promise<Driver> {
@@ -106,9 +114,32 @@ export class StoreKeyring implements Keyring {
 
   // ---- records -------------------------------------------------------------------------------
 
-  private async record(name: string): Promise<KeyRecord> {
+  private hot = new Map<string, { rec: KeyRecord; at: number }>();
+
+  /** a key record; `forUse` lets crypto operations use the KES-style record cache */
+  private async record(name: string, forUse = false): Promise<KeyRecord> {
     checkName(name);
-    return this.store.get(name);
+    const ttl = this.opts.recordTtlMs ?? 0;
+    const offline = this.opts.offlineMs ?? 0;
+    const hit = forUse && (ttl > 0 || offline > 0) ? this.hot.get(name) : undefined;
+    if (hit && Date.now() - hit.at < ttl) return hit.rec;
+    try {
+      const rec = await this.store.get(name);
+      if (ttl > 0 || offline > 0) {
+        if (this.hot.size >= 10_000) this.hot.delete(this.hot.keys().next().value!);
+        this.hot.set(name, { rec, at: Date.now() });
+      }
+      return rec;
+    } catch (e) {
+      if (isKeyportError(e, 'NOT_FOUND')) this.hot.delete(name);
+      else if (hit && isKeyportError(e) && e.retryable && Date.now() - hit.at < offline) return hit.rec;
+      throw e;
+    }
+  }
+
+  /** forget cached records (after a local write) */
+  private forget(name: string): void {
+    this.hot.delete(name);
   }
 
   private version(r: KeyRecord, v?: number): VersionRecord {
@@ -349,6 +380,7 @@ export class StoreKeyring implements Keyring {
 
   async delete(name: string): Promise<void> {
     const r = await this.record(name);
+    this.forget(name);
     await this.store.delete(name);
     // keys keyport generated inside a KMS go with their record; registered ones stay in the KMS
     if (r.meta?.['kms_generated'] === 'true') for (const v of r.versions) await this.dropExternal(v);
@@ -360,6 +392,7 @@ export class StoreKeyring implements Keyring {
     if (r.meta?.['registered'] === 'true') throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
     const v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
     const next: KeyRecord = { ...r, versions: [...r.versions, v] };
+    this.forget(name);
     try {
       await this.store.replace(next);
     } catch (e) {
@@ -387,7 +420,7 @@ export class StoreKeyring implements Keyring {
   }
 
   async sign(name: string, data: Buffer, opts: SignOptions = {}): Promise<Buffer> {
-    const r = await this.record(name);
+    const r = await this.record(name, true);
     this.usable(r, 'signing', 'sign');
     this.checkUsage(r, opts.usage);
     const v = this.version(r, opts.version);
@@ -410,7 +443,7 @@ export class StoreKeyring implements Keyring {
   }
 
   async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
-    const r = await this.record(name);
+    const r = await this.record(name, true);
     if (r.type === 'aes256') {
       this.usable(r, 'symmetric', 'encrypt');
       const v = this.version(r);
@@ -429,7 +462,7 @@ export class StoreKeyring implements Keyring {
   }
 
   async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
-    const r = await this.record(name);
+    const r = await this.record(name, true);
     this.usable(r, r.type === 'aes256' ? 'symmetric' : 'encryption', 'decrypt');
     // the ciphertext does not name its version: newest first, authentication picks the right one
     let last: unknown;
@@ -452,14 +485,14 @@ export class StoreKeyring implements Keyring {
   }
 
   async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
-    const r = await this.record(name);
+    const r = await this.record(name, true);
     if (r.type !== 'aes256') throw err('KEY_USAGE', `key '${name}' is ${r.type}: data keys come from aes256 keys`);
     const plaintext = randomBytes(32);
     return { plaintext, ciphertext: await this.encrypt(name, plaintext, context) };
   }
 
   async hmac(name: string, message: Buffer): Promise<Buffer> {
-    const r = await this.record(name);
+    const r = await this.record(name, true);
     this.usable(r, 'symmetric', 'compute an HMAC');
     const s = await this.secret(r, this.version(r));
     if (s.kind !== 'sym') throw err('UNSUPPORTED', `key '${name}' lives in a KMS: HMAC is not available there`);

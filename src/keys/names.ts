@@ -4,7 +4,7 @@ import { err } from '../errors.js';
 const NAME_RE = /^[A-Za-z0-9_-]{1,80}$/;
 
 export function isValidName(name: string): boolean {
-  return NAME_RE.test(name) && !name.startsWith('-') && !name.endsWith('-');
+  return NAME_RE.test(name) && name !== '_' && !name.startsWith('-') && !name.endsWith('-');
 }
 
 export function checkName(name: string): string {

@@ -75,13 +75,18 @@ export interface OpenOptions extends KeyringOptions {
   onNotice?: (msg: string) => void;
 }
 
-export async function openKeyring(target: string, opts: OpenOptions = {}): Promise<StoreKeyring> {
+export async function openKeyring(target: string | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
   let cfg: StoreConfig;
-  if (isYamlPath(target)) cfg = loadStoreConfig(target);
+  if (typeof target !== 'string') {
+    const r = StoreConfigSchema.safeParse(target);
+    if (!r.success) throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
+    cfg = r.data;
+  } else if (isYamlPath(target)) cfg = loadStoreConfig(target);
   else {
     const u = parseUri(target);
     cfg = isKmsScheme(u.scheme) ? { store: defaultCatalog(target), external: { kms: target } } : { store: target };
   }
+  if (!isYamlPath(cfg.store) && isKmsScheme(parseUri(cfg.store).scheme) && !cfg.external) cfg = { ...cfg, store: defaultCatalog(cfg.store), external: { kms: cfg.store } };
   const store = await openRecordStore(cfg.store);
   const kr = new StoreKeyring(store, {
     ...opts,

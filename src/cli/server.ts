@@ -1,0 +1,81 @@
+/** `keyport server --config FILE | --dev`: a KES-compatible HTTPS server. */
+import type { Command } from 'commander';
+import { err } from '../errors.js';
+
+interface ServerOpts {
+  config?: string;
+  dev?: boolean;
+  addr?: string;
+  workers?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('server')
+    .description('serve keys over HTTPS with the MinIO KES v1 API (mTLS identities, API keys, policies)')
+    .option('-c, --config <file>', 'server config (KES YAML format, plus keyport keystores)')
+    .option('--dev', 'start on the embedded default: SQLite + local wrapper key, self-signed certificate, admin API key')
+    .option('--addr <host:port>', 'listen address (default 127.0.0.1:7373 with --dev, else the config\'s)')
+    .option('--workers <n>', 'processes sharing the port (0 = one per CPU)')
+    .action(async (o: ServerOpts) => {
+      if (!o.config && !o.dev) throw err('USAGE', 'give --config FILE, or --dev for the embedded default');
+      if (o.config && o.dev) throw err('USAGE', '--config and --dev exclude each other');
+      const { loadServerConfig } = await import('../server/config.js');
+      const { devSetup } = await import('../server/dev.js');
+      let addr: { host: string; port: number } | undefined;
+      if (o.addr) {
+        const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(o.addr);
+        if (!m || Number(m[3]) > 65535) throw err('USAGE', `--addr '${o.addr}' is not HOST:PORT`);
+        addr = { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+      }
+      const dev = o.dev ? devSetup(addr) : undefined;
+      const cfg = dev ? dev.config : loadServerConfig(o.config!);
+      if (addr) Object.assign(cfg, addr);
+      if (o.workers !== undefined) {
+        if (!/^\d+$/.test(o.workers)) throw err('USAGE', `--workers must be a number, got '${o.workers}'`);
+        cfg.workers = Number(o.workers);
+      }
+      const cluster = (await import('node:cluster')).default;
+      const { availableParallelism } = await import('node:os');
+      const workers = cfg.workers === 0 ? availableParallelism() : cfg.workers;
+      if (workers > 1 && cluster.isPrimary) {
+        for (let i = 0; i < workers; i++) cluster.fork();
+        let stopping = false;
+        cluster.on('exit', (w, code) => {
+          if (!stopping && code !== 0) cluster.fork(); // a crashed worker is replaced
+        });
+        const stop = () => {
+          stopping = true;
+          for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        announce(cfg, dev, workers);
+        return;
+      }
+      const { startServer } = await import('../server/index.js');
+      const s = await startServer(cfg, { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EADDRINUSE') throw err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false });
+        if (e.code === 'EACCES') throw err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`);
+        throw e;
+      });
+      if (cluster.isPrimary) announce(cfg, dev, 1, s.url);
+      const stop = () => void s.close().then(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      await new Promise(() => undefined);
+    });
+}
+
+function announce(cfg: { host: string; port: number }, dev: { apiKey: string; certPath: string; dir: string } | undefined, workers: number, url?: string) {
+  const u = url ?? `https://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`;
+  const w = (s: string) => process.stdout.write(s + '\n');
+  w(`keyport server listening on ${u}${workers > 1 ? ` (${workers} workers)` : ''}`);
+  if (dev) {
+    w(`  state:     ${dev.dir} (SQLite store sealed under a local wrapper key)`);
+    w(`  admin key: ${dev.apiKey}`);
+    w(`  try:       export KES_SERVER=${u} KES_API_KEY=${dev.apiKey}`);
+    w(`             npx keyport key create my-key -k && npx keyport key ls -k`);
+    w(`             (or the kes CLI: kes key create my-key -k)`);
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * A Keyring that talks to a keyport or KES server (the KES v1 API), so `keyport key … --server URL`
+ * works like the local store. Authentication as the KES CLI does it: KES_API_KEY (turned into a
+ * self-signed client certificate) or KES_CLIENT_CERT / KES_CLIENT_KEY; KEYPORT_* names work too.
+ */
+import { Agent, request } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { err, isKeyportError, type ErrorCode } from '../errors.js';
+import { parseKeyMaterial, toPem } from '../crypto/keys.js';
+import { isKeyType, type KeyType } from '../crypto/keytypes.js';
+import { apiKeyCertificate, parseApiKey } from '../server/identity.js';
+import { certToPem } from '../crypto/x509.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions } from '../keys/types.js';
+
+export interface RemoteOptions {
+  apiKey?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  insecure?: boolean;
+}
+
+const env = (...names: string[]) => names.map((n) => process.env[n]).find((v) => v !== undefined && v !== '');
+
+function statusError(status: number, message: string): never {
+  let code: ErrorCode = 'INTERNAL';
+  if (status === 404) code = 'NOT_FOUND';
+  else if (status === 400) code = /already exists/.test(message) ? 'EXISTS' : /decryption failed|not authentic/.test(message) ? 'INVALID_CIPHERTEXT' : /key name|invalid key name/.test(message) ? 'INVALID_NAME' : 'INVALID_INPUT';
+  else if (status === 401) code = 'AUTH';
+  else if (status === 403) code = 'PERMISSION';
+  else if (status === 405 || status === 406 || status === 413) code = 'INVALID_INPUT';
+  else if (status === 409) code = 'CONFLICT';
+  else if (status === 501) code = 'UNSUPPORTED';
+  else if (status === 502) code = 'UNAVAILABLE';
+  else if (status === 503) code = 'THROTTLED';
+  else if (status === 504) code = 'TIMEOUT';
+  throw err(code, `server: ${message || `HTTP ${status}`}`, code === 'CONFLICT' ? { retryable: false } : undefined);
+}
+
+export class RemoteKeyring implements Keyring {
+  private agent: Agent;
+  private base: URL;
+  constructor(
+    readonly uri: string,
+    o: RemoteOptions = {},
+  ) {
+    try {
+      this.base = new URL(uri.includes('://') ? uri : `https://${uri}`);
+    } catch {
+      throw err('USAGE', `'${uri}' is not a server URL: use https://HOST:PORT`);
+    }
+    if (this.base.protocol !== 'https:') throw err('USAGE', 'the server URL must use https://');
+    const apiKey = o.apiKey ?? env('KEYPORT_API_KEY', 'KES_API_KEY');
+    const certFile = o.cert ?? env('KEYPORT_CLIENT_CERT', 'KES_CLIENT_CERT');
+    const keyFile = o.key ?? env('KEYPORT_CLIENT_KEY', 'KES_CLIENT_KEY');
+    const caFile = o.ca ?? env('KEYPORT_CA', 'KES_CA');
+    const insecure = o.insecure ?? ['1', 'true', 'on'].includes(env('KEYPORT_INSECURE', 'KES_INSECURE') ?? '');
+    let cert: string | Buffer | undefined;
+    let key: string | Buffer | undefined;
+    const read = (p: string, what: string) => {
+      try {
+        return readFileSync(p);
+      } catch (e) {
+        throw err('USAGE', `cannot read ${what} ${p}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+    };
+    if (certFile || keyFile) {
+      if (!certFile || !keyFile) throw err('USAGE', 'KES_CLIENT_CERT and KES_CLIENT_KEY go together');
+      cert = read(certFile, 'client certificate');
+      key = read(keyFile, 'client key');
+    } else if (apiKey) {
+      const c = apiKeyCertificate(parseApiKey(apiKey));
+      cert = certToPem(c.cert);
+      key = toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY');
+    }
+    this.agent = new Agent({ keepAlive: true, maxSockets: 64, cert, key, ca: caFile ? read(caFile, 'CA certificate') : undefined, rejectUnauthorized: !insecure, minVersion: 'TLSv1.2' });
+  }
+
+  private call(method: string, path: string, body?: unknown): Promise<any> {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = request(
+        new URL(path, this.base),
+        { method, agent: this.agent, headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}, timeout: 30_000 },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json: any;
+            try {
+              json = text ? JSON.parse(text) : undefined;
+            } catch {
+              json = undefined;
+            }
+            if ((res.statusCode ?? 500) >= 300) {
+              try {
+                statusError(res.statusCode ?? 500, typeof json?.message === 'string' ? json.message : typeof json?.error === 'string' ? json.error : text.slice(0, 200).trim());
+              } catch (e) {
+                reject(e);
+              }
+              return;
+            }
+            resolve(json);
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(err('TIMEOUT', `server ${this.base.host} did not answer in time`)));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (isKeyportError(e)) return reject(e);
+        if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(e.code ?? '')) return reject(err('AUTH', `server certificate of ${this.base.host} is not trusted (${e.code}): pass --insecure (-k) or set KEYPORT_CA`));
+        reject(err('UNAVAILABLE', `cannot reach server ${this.base.host}: ${e.code ?? e.message}`));
+      });
+      req.end(data);
+    });
+  }
+
+  private static enc(name: string) {
+    return encodeURIComponent(name);
+  }
+
+  private static info(j: any): KeyInfo {
+    const type: KeyType = isKeyType(j?.type) ? j.type : 'aes256';
+    return {
+      name: j.name,
+      type,
+      purpose: j.purpose ?? (type === 'aes256' ? 'symmetric' : 'signing'),
+      usage: j.usage ?? ['any'],
+      state: j.state ?? 'active',
+      createdAt: j.created_at ?? '',
+      createdBy: j.created_by ?? '',
+      fingerprint: j.fingerprint ?? '',
+      version: j.version ?? 1,
+      versions: j.versions ?? 1,
+      protection: j.protection ?? 'clear',
+      ...(j.public_key ? { publicKey: j.public_key } : {}),
+    };
+  }
+
+  async create(name: string, o: CreateOptions = {}): Promise<KeyInfo> {
+    const body = o.type && o.type !== 'aes256' ? { type: o.type, ...(o.purpose ? { purpose: o.purpose } : {}), ...(o.usage ? { usage: o.usage } : {}) } : o.usage ? { usage: o.usage } : undefined;
+    await this.call('PUT', `/v1/key/create/${RemoteKeyring.enc(name)}`, body);
+    return this.describe(name);
+  }
+  async import(name: string, material: Buffer, o: CreateOptions = {}): Promise<KeyInfo> {
+    const m = parseKeyMaterial(material, o.type);
+    const body = m.type === 'aes256' ? { key: m.secret.subarray(0, 32).toString('base64'), cipher: 'AES256' } : { key: m.secret.toString('base64'), type: m.type };
+    await this.call('PUT', `/v1/key/import/${RemoteKeyring.enc(name)}`, body);
+    return this.describe(name);
+  }
+  async describe(name: string): Promise<KeyInfo> {
+    return RemoteKeyring.info(await this.call('GET', `/v1/key/describe/${RemoteKeyring.enc(name)}`));
+  }
+  async list(pattern = '*', o: { after?: string; limit?: number } = {}): Promise<{ names: string[]; next?: string }> {
+    const q = new URLSearchParams();
+    if (o.after) q.set('after', o.after);
+    if (o.limit) q.set('limit', String(o.limit));
+    const j = await this.call('GET', `/v1/key/list/${encodeURIComponent(pattern).replace(/%2A/g, '*')}${q.size ? `?${q}` : ''}`);
+    return { names: j?.names ?? [], ...(j?.continue_at ? { next: j.continue_at } : {}) };
+  }
+  async delete(name: string): Promise<void> {
+    await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`);
+  }
+  async rotate(name: string): Promise<KeyInfo> {
+    return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`));
+  }
+  async export(): Promise<ExportedKey[]> {
+    throw err('UNSUPPORTED', 'a server never exports key material: use keyport migrate on the store itself');
+  }
+  async publicKey(name: string, version?: number): Promise<Buffer> {
+    const j = await this.call('GET', `/v1/key/public/${RemoteKeyring.enc(name)}${version ? `?version=${version}` : ''}`);
+    return Buffer.from(j.public_key, 'base64');
+  }
+  async sign(name: string, data: Buffer, o: SignOptions = {}): Promise<Buffer> {
+    const j = await this.call('PUT', `/v1/key/sign/${RemoteKeyring.enc(name)}`, { message: data.toString('base64'), ...(o.format ? { format: o.format } : {}), ...(o.usage ? { usage: o.usage } : {}) });
+    return Buffer.from(j.signature, 'base64');
+  }
+  async verify(name: string, data: Buffer, signature: Buffer, o: SignOptions = {}): Promise<boolean> {
+    const j = await this.call('PUT', `/v1/key/verify/${RemoteKeyring.enc(name)}`, { message: data.toString('base64'), signature: signature.toString('base64'), ...(o.format ? { format: o.format } : {}) });
+    return j.valid === true;
+  }
+  async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
+    const j = await this.call('PUT', `/v1/key/encrypt/${RemoteKeyring.enc(name)}`, { plaintext: plaintext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
+    return Buffer.from(j.ciphertext, 'base64');
+  }
+  async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
+    const j = await this.call('PUT', `/v1/key/decrypt/${RemoteKeyring.enc(name)}`, { ciphertext: ciphertext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
+    return Buffer.from(j.plaintext, 'base64');
+  }
+  async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
+    const j = await this.call('PUT', `/v1/key/generate/${RemoteKeyring.enc(name)}`, context ? { context: context.toString('base64') } : {});
+    return { plaintext: Buffer.from(j.plaintext, 'base64'), ciphertext: Buffer.from(j.ciphertext, 'base64') };
+  }
+  async hmac(name: string, message: Buffer): Promise<Buffer> {
+    const j = await this.call('PUT', `/v1/key/hmac/${RemoteKeyring.enc(name)}`, { message: message.toString('base64') });
+    return Buffer.from(j.hmac, 'base64');
+  }
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+}
+
+export async function openRemoteKeyring(url: string, o: RemoteOptions = {}): Promise<Keyring> {
+  return new RemoteKeyring(url, o);
+}

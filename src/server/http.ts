@@ -1,0 +1,207 @@
+/**
+ * The HTTPS front: mutual TLS (identity = SHA-256 of the client certificate's SPKI; KES API keys as
+ * bearer tokens are a keyport addition), the route table with per-route body limits and timeouts,
+ * KES-style JSON errors for everything, audit and metrics, and graceful shutdown.
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { isKeyportError, oneLine } from '../errors.js';
+import { identityOfCertificate, parseApiKey } from './identity.js';
+import { buildRoutes, kesError, policyAllows, type Ctx, type Reply, type Route, type ServerState } from './routes.js';
+
+const socketIdentity = new WeakMap<object, string>();
+const bearerIdentity = new Map<string, string>();
+
+function identify(req: IncomingMessage): string {
+  const sock = req.socket as TLSSocket;
+  let id = socketIdentity.get(sock);
+  if (id === undefined) {
+    id = '';
+    try {
+      const peer = sock.getPeerCertificate?.();
+      if (peer && peer.raw) id = identityOfCertificate(peer.raw);
+    } catch {
+      id = '';
+    }
+    socketIdentity.set(sock, id);
+  }
+  if (id) return id;
+  const auth = req.headers.authorization;
+  if (auth && auth.startsWith('Bearer kes:v1:')) {
+    const token = auth.slice(7).trim();
+    let b = bearerIdentity.get(token);
+    if (b === undefined) {
+      try {
+        b = parseApiKey(token).identity;
+      } catch {
+        b = '';
+      }
+      if (bearerIdentity.size > 10_000) bearerIdentity.clear();
+      bearerIdentity.set(token, b);
+    }
+    return b;
+  }
+  return '';
+}
+
+function send(res: ServerResponse, status: number, body?: unknown, extra: Record<string, string> = {}): void {
+  if (res.headersSent || res.writableEnded) return;
+  if (body === undefined) {
+    res.writeHead(status, { 'Content-Length': '0', ...extra });
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extra });
+  res.end(text);
+}
+
+const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) => send(res, status, { message }, extra);
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      req.resume();
+      return resolve('too-large');
+    }
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve('too-large');
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, n)));
+    req.on('error', reject);
+  });
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+export function createKesServer(state: ServerState): Server {
+  const cfg = state.config;
+  const routes = buildRoutes(cfg);
+  state.logs.audit.subscribe(() => state.metrics.auditEvents.inc());
+  state.logs.error.subscribe(() => state.metrics.errorEvents.inc());
+  const exact = new Map<string, Route>();
+  const prefixed: Route[] = [];
+  for (const r of routes) (r.path.endsWith('/') ? prefixed : (exact.set(r.path, r), [])).push(r);
+  prefixed.sort((a, b) => b.path.length - a.path.length);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const t0 = process.hrtime.bigint();
+    let path = '/';
+    let query = new URLSearchParams();
+    try {
+      const u = new URL(req.url ?? '/', 'https://keyport');
+      path = u.pathname;
+      query = u.searchParams;
+      path = decodeURIComponent(path);
+    } catch {
+      return fail(res, 400, 'invalid request URL');
+    }
+    const route = exact.get(path) ?? prefixed.find((r) => path.startsWith(r.path));
+    const identity = identify(req);
+    const finish = (status: number) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      state.metrics.observe(status, seconds);
+      if (route && route.path !== '/v1/log/audit') state.logs.audit.emit({ time: new Date().toISOString(), request: { ip: req.socket.remoteAddress, path, ...(identity ? { identity } : {}) }, response: { code: status, time: Math.round(seconds * 1e6) } });
+    };
+    if (!route) {
+      req.resume();
+      fail(res, 404, 'not found');
+      return finish(404);
+    }
+    if (req.method !== route.method && !(req.method === 'POST' && route.method === 'PUT')) {
+      req.resume();
+      fail(res, 405, `received method '${req.method}' expected '${route.method}'`, { Accept: route.method });
+      return finish(405);
+    }
+    if (route.auth !== 'none') {
+      if (!identity && route.auth === 'verify') {
+        req.resume();
+        fail(res, 400, 'tls: client certificate is required');
+        return finish(400);
+      }
+      if (route.auth === 'verify' && !policyAllows(cfg, identity, path)) {
+        req.resume();
+        fail(res, 403, 'not authorized: insufficient permissions');
+        return finish(403);
+      }
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const body = await readBody(req, route.maxBody);
+      if (body === 'too-large') {
+        fail(res, 413, 'request body too large', { Connection: 'close' });
+        return finish(413);
+      }
+      const resource = path.slice(route.path.length);
+      const ctx: Ctx = { identity, admin: !!cfg.admin && identity === cfg.admin, resource, query, body, state };
+      const work = route.handler(ctx);
+      const reply: Reply | 'timeout' = route.timeoutMs > 0
+        ? await Promise.race([work, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), route.timeoutMs)))])
+        : await work;
+      if (reply === 'timeout') {
+        work.catch(() => undefined);
+        fail(res, 503, 'request timed out');
+        return finish(503);
+      }
+      if ('stream' in reply) {
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+        res.flushHeaders();
+        const unsub = state.logs[reply.stream].subscribe((line) => res.write(line));
+        res.on('close', unsub);
+        return finish(200);
+      }
+      if ('text' in reply) {
+        res.writeHead(reply.status, { 'Content-Type': reply.contentType, 'Content-Length': Buffer.byteLength(reply.text) });
+        res.end(reply.text);
+      } else send(res, reply.status, reply.json);
+      return finish(reply.status);
+    } catch (e) {
+      const subject = path.startsWith('/v1/policy/') ? 'policy' : path.startsWith('/v1/identity/') ? 'identity' : 'key';
+      const { status, message } = kesError(e, subject);
+      if (!isKeyportError(e) || status >= 500) state.logs.logError(`${req.method} ${route.path}: ${isKeyportError(e) ? oneLine(e) : 'internal error: ' + oneLine(e)}`);
+      fail(res, status, message);
+      return finish(status);
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  };
+
+  const server = createServer(
+    {
+      key: cfg.tls.key,
+      cert: cfg.tls.cert,
+      ...(cfg.tls.password ? { passphrase: cfg.tls.password } : {}),
+      ...(cfg.tls.ca ? { ca: cfg.tls.ca } : {}),
+      requestCert: true,
+      rejectUnauthorized: !!cfg.tls.ca,
+      minVersion: 'TLSv1.2',
+      keepAliveTimeout: 90_000,
+      requestTimeout: 60_000,
+      headersTimeout: 10_000,
+    },
+    (req, res) => {
+      handle(req, res).catch((e) => {
+        state.logs.logError(`request failed: ${oneLine(e)}`);
+        fail(res, 500, 'internal server error');
+      });
+    },
+  );
+  server.on('tlsClientError', () => undefined);
+  server.on('clientError', (_e, socket) => socket.destroy());
+  return server;
+}

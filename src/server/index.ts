@@ -1,0 +1,79 @@
+/** Start a keyport server (one process) from a resolved configuration. */
+import { isKeyportError } from '../errors.js';
+import { openKeyring } from '../keys/open.js';
+import type { StoreKeyring } from '../keys/keyring.js';
+import type { ServerConfig } from './config.js';
+import { createKesServer } from './http.js';
+import { Logs } from './logs.js';
+import { createMetrics } from './metrics.js';
+import type { ServerState } from './routes.js';
+
+export interface Started {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startServer(cfg: ServerConfig, opts: { onNotice?: (m: string) => void } = {}): Promise<Started> {
+  const kr: StoreKeyring = await openKeyring(cfg.store, {
+    cacheTtlMs: cfg.cache.anyMs || 300_000,
+    cacheUnusedMs: cfg.cache.unusedMs,
+    recordTtlMs: cfg.cache.anyMs,
+    offlineMs: cfg.cache.offlineMs,
+    onNotice: opts.onNotice,
+  });
+  for (const name of cfg.keys) {
+    await kr.create(name).catch((e) => {
+      if (!isKeyportError(e, 'EXISTS')) throw e;
+    });
+  }
+  const logs = new Logs(cfg.log);
+  const state: ServerState = {
+    kr,
+    config: cfg,
+    logs,
+    metrics: await createMetrics(),
+    startedAt: Date.now(),
+    async probe() {
+      const t = process.hrtime.bigint();
+      try {
+        await kr.store.list({ limit: 1 });
+        return { ok: true, unreachable: false, latencyMs: Number(process.hrtime.bigint() - t) / 1e6 };
+      } catch (e) {
+        const unreachable = isKeyportError(e) && (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT') && e.retryable;
+        return { ok: false, unreachable, latencyMs: 0 };
+      }
+    },
+  };
+  const server = createKesServer(state);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+  const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    close() {
+      closing ??= (async () => {
+        // stop accepting, let in-flight requests finish (bounded), then release the store
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            server.closeAllConnections();
+            resolve();
+          }, 10_000);
+          server.close(() => {
+            clearTimeout(t);
+            resolve();
+          });
+          server.closeIdleConnections();
+        });
+        await kr.close();
+      })();
+      return closing;
+    },
+  };
+}
