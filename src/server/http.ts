@@ -59,28 +59,36 @@ function send(res: ServerResponse, status: number, body?: unknown, extra: Record
 
 const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) => send(res, status, { message }, extra);
 
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-large'> {
+/** what a client may send past a limit before we stop reading and close (answered 413 either way) */
+const DRAIN_LIMIT = 16 << 20;
+
+/** the body up to `max` bytes; beyond it the rest is read and dropped so the connection stays usable */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-large' | 'too-large-close'> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > max) {
-      req.resume();
-      return resolve('too-large');
-    }
     const chunks: Buffer[] = [];
     let n = 0;
+    let over = Number(req.headers['content-length'] ?? 0) > max;
     req.on('data', (c: Buffer) => {
       n += c.length;
-      if (n > max) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve('too-large');
+      if (n > max) over = true;
+      if (over) {
+        chunks.length = 0;
+        if (n > DRAIN_LIMIT) {
+          req.removeAllListeners('data');
+          resolve('too-large-close');
+        }
         return;
       }
       chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks, n)));
+    req.on('end', () => resolve(over ? 'too-large' : Buffer.concat(chunks, n)));
     req.on('error', reject);
   });
+}
+
+/** answer and forget a request we refuse before reading its body */
+function drain(req: IncomingMessage): Promise<void> {
+  return readBody(req, 0).then(() => undefined, () => undefined);
 }
 
 export interface RunningServer {
@@ -109,6 +117,7 @@ export function createKesServer(state: ServerState): Server {
       query = u.searchParams;
       path = decodeURIComponent(path);
     } catch {
+      await drain(req);
       return fail(res, 400, 'invalid request URL');
     }
     const route = exact.get(path) ?? prefixed.find((r) => path.startsWith(r.path));
@@ -119,23 +128,23 @@ export function createKesServer(state: ServerState): Server {
       if (route && route.path !== '/v1/log/audit') state.logs.audit.emit({ time: new Date().toISOString(), request: { ip: req.socket.remoteAddress, path, ...(identity ? { identity } : {}) }, response: { code: status, time: Math.round(seconds * 1e6) } });
     };
     if (!route) {
-      req.resume();
+      await drain(req);
       fail(res, 404, 'not found');
       return finish(404);
     }
     if (req.method !== route.method && !(req.method === 'POST' && route.method === 'PUT')) {
-      req.resume();
+      await drain(req);
       fail(res, 405, `received method '${req.method}' expected '${route.method}'`, { Accept: route.method });
       return finish(405);
     }
     if (route.auth !== 'none') {
       if (!identity && route.auth === 'verify') {
-        req.resume();
+        await drain(req);
         fail(res, 400, 'tls: client certificate is required');
         return finish(400);
       }
       if (route.auth === 'verify' && !policyAllows(cfg, identity, path)) {
-        req.resume();
+        await drain(req);
         fail(res, 403, 'not authorized: insufficient permissions');
         return finish(403);
       }
@@ -143,8 +152,8 @@ export function createKesServer(state: ServerState): Server {
     let timer: NodeJS.Timeout | undefined;
     try {
       const body = await readBody(req, route.maxBody);
-      if (body === 'too-large') {
-        fail(res, 413, 'request body too large', { Connection: 'close' });
+      if (body === 'too-large' || body === 'too-large-close') {
+        fail(res, 413, 'request body too large', body === 'too-large-close' ? { Connection: 'close' } : {});
         return finish(413);
       }
       const resource = path.slice(route.path.length);
@@ -202,6 +211,12 @@ export function createKesServer(state: ServerState): Server {
     },
   );
   server.on('tlsClientError', () => undefined);
-  server.on('clientError', (_e, socket) => socket.destroy());
+  // a request node's HTTP parser rejects still gets a KES-style answer
+  server.on('clientError', (_e, socket) => {
+    if (socket.writable) {
+      const body = '{"message":"bad request"}';
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    } else socket.destroy();
+  });
   return server;
 }
