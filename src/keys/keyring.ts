@@ -53,6 +53,16 @@ export const SIGN_ALGO: Record<KeyType, SigningAlgoSpec | undefined> = {
   'rsa-3072': 'rsa-pss-sha256',
 };
 
+/**
+ * A copy outside node's shared 8 KiB buffer pool: a small cached secret must not pin a whole pool slab
+ * (and with it other, unrelated bytes) for as long as it stays in the cache.
+ */
+function owned(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}
+
 export function toKeyInfo(r: KeyRecord): KeyInfo {
   const v = r.versions[r.versions.length - 1]!;
   return {
@@ -189,7 +199,7 @@ export class StoreKeyring implements Keyring {
       const bytes = await this.secretBytes(r, v);
       s =
         r.type === 'aes256'
-          ? { kind: 'sym', key: bytes.subarray(0, 32), ...(bytes.length >= 64 ? { hmacKey: bytes.subarray(32, 64) } : {}), algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256' }
+          ? { kind: 'sym', key: owned(bytes.subarray(0, 32)), ...(bytes.length >= 64 ? { hmacKey: owned(bytes.subarray(32, 64)) } : {}), algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256' }
           : { kind: 'priv', key: privateKeyObject(bytes) };
     }
     this.secrets.set(ck, s);

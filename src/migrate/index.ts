@@ -72,14 +72,15 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const mode = o.mode ?? 'default';
   const pattern = o.pattern ?? '*';
   if (redactUri(o.from) === redactUri(o.to)) throw err('USAGE', 'source and target are the same store');
-  const srcKr = await openKeyring(o.from);
+  // a migration touches each key a few times: no point keeping unsealed secrets around
+  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0 });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
     from: redactUri(o.from), to: redactUri(o.to), dryRun: !!o.dryRun, resumed: false, alreadyFinished: false, planned: 0, migrated: 0, skipped: 0,
     conflicts: [], failed: [], refused: [], errors: [], verified: 0, strategies: { copy: 0, import: 0, rekey: 0 }, durationMs: 0, keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(o.to);
+    dstKr = await openKeyring(o.to, { cacheTtlMs: 0 });
     const src = await side(srcKr, o.from);
     const dst = await side(dstKr, o.to);
     const opts = { pattern: o.pattern, mode, rekey: !!o.rekey };

@@ -99,13 +99,17 @@ class SqliteStore implements RecordStore {
   }
 
   async get(name: string): Promise<KeyRecord> {
-    this.wrap(() => this.fresh());
-    const hit = this.cache.get(name);
-    if (hit) return hit;
+    // only a possible hit needs the version check: a row read now is as fresh as it gets, and if the
+    // database has not moved since the last check (which predates every cached row) all rows still hold
+    if (this.cache.has(name)) {
+      this.wrap(() => this.fresh());
+      const hit = this.cache.get(name);
+      if (hit) return hit;
+    }
     const r = this.wrap(() => this.q.get.get(name)) as string | undefined;
     if (r === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
     const rec = freeze(parseRecord(r, `key '${name}'`));
-    if (this.cache.size >= 10_000) this.cache.delete(this.cache.keys().next().value!);
+    if (this.cache.size >= 4096) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(name, rec);
     return rec;
   }
