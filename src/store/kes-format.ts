@@ -173,7 +173,12 @@ function decodeProtobuf(raw: Buffer): KesKey {
   const nanos = Number(BigInt.asIntN(32, (ts && lastOf(ts, 2, 0, 'Timestamp')?.v) ?? 0n));
   if (nanos < 0 || nanos > 999_999_999) throw bad('created_at has invalid nanoseconds');
   const by = lastOf(kv, 4, 2, 'KeyVersion')?.b ?? Buffer.alloc(0);
-  const createdBy = new TextDecoder('utf-8', { fatal: true }).decode(by);
+  let createdBy: string;
+  try {
+    createdBy = new TextDecoder('utf-8', { fatal: true }).decode(by); // proto3 strings are UTF-8 (Go refuses others)
+  } catch {
+    throw bad('created_by is not valid UTF-8');
+  }
   return { secret: Buffer.from(secret), algorithm, ...(hmacKey ? { hmacKey: Buffer.from(hmacKey) } : {}), createdAt: formatRfc3339(seconds, nanos), createdBy };
 }
 
