@@ -74,3 +74,12 @@ tb_venv() {
   [[ -x $v/bin/python ]] || python3 -m venv "$v" >&2
   echo "$v"
 }
+
+# tb_daemon PIDFILE LOGFILE CMD...: start CMD in its own session, in the background, WITHOUT the start
+# lock's file descriptor (a daemon that inherits fd 9 would hold the lock for as long as it runs)
+tb_daemon() {
+  local pidfile=$1 log=$2
+  shift 2
+  setsid "$@" >"$log" 2>&1 </dev/null 9>&- &
+  echo $! >"$pidfile"
+}

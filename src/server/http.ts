@@ -120,7 +120,8 @@ export function createKesServer(state: ServerState): Server {
       await drain(req);
       return fail(res, 400, 'invalid request URL');
     }
-    const route = exact.get(path) ?? prefixed.find((r) => path.startsWith(r.path));
+    // KES's Go mux answers '/v1/identity/list' (no slash) by redirecting to '/v1/identity/list/': same route here
+    const route = exact.get(path) ?? prefixed.find((r) => path.startsWith(r.path) || path + '/' === r.path);
     const identity = identify(req);
     const finish = (status: number) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -156,7 +157,7 @@ export function createKesServer(state: ServerState): Server {
         fail(res, 413, 'request body too large', body === 'too-large-close' ? { Connection: 'close' } : {});
         return finish(413);
       }
-      const resource = path.slice(route.path.length);
+      const resource = path.length >= route.path.length ? path.slice(route.path.length) : '';
       const ctx: Ctx = { identity, admin: !!cfg.admin && identity === cfg.admin, resource, query, body, state };
       const work = route.handler(ctx);
       const reply: Reply | 'timeout' = route.timeoutMs > 0
