@@ -227,9 +227,17 @@ class KesFsStore implements RecordStore {
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
     const m = this.readMeta();
-    if (value === undefined) delete m[key];
-    else m[key] = value;
+    if (value === undefined) {
+      if (!(key in m)) return;
+      delete m[key];
+    } else m[key] = value;
     try {
+      // KES lists every file of its directory as a key name: leave no meta file behind when empty
+      if (Object.keys(m).length === 0) {
+        unlinkSync(join(this.dir, META));
+        fsyncDir(this.dir);
+        return;
+      }
       writeFileAtomic(join(this.dir, META), JSON.stringify(m), 0o600);
     } catch (e) {
       ioError(e, `cannot write ${join(this.dir, META)}`);

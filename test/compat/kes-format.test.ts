@@ -280,6 +280,9 @@ describe('kes-fs store on a directory', () => {
     names.push('linked');
     await s.setMeta('protection', 'none');
     assert.equal(await s.getMeta('protection'), 'none');
+    await s.setMeta('protection', undefined);
+    assert.equal(readdirSync(dir).includes('.keyport-meta.json'), false, 'an empty meta file is removed');
+    await s.setMeta('protection', 'none');
     const all: string[] = [];
     let after: string | undefined;
     for (;;) {
