@@ -91,9 +91,7 @@ keystore:
   fs:
     path: $STATE/keys
 YAML
-  # 9>&-: the server must not inherit the start lock, or every later `start` waits for it to exit
-  setsid "$BIN" server --config "$STATE/config.yml" >"$STATE/kes.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$PIDFILE"
+  tb_daemon "$PIDFILE" "$STATE/kes.log" "$BIN" server --config "$STATE/config.yml"
   tb_wait_port "$port" 30 || { tail -5 "$STATE/kes.log" >&2; tb_unavailable "kes: server did not start"; }
   env_lines
 }
