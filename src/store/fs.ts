@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { err } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { parseRecord } from './record.js';
-import { createFileAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
+import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
 
 const EXT = '.key';
 const META = '.keyport-meta.json';
@@ -91,6 +91,15 @@ class FsStore implements RecordStore {
       writeFileAtomic(this.file(rec.name), JSON.stringify(rec));
     } catch (e) {
       ioError(e, `cannot write key '${rec.name}'`);
+    }
+  }
+
+  async createMany(recs: KeyRecord[]): Promise<string[]> {
+    try {
+      const existed = await createFilesAtomic(this.dir, recs.map((r) => ({ path: this.file(r.name), data: JSON.stringify(r) })));
+      return existed.map((p) => p.slice(this.dir.length + 1, -EXT.length));
+    } catch (e) {
+      ioError(e, `cannot write keys into ${this.dir}`);
     }
   }
 

@@ -9,12 +9,12 @@
  * created_by: records that do not fit (other types, several versions, sealed or KMS-held material,
  * disabled keys) are refused with UNSUPPORTED.
  */
-import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../errors.js';
 import { kcv } from '../crypto/fingerprint.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
-import { createFileAtomic, fsyncDir, writeFileAtomic } from './atomic-file.js';
+import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { decodeKesKey, encodeKesKey, kesKeyForm, type KesKey, type KesKeyForm } from './kes-format.js';
 
 const META = '.keyport-meta.json';
@@ -82,16 +82,19 @@ export function recordToKesKey(r: KeyRecord): KesKey {
   };
 }
 
+/** read a key file, refusing anything larger than a KES key can be (sized by fstat, not a 1 MiB buffer per read) */
 function readLimited(path: string): Buffer {
   const fd = openSync(path, 'r');
   try {
-    const buf = Buffer.alloc(MAX_FILE + 1);
+    const size = fstatSync(fd).size;
+    if (size > MAX_FILE) throw err('INVALID_INPUT', `${path} is larger than a KES key can be (1 MiB)`);
+    const buf = Buffer.allocUnsafe(size + 1);
     let n = 0;
     for (;;) {
       const r = readSync(fd, buf, n, buf.length - n, null);
       if (r === 0) break;
       n += r;
-      if (n > MAX_FILE) throw err('INVALID_INPUT', `${path} is larger than a KES key can be (1 MiB)`);
+      if (n > size) throw err('INVALID_INPUT', `${path} changed while it was read`);
     }
     return buf.subarray(0, n);
   } finally {
@@ -135,6 +138,17 @@ class KesFsStore implements RecordStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw err('EXISTS', `key '${rec.name}' already exists`);
       ioError(e, `cannot write key '${rec.name}'`);
+    }
+  }
+
+  /** bulk create-only (migration): parallel fsyncs, one directory fsync; returns the names that existed */
+  async createMany(recs: KeyRecord[]): Promise<string[]> {
+    const files = recs.map((r) => ({ path: this.file(r.name), data: encodeKesKey(recordToKesKey(r)), name: r.name }));
+    try {
+      const existed = new Set(await createFilesAtomic(this.dir, files));
+      return files.filter((f) => existed.has(f.path)).map((f) => f.name);
+    } catch (e) {
+      ioError(e, `cannot write keys into ${this.dir}`);
     }
   }
 
