@@ -64,6 +64,7 @@ env_lines() {
   echo "KMIP_ROGUE_CERT=$STATE/pki/rogue.crt"
   echo "KMIP_ROGUE_KEY=$STATE/pki/rogue.key"
   echo "KMIP_LOG=$STATE/server.log"
+  echo "KMIP_PYTHON=$VENV/bin/python"
 }
 
 start() {
@@ -92,7 +93,8 @@ enable_tls_client_auth=True
 logging_level=INFO
 database_path=$STATE/pykmip.db
 CONF
-  setsid "$VENV/bin/pykmip-server" -f "$STATE/server.conf" -l "$STATE/server.log" >"$STATE/stdout.log" 2>&1 </dev/null &
+  # 9>&-: the server must not inherit (and so hold forever) the start lock
+  setsid "$VENV/bin/pykmip-server" -f "$STATE/server.conf" -l "$STATE/server.log" >"$STATE/stdout.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDFILE"
   if ! tb_wait_port "$port" 60; then
     tail -5 "$STATE/stdout.log" "$STATE/server.log" >&2 2>/dev/null || true
