@@ -270,7 +270,9 @@ describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
   it('a client certificate the server does not trust -> AUTH/UNAVAILABLE, one line', async () => {
     const rogue = await factory({ ...params, cert: env.KMIP_ROGUE_CERT!, key: env.KMIP_ROGUE_KEY! }, 'kmip:rogue');
     const e = await code(rogue.generateSymmetricKey());
-    assert.ok(['AUTH', 'UNAVAILABLE'].includes(e.code), `${e.code}: ${e.message}`);
+    // TLS 1.2: PyKMIP's handshake answers an untrusted client certificate with an unknown_ca alert
+    assert.equal(e.code, 'AUTH', e.message);
+    assert.match(e.message, /client certificate/);
     const h = await rogue.health();
     assert.notEqual(h.state, 'ok');
     await rogue.close?.();

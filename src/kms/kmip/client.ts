@@ -166,7 +166,8 @@ export function reasonToCode(reason: number | undefined, op: number, message: st
     case ResultReason.PermissionDenied:
     case ResultReason.NotAuthorised:
       // PyKMIP answers Permission Denied for "the key is not Active" and "usage mask lacks the bit" too
-      if (/not active|active state|pre-active|state is not/i.test(message)) return /cannot be destroyed/i.test(message) ? 'CONFLICT' : 'KEY_DISABLED';
+      if (/cannot be destroyed/i.test(message)) return 'CONFLICT'; // still Active: revoke it first
+      if (/not active|active state|pre-active|state is not/i.test(message)) return 'KEY_DISABLED';
       if (/usage mask|not a symmetric key|not a private key|must be specified/i.test(message)) return 'KEY_USAGE';
       if (/could not locate object/i.test(message)) return 'NOT_FOUND';
       return 'PERMISSION';
