@@ -81,7 +81,9 @@ async function verifyKey(ctx: ExecContext, name: string, rekeyed: boolean): Prom
     const ok = rekeyed ? await d!.verify(name, probe, sig) : await s!.verify(name, probe, sig);
     if (!ok) throw err('VERIFY_FAILED', `'${name}': a signature made at the target does not verify with the source key`);
   } else {
-    const ct = await (rekeyed ? d! : s!).encrypt(name, probe);
+    // an aes256 key inside a KMS encrypts in the KMS's own format, not KES's: check it round-trips there
+    const kmsSymmetric = dstRec.type === 'aes256' && dstRec.versions[dstRec.versions.length - 1]!.external && !srcRec.versions[srcRec.versions.length - 1]!.external;
+    const ct = await (rekeyed || kmsSymmetric ? d! : s!).encrypt(name, probe);
     const back = await d!.decrypt(name, ct);
     if (!back.equals(probe)) throw err('VERIFY_FAILED', `'${name}': data encrypted at the source does not decrypt at the target`);
   }
