@@ -16,6 +16,8 @@ import { spawnSync } from 'node:child_process';
 import { createDecipheriv, createCipheriv, createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, constants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { dirname, join } from 'node:path';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { KeyportError } from '../../src/errors.js';
 import type { Driver } from '../../src/kms/driver.js';
@@ -25,6 +27,7 @@ import { CryptographicAlgorithm, ObjectType, Operation, PaddingMethod, HashingAl
 import { byteString, decodeTtlv, encodeTtlv, enumeration, find, integer, need, structure, textString } from '../../src/kms/kmip/ttlv.js';
 
 const AAD = Buffer.from('keyport-kmip-wrap-v1');
+const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
 async function code(p: Promise<unknown>): Promise<KeyportError> {
@@ -337,6 +340,33 @@ describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
     await viaRelay.close?.();
     links.forEach((s) => s.destroy());
     await new Promise<void>((r) => relay.close(() => r()));
+  });
+
+  it('a peer answering garbage over TLS gets INVALID_INPUT / UNAVAILABLE, never a crash', async () => {
+    // not a KMIP server: a TLS endpoint with the testbed's server certificate that answers nonsense
+    const pki = dirname(env.KMIP_CA!);
+    const answers = [
+      Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'), // not a Response Message
+      hex('42007b 01 7fffffff'), // a Response Message claiming 2 GiB
+      hex('42007b 01 00000010 42007a 01 00000008 0000'), // a truncated frame, then the peer closes
+      Buffer.concat([hex('42007b 01 00000008'), hex('42007a 02 00000004 0000000100000000')]), // header length lies about its child
+    ];
+    let n = 0;
+    const srv = tls.createServer({ cert: readFileSync(join(pki, 'server.crt')), key: readFileSync(join(pki, 'server.key')) }, (s) => {
+      const a = answers[n++ % answers.length]!;
+      s.once('data', () => (n % answers.length === 3 ? s.end(a) : s.write(a)));
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = String((srv.address() as net.AddressInfo).port);
+    const codes: string[] = [];
+    for (let i = 0; i < answers.length; i++) {
+      const g = await factory({ ...params, port, timeout: '2s' }, 'kmip:garbage');
+      codes.push((await code(g.generateSymmetricKey())).code);
+      await g.close?.();
+    }
+    srv.close();
+    assert.deepEqual(codes, ['INVALID_INPUT', 'INVALID_INPUT', 'UNAVAILABLE', 'INVALID_INPUT']);
   });
 
   it("PyKMIP's own encoder and ours agree byte for byte", () => {
