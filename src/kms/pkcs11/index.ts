@@ -244,7 +244,13 @@ async function probeCaps(t: Token): Promise<Caps> {
       const [min, max] = keySizes(lib.CKM_RSA_PKCS_KEY_PAIR_GEN);
       for (const [bits, spec] of [[2048, 'rsa-2048'], [3072, 'rsa-3072']] as const) if (bits >= min! && bits <= max!) caps.rsaSizes.push(spec);
       if (has(lib.CKM_RSA_PKCS_OAEP)) {
-        caps.oaepWhy = `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256 (SoftHSM2 2.6 does OAEP with SHA-1 only)`;
+        let softhsm = false;
+        try {
+          softhsm = /softhsm/i.test(t.tokenInfo().manufacturerID);
+        } catch {
+          /* only for the hint */
+        }
+        caps.oaepWhy = `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256${softhsm ? ' (SoftHSM2 2.6 does OAEP with SHA-1 only)' : ''}`;
         const bits = Math.max(1024, min!);
         const kp = await tryPair(
           lib.CKM_RSA_PKCS_KEY_PAIR_GEN,

@@ -169,7 +169,7 @@ export class Token {
       return;
     }
     if (pin === undefined || !timingSafeEqual(pinDigest(this.pinSalt, pin), this.pinHash)) {
-      throw err('AUTH', `pkcs11: the PIN for token '${this.label}' is wrong (CKR_PIN_INCORRECT): check pin-value / pin-source / KEYPORT_PKCS11_PIN`);
+      throw err('AUTH', `pkcs11: the PIN for token '${this.label}' is wrong (it differs from the one this process is logged in with): check pin-value / pin-source / KEYPORT_PKCS11_PIN`);
     }
   }
 
