@@ -430,7 +430,12 @@ export class StoreKeyring implements Keyring {
   }
 
   async sign(name: string, data: Buffer, opts: SignOptions = {}): Promise<Buffer> {
-    const r = await this.record(name, true);
+    return this.signRecord(await this.record(name, true), data, opts);
+  }
+
+  /** sign with a record already in hand (migration verification reads each record once) */
+  async signRecord(r: KeyRecord, data: Buffer, opts: SignOptions = {}): Promise<Buffer> {
+    const name = r.name;
     this.usable(r, 'signing', 'sign');
     this.checkUsage(r, opts.usage);
     const v = this.version(r, opts.version);
@@ -445,7 +450,11 @@ export class StoreKeyring implements Keyring {
   }
 
   async verify(name: string, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
-    const r = await this.record(name);
+    return this.verifyRecord(await this.record(name), data, signature, opts);
+  }
+
+  async verifyRecord(r: KeyRecord, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
+    const name = r.name;
     if (r.purpose !== 'signing') throw err('KEY_USAGE', `key '${name}' is a ${r.type} ${r.purpose} key: it cannot verify`);
     const versions = opts.version !== undefined ? [this.version(r, opts.version)] : [...r.versions].reverse();
     for (const v of versions) if (verifyData(r.type, this.publicOf(r, v), data, signature, opts.format ?? 'der')) return true;
@@ -453,7 +462,11 @@ export class StoreKeyring implements Keyring {
   }
 
   async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
-    const r = await this.record(name, true);
+    return this.encryptRecord(await this.record(name, true), plaintext, context);
+  }
+
+  async encryptRecord(r: KeyRecord, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
+    const name = r.name;
     if (r.type === 'aes256') {
       this.usable(r, 'symmetric', 'encrypt');
       const v = this.version(r);
@@ -472,7 +485,10 @@ export class StoreKeyring implements Keyring {
   }
 
   async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
-    const r = await this.record(name, true);
+    return this.decryptRecord(await this.record(name, true), ciphertext, context);
+  }
+
+  async decryptRecord(r: KeyRecord, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
     this.usable(r, r.type === 'aes256' ? 'symmetric' : 'encryption', 'decrypt');
     // the ciphertext does not name its version: newest first, authentication picks the right one
     let last: unknown;

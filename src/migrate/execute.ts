@@ -45,11 +45,11 @@ async function targetVersion(ctx: ExecContext, rec: KeyRecord, v: VersionRecord)
   }
 }
 
-async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<KeyRecord> {
+async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<{ src: KeyRecord; out: KeyRecord }> {
   const rec = await ctx.src.kr.store.get(e.n);
   const versions: VersionRecord[] = [];
   for (const v of rec.versions) versions.push(await targetVersion(ctx, rec, v));
-  return { ...rec, meta: { ...(rec.meta ?? {}) }, versions };
+  return { src: rec, out: { ...rec, meta: { ...(rec.meta ?? {}) }, versions } };
 }
 
 /** re-key: a new key at the target; for signing keys the old key signs a delegation to the new one */
@@ -68,23 +68,26 @@ async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
   appendText(ctx.rekeyMap, JSON.stringify(entry) + '\n');
 }
 
-/** cryptographic proof that the target key is the source key (or, re-keyed, that it works) */
-async function verifyKey(ctx: ExecContext, name: string, rekeyed: boolean): Promise<void> {
+/**
+ * Cryptographic proof that the target key is the source key (or, re-keyed, that it works). The
+ * source record comes from the batch; the target record is read back from the target, once.
+ */
+async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean): Promise<void> {
   const [s, d] = [ctx.src.kr, ctx.dst.kr] as StoreKeyring[];
-  const srcRec = await s!.store.get(name);
+  const name = srcRec.name;
   const dstRec = await d!.store.get(name);
   if (!rekeyed && material(srcRec) !== material(dstRec)) throw err('VERIFY_FAILED', `'${name}': fingerprints differ between source and target`);
   const probe = randomBytes(32);
   if (srcRec.purpose === 'signing') {
     const usage = dstRec.usage.includes('any') ? undefined : dstRec.usage[0];
-    const sig = await d!.sign(name, probe, { usage });
-    const ok = rekeyed ? await d!.verify(name, probe, sig) : await s!.verify(name, probe, sig);
+    const sig = await d!.signRecord(dstRec, probe, { usage });
+    const ok = rekeyed ? await d!.verifyRecord(dstRec, probe, sig) : await s!.verifyRecord(srcRec, probe, sig);
     if (!ok) throw err('VERIFY_FAILED', `'${name}': a signature made at the target does not verify with the source key`);
   } else {
     // an aes256 key inside a KMS encrypts in the KMS's own format, not KES's: check it round-trips there
     const kmsSymmetric = dstRec.type === 'aes256' && dstRec.versions[dstRec.versions.length - 1]!.external && !srcRec.versions[srcRec.versions.length - 1]!.external;
-    const ct = await (rekeyed || kmsSymmetric ? d! : s!).encrypt(name, probe);
-    const back = await d!.decrypt(name, ct);
+    const ct = rekeyed || kmsSymmetric ? await d!.encryptRecord(dstRec, probe) : await s!.encryptRecord(srcRec, probe);
+    const back = await d!.decryptRecord(dstRec, ct);
     if (!back.equals(probe)) throw err('VERIFY_FAILED', `'${name}': data encrypted at the source does not decrypt at the target`);
   }
 }
@@ -96,6 +99,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     res.errors.push({ name, error: oneLine(e) });
   };
   const done: { name: string; rekeyed: boolean }[] = [];
+  const sources = new Map<string, KeyRecord>();
   // 1. build target records (KMS calls run concurrently under the adaptive pool)
   const built: (KeyRecord | undefined)[] = await Promise.all(
     batch.map(async (e) => {
@@ -109,7 +113,9 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }
-        return await ctx.pool.run(() => buildRecord(ctx, e));
+        const b = await ctx.pool.run(() => buildRecord(ctx, e));
+        sources.set(e.n, b.src);
+        return b.out;
       } catch (x) {
         fail(e.n, x);
         return undefined;
@@ -173,7 +179,8 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     await Promise.all(
       done.map(async ({ name, rekeyed }) => {
         try {
-          await ctx.pool.run(() => verifyKey(ctx, name, rekeyed));
+          const src = sources.get(name) ?? (await ctx.src.kr.store.get(name));
+          await ctx.pool.run(() => verifyKey(ctx, src, rekeyed));
           res.verified++;
         } catch (x) {
           res.migrated--;
