@@ -296,6 +296,12 @@ class Pkcs11Driver implements Driver {
     this.p11 = token.p11;
   }
 
+  /** a pooled-session operation of this driver (refused once the driver is closed) */
+  private run<T>(op: string, fn: (s: Handle) => Promise<T> | T, override?: Parameters<Token['with']>[2]): Promise<T> {
+    if (this.closed) return Promise.reject(err('UNAVAILABLE', 'pkcs11: the driver is closed', { retryable: false }));
+    return this.token.with(op, fn, override);
+  }
+
   // ------------------------------------------------------------------------------- capabilities
 
   async health(): Promise<Health> {
@@ -467,7 +473,7 @@ class Pkcs11Driver implements Driver {
       mech = lib.CKM_EC_KEY_PAIR_GEN;
       pubSpecific = [{ type: lib.CKA_EC_PARAMS, value: CURVES[spec].params }];
     }
-    return this.token.with(`generate ${spec} key '${label}'`, async (s) => {
+    return this.run(`generate ${spec} key '${label}'`, async (s) => {
       this.ensureFree(s, label);
       await p11.C_GenerateKeyPairAsync(
         s,
@@ -499,7 +505,7 @@ class Pkcs11Driver implements Driver {
     if (!this.caps.aesGen || !this.caps.aesGcm) throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' lacks CKM_AES_KEY_GEN or CKM_AES_GCM`);
     const label = this.newLabel(name);
     const id = randomBytes(16);
-    return this.token.with(`generate aes256 key '${label}'`, async (s) => {
+    return this.run(`generate aes256 key '${label}'`, async (s) => {
       this.ensureFree(s, label);
       await p11.C_GenerateKeyAsync(s, { mechanism: lib.CKM_AES_KEY_GEN }, [
         { type: lib.CKA_CLASS, value: lib.CKO_SECRET_KEY },
@@ -517,7 +523,7 @@ class Pkcs11Driver implements Driver {
 
   async sign(keyId: string, data: Buffer, algo: SigningAlgoSpec): Promise<Buffer> {
     const { lib, p11 } = this;
-    return this.token.with(`sign with key '${keyId}'`, async (s) => {
+    return this.run(`sign with key '${keyId}'`, async (s) => {
       const { key } = this.key(s, keyId);
       const wrongKey = () => err('KEY_USAGE', `pkcs11: key '${keyId}' cannot sign with ${algo}`);
       if (algo === 'ecdsa-sha256' || algo === 'ecdsa-sha384') {
@@ -548,7 +554,7 @@ class Pkcs11Driver implements Driver {
     const { lib, p11 } = this;
     if (algo !== 'rsa-oaep-sha256') throw err('UNSUPPORTED', `pkcs11: ${algo} is not done by the PKCS#11 driver`);
     if (!this.caps.oaepSha256) throw err('UNSUPPORTED', `pkcs11: rsa-oaep-sha256 decryption is not available: ${this.caps.oaepWhy}`);
-    return this.token.with(
+    return this.run(
       `decrypt with key '${keyId}'`,
       async (s) => {
         const { key } = this.key(s, keyId);
@@ -574,7 +580,7 @@ class Pkcs11Driver implements Driver {
   async encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer> {
     if (!this.caps.aesGcm) throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' has no CKM_AES_GCM`);
     const { p11 } = this;
-    return this.token.with(`encrypt with key '${keyId}'`, async (s) => {
+    return this.run(`encrypt with key '${keyId}'`, async (s) => {
       const key = this.secretKey(s, keyId);
       const iv = randomBytes(12);
       p11.C_EncryptInit(s, this.gcm(iv), key.handle);
@@ -588,7 +594,7 @@ class Pkcs11Driver implements Driver {
     if (ciphertext.length < 12 + 16) throw err('INVALID_CIPHERTEXT', 'pkcs11: ciphertext too short (needs iv ‖ data ‖ 16-byte tag)');
     const { p11 } = this;
     // SoftHSM reports a failed GCM tag check as CKR_GENERAL_ERROR; other tokens use CKR_ENCRYPTED_DATA_INVALID
-    return this.token.with(
+    return this.run(
       `decrypt with key '${keyId}'`,
       async (s) => {
         const key = this.secretKey(s, keyId);
@@ -605,7 +611,7 @@ class Pkcs11Driver implements Driver {
 
   async getPublicKey(keyId: string): Promise<DriverPublicKey> {
     const { lib, p11 } = this;
-    return this.token.with(`read the public key of '${keyId}'`, (s) => {
+    return this.run(`read the public key of '${keyId}'`, (s) => {
       const { key, pub } = this.key(s, keyId);
       if (key.cls === lib.CKO_SECRET_KEY) throw err('KEY_USAGE', `pkcs11: key '${keyId}' is symmetric and has no public key`);
       const spec = this.specOf(s, key);
@@ -625,7 +631,7 @@ class Pkcs11Driver implements Driver {
 
   async keyExistsAndIsActive(keyId: string): Promise<void> {
     const { lib, p11 } = this;
-    await this.token.with(`look up key '${keyId}'`, (s) => {
+    await this.run(`look up key '${keyId}'`, (s) => {
       const { key } = this.key(s, keyId);
       // a key none of whose uses is allowed any more counts as disabled
       const uses = key.cls === lib.CKO_SECRET_KEY ? [lib.CKA_ENCRYPT, lib.CKA_DECRYPT] : [lib.CKA_SIGN, lib.CKA_DECRYPT];
@@ -636,7 +642,7 @@ class Pkcs11Driver implements Driver {
 
   async deleteKey(keyId: string): Promise<void> {
     const { p11 } = this;
-    await this.token.with(`delete key '${keyId}'`, (s) => {
+    await this.run(`delete key '${keyId}'`, (s) => {
       const { key } = this.key(s, keyId);
       // both halves: every key object with the key's CKA_ID and label
       const halves = this.objects(s, `id=${key.id.toString('hex')}`).filter((o) => o.label === key.label);
@@ -646,12 +652,12 @@ class Pkcs11Driver implements Driver {
   }
 
   async resolveKeyId(ref: string): Promise<string> {
-    return this.token.with(`look up key '${ref}'`, (s) => this.keyIdOf(this.key(s, ref).key));
+    return this.run(`look up key '${ref}'`, (s) => this.keyIdOf(this.key(s, ref).key));
   }
 
   async *listKeys(): AsyncIterable<DriverKeyInfo> {
     const { lib, p11 } = this;
-    const infos = await this.token.with('list keys', (s) => {
+    const infos = await this.run('list keys', (s) => {
       const out: DriverKeyInfo[] = [];
       for (const cls of [lib.CKO_PRIVATE_KEY, lib.CKO_SECRET_KEY]) {
         for (const h of find(p11, s, [{ type: lib.CKA_CLASS, value: cls }])) {
@@ -685,7 +691,7 @@ class Pkcs11Driver implements Driver {
         ...this.privateAttrs(),
         ...this.usage('symmetric', 'secret'),
       ];
-      return this.token.with(`import key '${label}'`, async (s) => {
+      return this.run(`import key '${label}'`, async (s) => {
         this.ensureFree(s, label);
         if (this.caps.kwp) await this.unwrap(s, material.secret, template);
         else p11.C_CreateObject(s, [...template, { type: lib.CKA_VALUE, value: material.secret }]);
@@ -761,7 +767,7 @@ class Pkcs11Driver implements Driver {
       ...pubSpecific,
       ...this.usage(kind, 'public'),
     ];
-    return this.token.with(`import key '${label}'`, async (s) => {
+    return this.run(`import key '${label}'`, async (s) => {
       this.ensureFree(s, label);
       // SoftHSM 2.6 cannot unwrap an Ed25519 PKCS#8; RSA/EC go through C_UnwrapKey
       const privHandle =
