@@ -111,7 +111,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
 
     let summary: PlanSummary;
     // batches are numbered in plan order; a resumed run must cut them exactly as the first run did
-    let batchSize = Math.max(1, o.batchSize ?? 256);
+    let batchSize = Math.max(1, o.batchSize ?? 1024);
     const prevPlan = `${journal.planPath}.prev`;
     if (planned?.summary && !finished) {
       report.resumed = true;
