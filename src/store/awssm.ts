@@ -1,0 +1,245 @@
+/**
+ * `awssm:region=R[;endpoint=URL][;prefix=P][;kms-key-id=K][;profile=…|access-key-id=…;secret-access-key=…][;timeout-ms=10000]`
+ * AWS Secrets Manager as a RecordStore (@aws-sdk/client-secrets-manager, loaded lazily).
+ *
+ * Layout (one secret per key):
+ *   secret name   = PREFIX + key name            (PREFIX defaults to '', as KES names secrets by key name)
+ *   SecretString  = JSON of the keyport KeyRecord: {"name","type","purpose","usage","state","createdAt",
+ *                   "createdBy","meta"?,"versions":[{"version","createdAt","publicKey"?,"fingerprint",
+ *                   "clear"? | "sealed"? | "external"?}]}
+ *   KmsKeyId      = kms-key-id when given (the key Secrets Manager encrypts the secret with), else AWS's default
+ *   store settings (getMeta/setMeta) = one secret `${PREFIX}.keyport-meta` holding a JSON object of strings;
+ *                   '.keyport-meta' is not a valid key name, so it never clashes with a key and is never listed.
+ *
+ * Difference to KES: KES's AWS Secrets Manager keystore also names the secret after the key, but its
+ * SecretString is the KES stored key format (KES's own key bytes + algorithm + created_at/by), not a
+ * keyport record; a secret written by one is not a key the other reads as it is. Migrating between the
+ * two goes through `keyport migrate`.
+ *
+ * Semantics: create = CreateSecret (ResourceExistsException -> EXISTS); replace = PutSecretValue (a new
+ * AWSCURRENT version: readers see the old or the new record); delete = DeleteSecret with
+ * ForceDeleteWithoutRecovery; list pages through ListSecrets with a name filter, keeps the names that
+ * really start with the prefix (AWS's name filter ignores case) and returns them in byte order; putMany
+ * writes each record atomically (no multi-secret transaction).
+ */
+import { err, isKeyportError } from '../errors.js';
+import { awsParams, callOptions, clientConfig, mapAwsError, type AwsParams } from '../kms/aws/common.js';
+import { isValidName } from '../keys/names.js';
+import { parseRecord } from './record.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+
+type Sm = typeof import('@aws-sdk/client-secrets-manager');
+const SVC = 'AWS Secrets Manager';
+
+export async function openAwsSmStore(params: Record<string, string>, uri: string): Promise<RecordStore> {
+  const p = awsParams(params, 'awssm');
+  const prefix = params['prefix'] ?? '';
+  if (!/^[A-Za-z0-9/_+=.@-]*$/.test(prefix) || prefix.length > 400) {
+    throw err('USAGE', `awssm: prefix '${prefix}' has characters Secrets Manager does not allow in names (use A-Z a-z 0-9 / _ + = . @ -)`);
+  }
+  let sdk: Sm;
+  try {
+    sdk = await import('@aws-sdk/client-secrets-manager');
+  } catch (e) {
+    throw err('UNSUPPORTED', `awssm: @aws-sdk/client-secrets-manager cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`);
+  }
+  const client = new sdk.SecretsManagerClient(clientConfig(p) as import('@aws-sdk/client-secrets-manager').SecretsManagerClientConfig);
+  return new AwsSmStore(sdk, client, p, prefix, params['kms-key-id'] || undefined, uri);
+}
+
+class AwsSmStore implements RecordStore {
+  readonly capabilities = { transactions: false, kind: 'awssm' };
+  private readonly metaName: string;
+  constructor(
+    private readonly sdk: Sm,
+    private readonly client: InstanceType<Sm['SecretsManagerClient']>,
+    private readonly p: AwsParams,
+    private readonly prefix: string,
+    private readonly kmsKeyId: string | undefined,
+    readonly uri: string,
+  ) {
+    this.metaName = `${prefix}.keyport-meta`;
+  }
+
+  private async call<T>(what: string, cmd: unknown): Promise<T> {
+    try {
+      return (await this.client.send(cmd as never, callOptions(this.p))) as T;
+    } catch (e) {
+      const k = mapAwsError(e, what, SVC);
+      // AWS keeps a deleted name reserved for a short while after a forced delete
+      if (/scheduled for deletion|marked for deletion/i.test(k.message)) return Promise.reject(err('CONFLICT', `${SVC} ${what}: the secret name is still being deleted: retry shortly`));
+      throw k;
+    }
+  }
+
+  private secretName(name: string): string {
+    return this.prefix + name;
+  }
+
+  private async createSecret(name: string, value: string, what: string): Promise<void> {
+    await this.call(
+      `CreateSecret '${what}'`,
+      new this.sdk.CreateSecretCommand({
+        Name: name,
+        SecretString: value,
+        Description: 'keyport key record',
+        ...(this.kmsKeyId ? { KmsKeyId: this.kmsKeyId } : {}),
+      }),
+    );
+  }
+
+  async create(rec: KeyRecord): Promise<void> {
+    try {
+      await this.createSecret(this.secretName(rec.name), JSON.stringify(rec), rec.name);
+    } catch (e) {
+      if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `key '${rec.name}' already exists`);
+      throw e;
+    }
+  }
+
+  private async readSecret(secretName: string, what: string): Promise<string | undefined> {
+    try {
+      const out = await this.call<{ SecretString?: string; SecretBinary?: Uint8Array }>(
+        `GetSecretValue '${what}'`,
+        new this.sdk.GetSecretValueCommand({ SecretId: secretName }),
+      );
+      if (out.SecretString !== undefined) return out.SecretString;
+      if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString('utf8');
+      throw err('INVALID_INPUT', `${what}: the secret has no value`);
+    } catch (e) {
+      // a secret pending deletion answers InvalidRequestException on read: it is gone for us
+      if (isKeyportError(e, 'NOT_FOUND') || (isKeyportError(e) && /deleted|deletion/i.test(e.message))) return undefined;
+      throw e;
+    }
+  }
+
+  async get(name: string): Promise<KeyRecord> {
+    const text = await this.readSecret(this.secretName(name), name);
+    if (text === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
+    const rec = parseRecord(text, `key '${name}'`);
+    if (rec.name !== name) throw err('INVALID_INPUT', `key '${name}': the stored record names another key ('${rec.name}')`);
+    return rec;
+  }
+
+  /** every key name under the store prefix (plus an extra name prefix), sorted in byte order */
+  private async allNames(extra: string): Promise<string[]> {
+    const full = this.prefix + extra;
+    const names: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.call<{ SecretList?: { Name?: string; DeletedDate?: Date }[]; NextToken?: string }>(
+        'ListSecrets',
+        new this.sdk.ListSecretsCommand({
+          MaxResults: 100,
+          ...(full ? { Filters: [{ Key: 'name', Values: [full] }] } : {}),
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const s of out.SecretList ?? []) {
+        if (!s.Name || s.DeletedDate || !s.Name.startsWith(full)) continue; // AWS's name filter ignores case
+        const n = s.Name.slice(this.prefix.length);
+        if (isValidName(n)) names.push(n);
+      }
+      token = out.NextToken || undefined;
+    } while (token);
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return names.filter((n, i) => i === 0 || n !== names[i - 1]);
+  }
+
+  async list(opts: ListOptions = {}): Promise<ListPage> {
+    const limit = Math.max(1, opts.limit ?? 1000);
+    const after = opts.after ?? '';
+    const names = (await this.allNames(opts.prefix ?? '')).filter((n) => n > after);
+    if (names.length > limit) return { names: names.slice(0, limit), next: names[limit - 1] };
+    return { names };
+  }
+
+  async delete(name: string): Promise<void> {
+    const sn = this.secretName(name);
+    // ForceDeleteWithoutRecovery does not fail for a missing secret on AWS: look first
+    try {
+      const d = await this.call<{ DeletedDate?: Date }>(`DescribeSecret '${name}'`, new this.sdk.DescribeSecretCommand({ SecretId: sn }));
+      if (d.DeletedDate) throw err('NOT_FOUND', `key '${name}' does not exist`);
+    } catch (e) {
+      if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${name}' does not exist`);
+      throw e;
+    }
+    try {
+      await this.call(`DeleteSecret '${name}'`, new this.sdk.DeleteSecretCommand({ SecretId: sn, ForceDeleteWithoutRecovery: true }));
+    } catch (e) {
+      if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${name}' does not exist`);
+      throw e;
+    }
+  }
+
+  private async putValue(secretName: string, value: string, what: string): Promise<void> {
+    await this.call(`PutSecretValue '${what}'`, new this.sdk.PutSecretValueCommand({ SecretId: secretName, SecretString: value }));
+  }
+
+  async replace(rec: KeyRecord): Promise<void> {
+    try {
+      await this.putValue(this.secretName(rec.name), JSON.stringify(rec), rec.name);
+    } catch (e) {
+      if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
+      throw e;
+    }
+  }
+
+  /** create-or-replace one secret atomically */
+  private async upsert(secretName: string, value: string, what: string): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      try {
+        await this.putValue(secretName, value, what);
+        return;
+      } catch (e) {
+        if (!isKeyportError(e, 'NOT_FOUND')) throw e;
+      }
+      try {
+        await this.createSecret(secretName, value, what);
+        return;
+      } catch (e) {
+        if (!isKeyportError(e, 'EXISTS')) throw e; // created meanwhile: put again
+      }
+    }
+    throw err('CONFLICT', `${SVC}: '${what}' keeps appearing and disappearing: retry`);
+  }
+
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    for (const r of recs) await this.upsert(this.secretName(r.name), JSON.stringify(r), r.name);
+    if (meta && Object.keys(meta).length > 0) await this.updateMeta(meta);
+  }
+
+  private async readMeta(): Promise<Record<string, string>> {
+    const text = await this.readSecret(this.metaName, 'store settings');
+    if (text === undefined) return {};
+    try {
+      const v = JSON.parse(text) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, string>;
+    } catch {
+      /* fall through */
+    }
+    throw err('INVALID_INPUT', `${SVC}: the settings secret '${this.metaName}' is not a JSON object: fix or delete it`);
+  }
+
+  private async updateMeta(changes: Record<string, string | undefined>): Promise<void> {
+    const m = await this.readMeta();
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === undefined) delete m[k];
+      else m[k] = v;
+    }
+    await this.upsert(this.metaName, JSON.stringify(m), 'store settings');
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (await this.readMeta())[key];
+  }
+
+  async setMeta(key: string, value: string | undefined): Promise<void> {
+    await this.updateMeta({ [key]: value });
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
