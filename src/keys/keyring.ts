@@ -15,7 +15,7 @@ import { derToRaw, ecdsaSize } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
 import { splitKeyUri, redactUri } from '../config/uri.js';
-import { openDriver } from '../kms/registry.js';
+import { openInstrumentedDriver } from '../kms/instrument.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
 import { KEY_USAGES } from '../store/types.js';
@@ -115,7 +115,7 @@ export class StoreKeyring implements Keyring {
   kmsDriver(kmsUri: string): Promise<Driver> {
     let d = this.drivers.get(kmsUri);
     if (!d) {
-      d = openDriver(kmsUri);
+      d = openInstrumentedDriver(kmsUri);
       d.catch(() => this.drivers.delete(kmsUri));
       this.drivers.set(kmsUri, d);
     }

@@ -5,7 +5,7 @@
  */
 import { err, isKeyportError } from '../errors.js';
 import { splitKeyUri, redactUri } from '../config/uri.js';
-import { openDriver } from '../kms/registry.js';
+import { openInstrumentedDriver } from '../kms/instrument.js';
 import type { Driver } from '../kms/driver.js';
 import type { SealedBlob } from './types.js';
 
@@ -22,7 +22,8 @@ export class WrapperKeys {
     if (!p) {
       p = (async () => {
         const { kms, keyRef } = splitKeyUri(wrapper);
-        const driver = await openDriver(kms);
+        // retries, timeouts and the KMS audit log come with every driver keyport opens
+        const driver = await openInstrumentedDriver(kms);
         const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
         return { driver, keyId };
       })();
