@@ -263,7 +263,7 @@ function shapeOf(jwk: KV.JsonWebKey | undefined): KeyShape {
 }
 
 /** Azure JWK (Uint8Array fields) -> DER SubjectPublicKeyInfo, through node:crypto */
-function spkiOf(jwk: KV.JsonWebKey): Buffer {
+export function spkiOf(jwk: KV.JsonWebKey): Buffer {
   const shape = shapeOf(jwk);
   const nodeJwk: NodeJwk =
     shape.kty === 'EC'
@@ -277,7 +277,7 @@ function spkiOf(jwk: KV.JsonWebKey): Buffer {
 }
 
 /** PKCS#8 DER -> Azure JWK with private parts, checked against the declared spec */
-function jwkForImport(m: KeyMaterialForImport): { jwk: KV.JsonWebKey; shape: KeyShape } {
+export function jwkForImport(m: KeyMaterialForImport): { jwk: KV.JsonWebKey; shape: KeyShape } {
   let j: NodeJwk;
   try {
     j = createPrivateKey({ key: m.secret, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' }) as NodeJwk;
