@@ -1,0 +1,29 @@
+/** `keyport doctor STORE`: what is wrong with a KMS / wrapper key and how to fix it (exit 1 if anything). */
+import type { Command } from 'commander';
+import { printJson, printTable } from './output.js';
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('check a KMS or KMS key URI: reachability and latency, the key, key types, permissions; exit 1 when anything is wrong')
+    .argument('<store>', 'KMS URI or KMS key URI, e.g. awskms:region=eu-west-1;key-id=alias/wrapper or local:/var/lib/keyport/wrapper.key')
+    .option('--json', 'one JSON object: {uri, kms, keyId?, ok, checks}')
+    .action(async (store: string, o: { json?: boolean }) => {
+      const { err } = await import('../errors.js');
+      const { parseUri } = await import('../config/uri.js');
+      const { isKmsScheme } = await import('../kms/registry.js');
+      const scheme = parseUri(store).scheme;
+      if (!isKmsScheme(scheme)) throw err('UNSUPPORTED', `doctor checks KMS URIs for now; '${scheme}:' is a key store (run \`keyport key ls --store ${scheme}:…\` to check it)`);
+      const { doctorKms } = await import('../kms/doctor.js');
+      const r = await doctorKms(store);
+      if (o.json) printJson(r);
+      else {
+        printTable(
+          r.checks.map((c) => ({ check: c.check, status: c.status.toUpperCase(), detail: c.detail, fix: c.fix ?? '' })),
+          ['check', 'status', 'detail', 'fix'],
+        );
+        process.stdout.write(`\n${r.uri}: ${r.ok ? 'no problems found' : `${r.checks.filter((c) => c.status === 'problem').length} problem(s)`}\n`);
+      }
+      process.exitCode = r.ok ? 0 : 1;
+    });
+}
