@@ -11,9 +11,13 @@ export function register(program: Command): void {
     .action(async (store: string, o: { json?: boolean }) => {
       const { err } = await import('../errors.js');
       const { parseUri } = await import('../config/uri.js');
-      const { isKmsScheme } = await import('../kms/registry.js');
+      const { isKmsScheme, KMS_SCHEMES } = await import('../kms/registry.js');
+      const { isStoreScheme, STORE_SCHEMES } = await import('../store/open.js');
       const scheme = parseUri(store).scheme;
-      if (!isKmsScheme(scheme)) throw err('UNSUPPORTED', `doctor checks KMS URIs for now; '${scheme}:' is a key store (run \`keyport key ls --store ${scheme}:…\` to check it)`);
+      if (!isKmsScheme(scheme)) {
+        if (isStoreScheme(scheme)) throw err('UNSUPPORTED', `doctor checks KMS URIs for now; '${scheme}:' is a key store (run \`keyport key ls --store ${scheme}:…\` to check it)`);
+        throw err('USAGE', `'${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')}`);
+      }
       const { doctorKms } = await import('../kms/doctor.js');
       const r = await doctorKms(store);
       if (o.json) printJson(r);
