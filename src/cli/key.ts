@@ -143,8 +143,7 @@ export function register(program: Command): void {
         if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', 'register works on a KMS store, not through a server');
         const p = await kr.protection();
         if (p.mode !== 'external') throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
-        const sep = p.kms.includes('?') ? '&' : ';';
-        return kr.register(name, `${p.kms}${p.kms.endsWith(':') ? '' : sep}key-id=${o.keyId}`, { usage: usageList(o.usage), purpose: o.purpose });
+        return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose });
       });
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${k.fingerprint}\n`);

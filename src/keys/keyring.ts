@@ -14,7 +14,7 @@ import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../c
 import { derToRaw, ecdsaSize } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
-import { splitKeyUri, redactUri } from '../config/uri.js';
+import { redactUri } from '../config/uri.js';
 import { openInstrumentedDriver } from '../kms/instrument.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
@@ -338,14 +338,16 @@ export class StoreKeyring implements Keyring {
     return toKeyInfo(rec);
   }
 
-  /** adopt a key that already exists in a KMS (Canton's manual init): reference + public key only */
-  async register(name: string, keyUri: string, opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {}): Promise<KeyInfo> {
+  /**
+   * Adopt a key that already exists in a KMS (Canton's manual init): reference + public key only.
+   * `kmsUri` names the KMS (without key-id), `keyRef` the key: id, ARN, alias/NAME, label.
+   */
+  async register(name: string, kmsUri: string, keyRef: string, opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {}): Promise<KeyInfo> {
     checkName(name);
-    const { kms, keyRef } = splitKeyUri(keyUri);
-    const driver = await this.kmsDriver(kms.raw.replace(/;?(key-id|object|id)=[^;?&]*/g, ''));
+    if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
+    const driver = await this.kmsDriver(kmsUri);
     const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
     await driver.keyExistsAndIsActive(keyId);
-    const kmsUri = kms.raw.replace(/;?(key-id|object|id)=[^;?&]*/g, '');
     const createdAt = new Date().toISOString();
     let rec: KeyRecord;
     let pub: { spki: Buffer } | undefined;
