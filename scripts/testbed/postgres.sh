@@ -92,7 +92,10 @@ start() {
     rm -f "$STATE/provisioned"
   fi
 
-  local port; port=$(tb_free_port)
+  # the same port as last time when it is free (connection strings stay valid across a restart)
+  local port=""
+  [[ -f $STATE/port ]] && port=$(cat "$STATE/port")
+  if [[ -z $port ]] || tb_port_open "$port"; then port=$(tb_free_port); fi
   echo "$port" >"$STATE/port"
   # a stale pid file from a killed postmaster would block the start
   if [[ -f $DATA/postmaster.pid ]] && ! as_pg "$bin/pg_ctl" status -D "$DATA" >/dev/null 2>&1; then rm -f "$DATA/postmaster.pid"; fi
