@@ -528,6 +528,8 @@ class Pkcs11Driver implements Driver {
       const wrongKey = () => err('KEY_USAGE', `pkcs11: key '${keyId}' cannot sign with ${algo}`);
       if (algo === 'ecdsa-sha256' || algo === 'ecdsa-sha384') {
         if (key.keyType !== lib.CKK_EC || key.cls !== lib.CKO_PRIVATE_KEY) throw wrongKey();
+        // the hash belongs to the curve (P-384 → SHA-384, P-256 and secp256k1 → SHA-256)
+        if ((this.specOf(s, key) === 'ec-p384') !== (algo === 'ecdsa-sha384')) throw wrongKey();
         const digest = createHash(algo === 'ecdsa-sha256' ? 'sha256' : 'sha384').update(data).digest();
         p11.C_SignInit(s, { mechanism: lib.CKM_ECDSA }, key.handle);
         const raw = await p11.C_SignAsync(s, digest, Buffer.alloc(200));
