@@ -32,8 +32,8 @@ async function rejects(p: Promise<unknown>): Promise<KeyportError> {
 }
 
 const ALGOS: Record<SigningKeySpec, SigningAlgoSpec[]> = {
-  'ec-p256': ['ecdsa-sha256', 'ecdsa-sha384'],
-  'ec-p384': ['ecdsa-sha384', 'ecdsa-sha256'],
+  'ec-p256': ['ecdsa-sha256'],
+  'ec-p384': ['ecdsa-sha384'],
   secp256k1: ['ecdsa-sha256'],
   ed25519: ['ed25519'],
   'rsa-2048': ['rsa-pss-sha256'],
@@ -136,6 +136,11 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
           const other = Buffer.from(data);
           other[0]! ^= 1;
           assert.ok(!verifyLocally(pub.spki, algo, other, sig), `${algo} signature does not verify other data`);
+        }
+        // an EC key signs only with its curve's hash (Canton's signing specs)
+        if (spec === 'ec-p256' || spec === 'ec-p384') {
+          const wrong = spec === 'ec-p256' ? 'ecdsa-sha384' : 'ecdsa-sha256';
+          assert.equal((await rejects(d.sign(id, data, wrong))).code, 'KEY_USAGE');
         }
         // the private half is a sensitive, non-extractable token object; the public half a token object
         const objs = rawAttrs(name);
