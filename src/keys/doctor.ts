@@ -1,0 +1,59 @@
+/**
+ * `keyport doctor STORE` for key stores (sqlite, fs, kes-fs, postgres, awssm, YAML): can the store be
+ * opened and listed and how fast, is every record readable, how are secrets held, and — through the
+ * KMS doctor — is the wrapper key (envelope) or the KMS (external) in order. One fix per problem.
+ */
+import { isKeyportError, oneLine } from '../errors.js';
+import { redactUri } from '../config/uri.js';
+import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
+import { openKeyring } from './open.js';
+
+export async function doctorStore(target: string): Promise<DoctorReport> {
+  const checks: DoctorCheck[] = [];
+  const add = (c: DoctorCheck) => checks.push(c);
+  const t0 = process.hrtime.bigint();
+  let kr;
+  try {
+    kr = await openKeyring(target);
+    await kr.store.list({ limit: 1 });
+    add({ check: 'store', status: 'ok', detail: `${kr.store.capabilities.kind} store opened and listed in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1)} ms` });
+  } catch (e) {
+    add({ check: 'store', status: 'problem', detail: oneLine(e), fix: isKeyportError(e, 'UNAVAILABLE') ? 'check the address, that the store is running and reachable, and the credentials' : 'fix the store address or configuration' });
+    return { uri: redactUri(target), kms: '', ok: false, checks };
+  }
+  try {
+    const p = await kr.protection();
+    let keys = 0;
+    let clear = 0;
+    let damaged = 0;
+    let after: string | undefined;
+    for (;;) {
+      const page = await kr.store.list({ after, limit: 1000 });
+      for (const n of page.names) {
+        keys++;
+        try {
+          const r = await kr.store.get(n);
+          if (r.versions.some((v) => v.clear !== undefined)) clear++;
+        } catch {
+          damaged++;
+        }
+      }
+      if (!page.next) break;
+      after = page.next;
+    }
+    add({ check: 'keys', status: damaged ? 'problem' : 'ok', detail: `${keys} key(s)${damaged ? `, ${damaged} unreadable` : ''}`, ...(damaged ? { fix: 'restore the unreadable records from a backup (keyport never half-writes one)' } : {}) });
+    if (p.mode === 'clear') add({ check: 'protection', status: 'warning', detail: 'secrets are stored in the clear (file permissions only)', fix: 'keyport protect enable --store … --wrapper KMS-KEY-URI' });
+    else if (p.mode === 'envelope') {
+      add({ check: 'protection', status: clear ? 'problem' : 'ok', detail: `envelope under ${redactUri(p.wrapper)}${clear ? `; ${clear} key(s) still clear` : ''}`, ...(clear ? { fix: 'run keyport protect enable again with the same wrapper to seal the rest' } : {}) });
+      const w = await doctorKms(p.wrapper);
+      for (const c of w.checks) add({ ...c, check: `wrapper ${c.check}` });
+    } else {
+      add({ check: 'protection', status: 'ok', detail: `external: keys live in ${redactUri(p.kms)}` });
+      const k = await doctorKms(p.kms);
+      for (const c of k.checks) add({ ...c, check: `kms ${c.check}` });
+    }
+  } finally {
+    await kr.close().catch(() => undefined);
+  }
+  return { uri: redactUri(target), kms: '', ok: !checks.some((c) => c.status === 'problem'), checks };
+}
