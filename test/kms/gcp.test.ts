@@ -17,8 +17,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, verify, constants as C } from 'node:crypto';
-import { factory, parseGcpParams, parseGcpEndpoint, parseKeyRef, crc32c, mapGcpError } from '../../src/kms/gcp/index.js';
+import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes, verify, constants as C } from 'node:crypto';
+import { factory, parseGcpParams, parseGcpEndpoint, parseKeyRef, crc32c, mapGcpError, wrapRsaAes } from '../../src/kms/gcp/index.js';
 import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { isKeyportError, type ErrorCode } from '../../src/errors.js';
 import { TESTBED_STATE } from '../support/testbed.js';
@@ -121,6 +121,26 @@ describe('gcpkms URI and key names (no KMS needed)', () => {
     assert.equal(mapGcpError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'Op').code, 'UNAVAILABLE');
     assert.equal(mapGcpError(new Error('something odd\n    at stack'), 'Op').code, 'INTERNAL');
     assert.ok(!mapGcpError(new Error('something odd\n    at stack'), 'Op').message.includes('\n'));
+  });
+
+  it('import wrapping: AES-KWP is RFC 5649 (its test vectors), and the RSA-OAEP-SHA-256 || KWP blob unwraps with node:crypto', () => {
+    // RFC 5649 section 6 vectors (192-bit KEK): node's id-aes*-wrap-pad with IV a65959a6 is RFC 5649
+    const kek = Buffer.from('5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8', 'hex');
+    for (const [key, wrapped] of [
+      ['c37b7e6492584340bed12207808941155068f738', '138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a'],
+      ['466f7250617369', 'afbeb0f07dfbf5419200f2ccb50bb24f'],
+    ] as const) {
+      const c = createCipheriv('id-aes192-wrap-pad', kek, Buffer.from('a65959a6', 'hex'));
+      assert.equal(Buffer.concat([c.update(Buffer.from(key, 'hex')), c.final()]).toString('hex'), wrapped);
+    }
+    // the blob GCP's RSA_OAEP_3072_SHA256_AES_256 import method expects, unwrapped independently
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 3072 });
+    const secret = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' });
+    const blob = wrapRsaAes(publicKey.export({ type: 'spki', format: 'pem' }) as string, secret);
+    const aes = privateDecrypt({ key: privateKey, padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, blob.subarray(0, 384));
+    assert.equal(aes.length, 32);
+    const d = createDecipheriv('id-aes256-wrap-pad', aes, Buffer.from('a65959a6', 'hex'));
+    assert.deepEqual(Buffer.concat([d.update(blob.subarray(384)), d.final()]), secret);
   });
 
   it('refuses a URI without project or key ring before loading anything', async () => {

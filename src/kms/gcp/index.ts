@@ -182,6 +182,24 @@ function crcMatches(v: unknown, crc: number): boolean {
   return String(raw) === String(crc);
 }
 
+/**
+ * GCP's RSA_OAEP_*_SHA256_AES_256 import wrapping: RSA-OAEP-SHA-256(ephemeral AES-256 key) followed by
+ * AES-KWP (RFC 5649, AES key wrap with padding) of the key material under that AES key.
+ */
+export function wrapRsaAes(wrappingKeyPem: string, secret: Buffer): Buffer {
+  const aes = randomBytes(32);
+  try {
+    const kwp = createCipheriv('id-aes256-wrap-pad', aes, Buffer.from('a65959a6', 'hex'));
+    return Buffer.concat([
+      publicEncrypt({ key: createPublicKey(wrappingKeyPem), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, aes),
+      kwp.update(secret),
+      kwp.final(),
+    ]);
+  } finally {
+    aes.fill(0);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // error mapping
 
@@ -834,21 +852,12 @@ class GcpKmsDriver implements Driver {
       if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `GCP KMS key ${key} already exists: pick another name (GCP never frees a key name)`);
       throw e;
     }
-    // 3. RSA_OAEP_3072_SHA256_AES_256: RSA-OAEP-SHA-256(ephemeral AES-256 key) || AES-KWP(key material)
-    const aes = randomBytes(32);
+    // 3. RSA_OAEP_3072_SHA256_AES_256
     let wrapped: Buffer;
     try {
-      const pub = createPublicKey(job.publicKey.pem);
-      const kwp = createCipheriv('id-aes256-wrap-pad', aes, Buffer.from('a65959a6', 'hex'));
-      wrapped = Buffer.concat([
-        publicEncrypt({ key: pub, padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, aes),
-        kwp.update(material.secret),
-        kwp.final(),
-      ]);
+      wrapped = wrapRsaAes(job.publicKey.pem, material.secret);
     } catch {
       throw err('INTERNAL', `GCP KMS import job ${job.name} has a wrapping key node:crypto cannot use`);
-    } finally {
-      aes.fill(0);
     }
     // 4. import, then wait until the version is ENABLED (or IMPORT_FAILED)
     let v: VersionMsg;
