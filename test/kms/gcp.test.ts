@@ -22,6 +22,13 @@ import { factory, parseGcpParams, parseGcpEndpoint, parseKeyRef, crc32c, mapGcpE
 import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { isKeyportError, type ErrorCode } from '../../src/errors.js';
 import { TESTBED_STATE } from '../support/testbed.js';
+import { createRequire } from 'node:module';
+
+/** the grpc-js copy @google-cloud/kms uses (through its google-gax) */
+function grpcJs(): typeof import('@grpc/grpc-js') {
+  const req = createRequire(import.meta.url);
+  return (createRequire(req.resolve('@google-cloud/kms'))('google-gax') as { grpc: typeof import('@grpc/grpc-js') }).grpc;
+}
 
 async function rejectsCode(p: Promise<unknown>, code: ErrorCode, retryable?: boolean): Promise<Error> {
   try {
@@ -188,6 +195,27 @@ describe('gcpkms network failures through the real gRPC client (real sockets, no
       await rejectsCode(d.generateSymmetricKey('x'.repeat(64)), 'INVALID_NAME');
     } finally {
       await d.close?.();
+    }
+  });
+
+  it('a real gRPC server without the KMS service: calls reach it over plaintext gRPC and UNIMPLEMENTED is UNSUPPORTED', async () => {
+    // a bare grpc-js server answers UNIMPLEMENTED to every method: this checks transport, the no-auth
+    // emulator mode and the status mapping end to end, not any KMS behaviour
+    const grpc = grpcJs();
+    const server = new grpc.Server();
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+    );
+    const d = await factory({ project: 'p', keyring: 'r', endpoint: `127.0.0.1:${port}`, 'timeout-ms': '5000' }, 'gcpkms:…');
+    try {
+      await rejectsCode(d.generateSymmetricKey('k1'), 'UNSUPPORTED', false);
+      await rejectsCode(d.keyExistsAndIsActive('k1'), 'UNSUPPORTED');
+      const e = await rejectsCode(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, 'k2'), 'UNSUPPORTED');
+      assert.doesNotMatch(e.message, /[0-9a-f]{64}/, 'no key bytes in the message');
+      assert.equal((await d.health()).state, 'failed');
+    } finally {
+      await d.close?.();
+      server.forceShutdown();
     }
   });
 
