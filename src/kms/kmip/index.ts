@@ -57,6 +57,7 @@ import { byteString, enumeration, find, findAll, integer, need, structure, textS
 export const PSS_SALT_IS_KEYPORTS = false;
 
 const GCM_IV = 12;
+const MAX_SYMMETRIC_INPUT = 64 * 1024;
 const GCM_TAG = 16;
 const WRAP_AAD = Buffer.from('keyport-kmip-wrap-v1');
 const PAIR_GROUP_PREFIX = 'keyport-pair:';
@@ -394,6 +395,9 @@ class KmipDriver implements Driver {
 
   /** AES-256-GCM on the server; returns iv(12) || ciphertext || tag(16) */
   async encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer> {
+    // a wrapper key seals key material (bytes to a few KiB); PyKMIP needs ~30 s for a MiB, so bulk
+    // data is refused at once instead of tying up the connection
+    if (plaintext.length > MAX_SYMMETRIC_INPUT) throw err('INVALID_INPUT', `KMIP encrypt takes at most ${MAX_SYMMETRIC_INPUT} bytes (key material), got ${plaintext.length}`);
     const iv = randomBytes(GCM_IV);
     const p = await this.client.call(Operation.Encrypt, [
       uid(keyId),
@@ -412,6 +416,7 @@ class KmipDriver implements Driver {
   }
 
   async decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer> {
+    if (ciphertext.length > MAX_SYMMETRIC_INPUT + GCM_IV + GCM_TAG) throw err('INVALID_CIPHERTEXT', 'KMIP ciphertext is larger than anything this driver encrypts');
     if (ciphertext.length < GCM_IV + GCM_TAG) throw err('INVALID_CIPHERTEXT', 'KMIP ciphertext is too short (iv || ct || tag expected)');
     const iv = ciphertext.subarray(0, GCM_IV);
     const tag = ciphertext.subarray(ciphertext.length - GCM_TAG);
