@@ -64,7 +64,7 @@ async function side(kr: StoreKeyring, uri: string): Promise<Side> {
     if (h.state !== 'ok') throw err('UNAVAILABLE', `KMS ${redactUri(protection.kms)} is not healthy: ${h.reason}`);
     canImport = typeof d.importKey === 'function';
   }
-  return { kr, uri, protection, kind: kr.store.capabilities.kind, canImport };
+  return { kr, uri, protection, kind: kr.store.capabilities.kind, kesOnly: !!kr.store.capabilities.kesOnly, canImport };
 }
 
 export async function migrate(o: MigrateOptions): Promise<MigrateReport> {

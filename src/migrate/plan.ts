@@ -17,6 +17,8 @@ export interface Side {
   uri: string;
   protection: Protection;
   kind: string;
+  /** the target holds only what a KES keystore can */
+  kesOnly: boolean;
   canImport: boolean;
 }
 
@@ -45,7 +47,7 @@ export const material = (r: KeyRecord) => r.versions.map((v) => v.fingerprint).j
 export function strategyFor(src: Side, dst: Side, r: KeyRecord, rekey: boolean): { s: Strategy } | { reason: string } {
   const external = r.versions.filter((v) => v.external);
   const dstExternal = dst.protection.mode === 'external';
-  if (dst.kind === 'kes-fs') {
+  if (dst.kesOnly) {
     if (r.type !== 'aes256') return { reason: `a KES keystore holds only aes256 keys, this is ${r.type}` };
     if (r.versions.length > 1) return { reason: `a KES keystore holds one version, this key has ${r.versions.length}` };
   }
@@ -56,7 +58,7 @@ export function strategyFor(src: Side, dst: Side, r: KeyRecord, rekey: boolean):
   }
   // the source cannot export: keep the reference when the target is a catalog of the same KMS
   if (dstExternal && external.every((v) => v.external!.kms === (dst.protection as { kms: string }).kms) && external.length === r.versions.length) return { s: 'copy' };
-  if (dst.kind === 'kes-fs') return { reason: 'the key lives in a KMS and cannot be exported into a KES keystore' };
+  if (dst.kesOnly) return { reason: 'the key lives in a KMS and cannot be exported into a KES keystore' };
   if (rekey) return { s: 'rekey' };
   return { reason: `the key lives in KMS ${redactUri(external[0]!.external!.kms)} and cannot be exported: pass --rekey for a new key with a delegation` };
 }

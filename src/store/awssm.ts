@@ -2,19 +2,20 @@
  * `awssm:region=R[;endpoint=URL][;prefix=P][;kms-key-id=K][;profile=…|access-key-id=…;secret-access-key=…][;timeout-ms=10000]`
  * AWS Secrets Manager as a RecordStore (@aws-sdk/client-secrets-manager, loaded lazily).
  *
- * Layout (one secret per key):
+ * Layout (one secret per key), chosen with `layout=`:
  *   secret name   = PREFIX + key name            (PREFIX defaults to '', as KES names secrets by key name)
- *   SecretString  = JSON of the keyport KeyRecord: {"name","type","purpose","usage","state","createdAt",
+ *   layout=kes (the default, the contract's "KES layout"): SecretString = the KES stored key format
+ *                   (base64 protobuf KeyVersion), exactly what KES's AWS Secrets Manager keystore writes,
+ *                   so KES and keyport share the secrets; it holds one aes256 version per key (like kes-fs)
+ *   layout=keyport: SecretString = JSON of the keyport KeyRecord (every key type, versions, sealed or
+ *                   external secrets): {"name","type","purpose","usage","state","createdAt",
  *                   "createdBy","meta"?,"versions":[{"version","createdAt","publicKey"?,"fingerprint",
  *                   "clear"? | "sealed"? | "external"?}]}
  *   KmsKeyId      = kms-key-id when given (the key Secrets Manager encrypts the secret with), else AWS's default
  *   store settings (getMeta/setMeta) = one secret `${PREFIX}.keyport-meta` holding a JSON object of strings;
  *                   '.keyport-meta' is not a valid key name, so it never clashes with a key and is never listed.
  *
- * Difference to KES: KES's AWS Secrets Manager keystore also names the secret after the key, but its
- * SecretString is the KES stored key format (KES's own key bytes + algorithm + created_at/by), not a
- * keyport record; a secret written by one is not a key the other reads as it is. Migrating between the
- * two goes through `keyport migrate`.
+ * The two layouts do not read each other's secrets; `keyport migrate` converts between them.
  *
  * Semantics: create = CreateSecret (ResourceExistsException -> EXISTS); replace = PutSecretValue (a new
  * AWSCURRENT version: readers see the old or the new record); delete = DeleteSecret with
@@ -26,6 +27,8 @@ import { err, isKeyportError } from '../errors.js';
 import { awsParams, callOptions, clientConfig, mapAwsError, type AwsParams } from '../kms/aws/common.js';
 import { isValidName } from '../keys/names.js';
 import { parseRecord } from './record.js';
+import { decodeKesKey, encodeKesKey } from './kes-format.js';
+import { kesKeyToRecord, recordToKesKey } from './kes-fs.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 
 type Sm = typeof import('@aws-sdk/client-secrets-manager');
@@ -44,11 +47,28 @@ export async function openAwsSmStore(params: Record<string, string>, uri: string
     throw err('UNSUPPORTED', `awssm: @aws-sdk/client-secrets-manager cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`);
   }
   const client = new sdk.SecretsManagerClient(clientConfig(p) as import('@aws-sdk/client-secrets-manager').SecretsManagerClientConfig);
-  return new AwsSmStore(sdk, client, p, prefix, params['kms-key-id'] || undefined, uri);
+  const layout = params['layout'] ?? 'kes';
+  if (layout !== 'kes' && layout !== 'keyport') throw err('USAGE', `awssm: layout must be 'kes' or 'keyport', got '${layout}'`);
+  return new AwsSmStore(sdk, client, p, prefix, params['kms-key-id'] || undefined, uri, layout);
 }
 
 class AwsSmStore implements RecordStore {
-  readonly capabilities = { transactions: false, kind: 'awssm' };
+  get capabilities() {
+    // the KES layout holds what a KES keystore does (migration plans refuse the rest up front)
+    return { transactions: false, kind: 'awssm', kesOnly: this.layout === 'kes' };
+  }
+
+  private encode(rec: KeyRecord): string {
+    return this.layout === 'kes' ? encodeKesKey(recordToKesKey(rec)).toString('latin1') : JSON.stringify(rec);
+  }
+
+  private decode(name: string, text: string): KeyRecord {
+    if (this.layout === 'kes') return kesKeyToRecord(name, decodeKesKey(Buffer.from(text, 'latin1')));
+    const rec = parseRecord(text, `key '${name}'`);
+    if (rec.name !== name) throw err('INVALID_INPUT', `key '${name}': the stored record names another key ('${rec.name}')`);
+    return rec;
+  }
+
   private readonly metaName: string;
   constructor(
     private readonly sdk: Sm,
@@ -57,6 +77,7 @@ class AwsSmStore implements RecordStore {
     private readonly prefix: string,
     private readonly kmsKeyId: string | undefined,
     readonly uri: string,
+    private readonly layout: 'kes' | 'keyport',
   ) {
     this.metaName = `${prefix}.keyport-meta`;
   }
@@ -90,7 +111,7 @@ class AwsSmStore implements RecordStore {
 
   async create(rec: KeyRecord): Promise<void> {
     try {
-      await this.createSecret(this.secretName(rec.name), JSON.stringify(rec), rec.name);
+      await this.createSecret(this.secretName(rec.name), this.encode(rec), rec.name);
     } catch (e) {
       if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `key '${rec.name}' already exists`);
       throw e;
@@ -116,9 +137,7 @@ class AwsSmStore implements RecordStore {
   async get(name: string): Promise<KeyRecord> {
     const text = await this.readSecret(this.secretName(name), name);
     if (text === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
-    const rec = parseRecord(text, `key '${name}'`);
-    if (rec.name !== name) throw err('INVALID_INPUT', `key '${name}': the stored record names another key ('${rec.name}')`);
-    return rec;
+    return this.decode(name, text);
   }
 
   /** every key name under the store prefix (plus an extra name prefix), sorted in byte order */
@@ -178,7 +197,7 @@ class AwsSmStore implements RecordStore {
 
   async replace(rec: KeyRecord): Promise<void> {
     try {
-      await this.putValue(this.secretName(rec.name), JSON.stringify(rec), rec.name);
+      await this.putValue(this.secretName(rec.name), this.encode(rec), rec.name);
     } catch (e) {
       if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
       throw e;
@@ -205,7 +224,7 @@ class AwsSmStore implements RecordStore {
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
-    for (const r of recs) await this.upsert(this.secretName(r.name), JSON.stringify(r), r.name);
+    for (const r of recs) await this.upsert(this.secretName(r.name), this.encode(r), r.name);
     if (meta && Object.keys(meta).length > 0) await this.updateMeta(meta);
   }
 

@@ -105,7 +105,7 @@ function readLimited(path: string): Buffer {
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 class KesFsStore implements RecordStore {
-  readonly capabilities = { transactions: false, kind: 'kes-fs' };
+  readonly capabilities = { transactions: false, kind: 'kes-fs', kesOnly: true };
   constructor(
     private dir: string,
     readonly uri: string,

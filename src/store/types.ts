@@ -68,6 +68,8 @@ export interface StoreCapabilities {
   transactions: boolean;
   /** a human label (sqlite, fs, kes-fs, …) */
   kind: string;
+  /** holds only what a KES keystore can: one aes256 version per key, in the clear (kes-fs, awssm layout=kes) */
+  kesOnly?: boolean;
 }
 
 export interface RecordStore {

@@ -47,6 +47,8 @@ describe('awssm store on moto Secrets Manager', { skip: skipUnless('moto') }, ()
     'access-key-id': env.MOTO_ACCESS_KEY_ID!,
     'secret-access-key': env.MOTO_SECRET_ACCESS_KEY!,
     prefix,
+    // these tests store full keyport records (sealed versions); the KES layout has its own test below
+    layout: 'keyport',
     ...extra,
   });
 
@@ -137,6 +139,28 @@ describe('awssm store on moto Secrets Manager', { skip: skipUnless('moto') }, ()
       assert.ok(isKeyportError(e, 'UNAVAILABLE'), String(e));
       assert.equal(e.retryable, true);
     }
+    await s.close();
+  });
+
+  it('layout=kes (the default): the secret is the KES stored key format, as KES writes it', async () => {
+    const { kesKeyToRecord } = await import('../../src/store/kes-fs.js');
+    const { decodeKesKey, encodeKesKey } = await import('../../src/store/kes-format.js');
+    const kesPrefix = `${prefix}kes/`;
+    const s = await openAwsSmStore(params({ prefix: kesPrefix, layout: 'kes' }), 'awssm:');
+    assert.equal(s.capabilities.kesOnly, true);
+    const secret = randomBytes(32);
+    const hmacKey = randomBytes(32);
+    const rec = kesKeyToRecord('minio-key', { secret, hmacKey, algorithm: 'AES256', createdAt: '2026-01-01T00:00:00Z', createdBy: 'test' });
+    await s.create(rec);
+    const out = await raw.send(new GetSecretValueCommand({ SecretId: `${kesPrefix}minio-key` }));
+    const k = decodeKesKey(Buffer.from(out.SecretString!, 'latin1'));
+    assert.deepEqual(k.secret, secret);
+    assert.deepEqual(k.hmacKey, hmacKey);
+    // a secret written the way KES writes it reads as a key
+    await raw.send(new CreateSecretCommand({ Name: `${kesPrefix}from-kes`, SecretString: encodeKesKey({ secret, algorithm: 'AES256', createdAt: '2026-01-01T00:00:00Z', createdBy: 'kes' }).toString('latin1') }));
+    const got = await s.get('from-kes');
+    assert.equal(got.type, 'aes256');
+    assert.deepEqual((await s.list()).names, ['from-kes', 'minio-key']);
     await s.close();
   });
 });
