@@ -42,8 +42,11 @@ export class AdaptivePool {
         return v;
       } catch (e) {
         this.okStreak = 0;
-        const retryable = isKeyportError(e) && (e as KeyportError).retryable;
-        if (!retryable || attempt >= retries) throw e;
+        // KMS calls already come with bounded retries (src/kms/instrument.ts): retrying UNAVAILABLE or
+        // TIMEOUT again here would multiply them. This layer adds only what it knows better: slowing
+        // down when a KMS throttles, and trying again after a concurrent-modification conflict.
+        const again = isKeyportError(e) && (e as KeyportError).retryable && (e.code === 'THROTTLED' || e.code === 'CONFLICT');
+        if (!again || attempt >= retries) throw e;
         if (isKeyportError(e, 'THROTTLED')) {
           this.throttled++;
           this.limit = Math.max(1, Math.floor(this.limit / 2));
