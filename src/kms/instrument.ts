@@ -278,5 +278,26 @@ export async function openInstrumentedDriver(uri: string | ParsedUri, opts: Part
   } catch (e) {
     throw toKeyportError(e, u.scheme);
   }
-  return instrument(d, { ...opts, kmsUri: opts.kmsUri ?? u.raw, audit: opts.audit ?? auditSinkFromEnv() });
+  return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? u.raw, audit: opts.audit ?? auditSinkFromEnv() });
+}
+
+/** KEYPORT_KMS_RETRIES, KEYPORT_KMS_TIMEOUT_MS, KEYPORT_KMS_BACKOFF_MS, KEYPORT_KMS_BACKOFF_MAX_MS */
+function envOptions(env: NodeJS.ProcessEnv = process.env): Partial<InstrumentOptions> {
+  const num = (name: string, max: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > max) throw err('USAGE', `${name} must be a whole number from 0 to ${max}, got '${v}'`);
+    return n;
+  };
+  const o: Partial<InstrumentOptions> = {};
+  const r = num('KEYPORT_KMS_RETRIES', 20);
+  if (r !== undefined) o.retries = r;
+  const t = num('KEYPORT_KMS_TIMEOUT_MS', 600_000);
+  if (t !== undefined) o.timeoutMs = t;
+  const b = num('KEYPORT_KMS_BACKOFF_MS', 60_000);
+  if (b !== undefined) o.baseDelayMs = b;
+  const m = num('KEYPORT_KMS_BACKOFF_MAX_MS', 600_000);
+  if (m !== undefined) o.maxDelayMs = m;
+  return o;
 }
