@@ -66,7 +66,7 @@ describe('KMS outage: envelope keyring on a private PyKMIP', { skip: skipUnless(
     process.env.KEYPORT_KMS_AUDIT = join(dir, 'kms-audit.jsonl');
     // a short per-call timeout so a frozen KMS answers TIMEOUT quickly
     admin = await openDriver(kmip.kmsUri({ timeout: '5s' }));
-    const id = await admin.generateSymmetricKey('outage-wrapper');
+    const id = await admin.generateSymmetricKey(`outage-wrapper-${randomBytes(4).toString('hex')}`);
     wrapper = `${kmip.kmsUri({ timeout: '2s' })};key-id=${id}`;
   });
 

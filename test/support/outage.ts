@@ -66,6 +66,9 @@ export async function privatePykmip(tag: string): Promise<PrivateKmip> {
   const env = { ...process.env, KEYPORT_TESTBED_STATE: state };
   const script = join(ROOT, 'scripts', 'testbed', 'pykmip.sh');
   const run = (cmd: string) => spawnSync('bash', [script, cmd], { encoding: 'utf8', env, timeout: 20 * 60_000 });
+  // a fresh instance every time: whatever an earlier, interrupted run left (a server, a database) goes
+  run('stop');
+  rmSync(state, { recursive: true, force: true });
   const r = run('start');
   if (r.status !== 0) throw new Error(`private pykmip did not start: ${(r.stderr || '').trim().split('\n').pop()}`);
   const e = parseEnv(r.stdout);
