@@ -183,7 +183,10 @@ export class StoreKeyring implements Keyring {
   /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
   async secretBytes(r: KeyRecord, v: VersionRecord): Promise<Buffer> {
     if (v.clear !== undefined) return Buffer.from(v.clear, 'base64');
-    if (v.sealed) return this.wrappers.unseal(v.sealed);
+    if (v.sealed) {
+      const p = await this.protection();
+      return this.wrappers.unseal(v.sealed, p.mode === 'envelope' ? p.wrapper : undefined);
+    }
     throw err('UNSUPPORTED', `key '${r.name}' lives in KMS ${redactUri(v.external!.kms)} and cannot be exported`);
   }
 

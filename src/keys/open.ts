@@ -25,6 +25,7 @@ import { openRecordStore } from '../store/open.js';
 import { readProtection, writeProtection } from '../store/protection.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
 import { protectEnable } from './protect.js';
+import { sameWrapperKey } from '../store/envelope.js';
 
 const Duration = z.union([z.string(), z.number()]);
 export const StoreConfigSchema = z
@@ -105,6 +106,10 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
       if (cur.mode === 'clear') {
         const r = await protectEnable(kr, cfg.envelope.wrapper);
         opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
+      } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper && sameWrapperKey(cur.wrapper, cfg.envelope.wrapper)) {
+        // the same wrapper key reached another way (new endpoint, port or credentials): follow the config
+        await writeProtection(store, { mode: 'envelope', wrapper: cfg.envelope.wrapper });
+        kr.invalidate();
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper)
         throw err('CONFLICT', `store is protected by ${redactUri(cur.wrapper)}, not the configured wrapper: run 'keyport protect rotate' to change it`, { retryable: false });
     }

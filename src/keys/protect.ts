@@ -15,6 +15,7 @@ import { allNames } from '../store/types.js';
 import type { Protection } from '../store/protection.js';
 import { PROTECTION_META, readProtection } from '../store/protection.js';
 import type { StoreKeyring } from './keyring.js';
+import { sameWrapperKey } from '../store/envelope.js';
 
 export interface ProtectResult {
   /** records rewritten */
@@ -74,7 +75,7 @@ function strip(v: VersionRecord): VersionRecord {
 export async function protectEnable(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
-  if (cur.mode === 'envelope' && cur.wrapper !== wrapper)
+  if (cur.mode === 'envelope' && cur.wrapper !== wrapper && !sameWrapperKey(cur.wrapper, wrapper))
     throw err('CONFLICT', `store is already protected by ${redactUri(cur.wrapper)}: use 'keyport protect rotate' to change the wrapper key`, { retryable: false });
   await kr.wrappers.check(wrapper);
   return transform(kr, { mode: 'envelope', wrapper }, async (_r, v) => (v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) } : undefined), progress);

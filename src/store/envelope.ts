@@ -14,6 +14,22 @@ interface Opened {
   keyId: string;
 }
 
+/**
+ * Two wrapper URIs name the same key when scheme and key reference agree; endpoint, port and
+ * credentials may differ (a KMS that moved, rotated credentials). Sealed blobs record the URI they
+ * were sealed under; the store's current setting wins for reaching the same key.
+ */
+export function sameWrapperKey(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = splitKeyUri(a);
+    const y = splitKeyUri(b);
+    return x.kms.scheme === y.kms.scheme && x.keyRef === y.keyRef;
+  } catch {
+    return false;
+  }
+}
+
 export class WrapperKeys {
   private open = new Map<string, Promise<Opened>>();
 
@@ -51,8 +67,10 @@ export class WrapperKeys {
     return { wrapper, blob: blob.toString('base64') };
   }
 
-  async unseal(s: SealedBlob): Promise<Buffer> {
-    const { driver, keyId } = await this.get(s.wrapper);
+  /** @param current the store's wrapper setting: used instead of the blob's URI when it names the same key */
+  async unseal(s: SealedBlob, current?: string): Promise<Buffer> {
+    const via = current && current !== s.wrapper && sameWrapperKey(current, s.wrapper) ? current : s.wrapper;
+    const { driver, keyId } = await this.get(via);
     try {
       return await driver.decryptSymmetric(keyId, Buffer.from(s.blob, 'base64'));
     } catch (e) {

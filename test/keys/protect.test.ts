@@ -131,3 +131,21 @@ test('YAML envelope config protects existing clear keys on open; a wrong wrapper
     await assert.rejects(openKeyring(cfg), (e) => isKeyportError(e) && re.test(e.message) && !e.message.includes('\n'), bad);
   }
 });
+
+test('a wrapper key reached at a new address (same scheme and key id) keeps the store readable', async () => {
+  const { sameWrapperKey } = await import('../../src/store/envelope.js');
+  assert.ok(sameWrapperKey('awskms:region=eu-west-1;endpoint=http://10.0.0.1:4566;key-id=alias/w', 'awskms:region=eu-west-1;endpoint=http://10.0.0.9:4599;key-id=alias/w'));
+  assert.ok(!sameWrapperKey('awskms:region=eu-west-1;key-id=alias/w', 'awskms:region=eu-west-1;key-id=alias/other'));
+  assert.ok(!sameWrapperKey('kmip:host=a;port=1;key-id=7', 'awskms:key-id=7'));
+  const db = join(dir, 'moved.db');
+  const w = join(dir, 'moved-w.key');
+  const kr = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:${w}` } });
+  await kr.create('moved-key', { type: 'ed25519' });
+  await kr.close();
+  // the config now reaches the same key another way: the store follows, the sealed key still opens
+  const kr2 = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:${w};note=moved` } });
+  assert.equal((await kr2.protection() as { wrapper: string }).wrapper, `local:${w};note=moved`);
+  const sig = await kr2.sign('moved-key', Buffer.from('x'));
+  assert.ok(await kr2.verify('moved-key', Buffer.from('x'), sig));
+  await kr2.close();
+});
