@@ -83,3 +83,12 @@ tb_daemon() {
   setsid "$@" >"$log" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
 }
+
+# tb_port_for DIR: the port this service used last time (DIR/port) if it is free again, else a new one;
+# a service that comes back on the same address keeps the URIs (wrapper keys, catalogs) that name it
+tb_port_for() {
+  local f="$1/port" p=""
+  [[ -f $f ]] && p=$(cat "$f")
+  if [[ -z $p ]] || tb_port_open "$p"; then p=$(tb_free_port); fi
+  echo "$p"
+}

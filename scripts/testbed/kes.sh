@@ -70,7 +70,7 @@ start() {
   tb_lock kes
   identities
   if tb_pid_alive "$PIDFILE" && tb_port_open "$(cat "$STATE/port")"; then env_lines; return 0; fi
-  local port; port=$(tb_free_port)
+  local port; port=$(tb_port_for "$STATE")
   echo "$port" >"$STATE/port"
   cat >"$STATE/config.yml" <<YAML
 version: v1

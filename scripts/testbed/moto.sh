@@ -42,7 +42,7 @@ start() {
   tb_lock moto
   if tb_pid_alive "$PIDFILE" && [[ -f $STATE/port ]] && tb_port_open "$(cat "$STATE/port")"; then env_lines; return 0; fi
   tb_stop_pid "$PIDFILE"
-  local port; port=$(tb_free_port)
+  local port; port=$(tb_port_for "$STATE")
   echo "$port" >"$STATE/port"
   tb_daemon "$PIDFILE" "$STATE/server.log" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
   if ! tb_wait_port "$port" 60; then

@@ -75,7 +75,7 @@ start() {
   tb_stop_pid "$PIDFILE"
   make_pki
   mkdir -p "$STATE/policies"
-  local port; port=$(tb_free_port)
+  local port; port=$(tb_port_for "$STATE")
   echo "$port" >"$STATE/port"
   cat >"$STATE/server.conf" <<CONF
 [server]
