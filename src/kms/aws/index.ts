@@ -14,12 +14,14 @@
  *  - importKey (BYOK): CreateKey Origin=EXTERNAL, GetParametersForImport, ImportKeyMaterial that never
  *    expires; 32-byte keys wrapped with RSAES_OAEP_SHA_256, private keys (PKCS#8) with
  *    RSA_AES_KEY_WRAP_SHA_256 (AES-256 key under RSA-OAEP-SHA-256, then AES key wrap with padding,
- *    RFC 5649). A KMS/emulator that lacks import fails with UNSUPPORTED.
+ *    RFC 5649). A private key must be the declared spec (checked locally before any KMS call).
+ *    A KMS/emulator that lacks import fails with UNSUPPORTED.
  *  - the SDK makes one attempt per call (keyport retries above the driver) and each call is bounded
  *    by timeout-ms.
  */
-import { createHash, createPublicKey, publicEncrypt, randomBytes, createCipheriv, constants as C } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, publicEncrypt, randomBytes, createCipheriv, constants as C } from 'node:crypto';
 import { err, isKeyportError } from '../../errors.js';
+import { keyTypeOf } from '../../crypto/keys.js';
 import type {
   Driver,
   DriverFactory,
@@ -66,6 +68,9 @@ const ALGO_FOR_SPEC: Record<string, SigningAlgoSpec[]> = {
 };
 
 const RAW_LIMIT = 4096;
+/** the largest CiphertextBlob AWS KMS accepts, and the longest RSA ciphertext (RSA_4096) */
+const BLOB_MAX = 6144;
+const RSA_CT_MAX = 512;
 const NAME_TAG = 'keyport:name';
 const SVC = 'AWS KMS';
 
@@ -181,6 +186,11 @@ class AwsKmsDriver implements Driver {
 
   async decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec): Promise<Buffer> {
     if (algo !== 'rsa-oaep-sha256') throw err('UNSUPPORTED', `AWS KMS cannot decrypt ${algo}: use rsa-oaep-sha256`);
+    // an RSA ciphertext is as long as the modulus: 512 bytes at most (RSA_4096). Refused here so that a
+    // permanent input error is never sent (LocalStack answers oversize input with a retryable HTTP 500)
+    if (ciphertext.length === 0 || ciphertext.length > RSA_CT_MAX) {
+      throw err('INVALID_CIPHERTEXT', `an RSA-OAEP ciphertext is 1 to ${RSA_CT_MAX} bytes (RSA_4096), not ${ciphertext.length}: this is not a ciphertext of an AWS KMS RSA key`);
+    }
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }),
@@ -203,6 +213,7 @@ class AwsKmsDriver implements Driver {
 
   async decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer> {
     if (ciphertext.length === 0) throw err('INVALID_CIPHERTEXT', 'empty ciphertext: nothing to decrypt');
+    if (ciphertext.length > BLOB_MAX) throw err('INVALID_CIPHERTEXT', `an AWS KMS ciphertext is at most ${BLOB_MAX} bytes, not ${ciphertext.length}: this is not a KMS ciphertext`);
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
@@ -323,6 +334,15 @@ class AwsKmsDriver implements Driver {
     } else {
       const s = material.kind === 'signing' ? SIGNING_SPECS[material.spec as SigningKeySpec] : ENCRYPTION_SPECS[material.spec as EncryptionKeySpec];
       if (!s) throw err('UNSUPPORTED', `AWS KMS cannot import a ${material.spec} ${material.kind} key`);
+      // checked here, before a KMS key is made: not every KMS compares the material with the key spec
+      // (LocalStack imported a P-384 key into an ECC_NIST_P256 key and signed with it)
+      let actual: string;
+      try {
+        actual = keyTypeOf(createPrivateKey({ key: material.secret, format: 'der', type: 'pkcs8' }));
+      } catch (e) {
+        throw err('INVALID_INPUT', `the ${material.spec} key to import is not a usable PKCS#8 DER private key${isKeyportError(e) ? ` (${e.message})` : ''}`);
+      }
+      if (actual !== material.spec) throw err('INVALID_INPUT', `the private key to import is ${actual}, not ${material.spec}: import it as ${actual}`);
       keySpec = s;
       usage = material.kind === 'signing' ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT';
     }
