@@ -4,7 +4,8 @@
 # `cryptography` (real RSAES_OAEP_SHA_256 decrypt, GetParametersForImport / ImportKeyMaterial with
 # RSAES_OAEP_SHA_* and RSA_AES_KEY_WRAP_SHA_*). It runs in host mode (no Docker) from a cached
 # virtualenv made with a Python 3.13 interpreter (the pyenv one on this kind of machine, or
-# KEYPORT_PYTHON313), with SERVICES=kms on 127.0.0.1 only; state is in memory (a restart forgets every
+# KEYPORT_PYTHON313: although it declares Requires-Python >=3.10, 2026.3.0 uses PEP 695 generics, a
+# SyntaxError on 3.11, and warnings.deprecated, an ImportError on 3.12), with SERVICES=kms on 127.0.0.1 only; state is in memory (a restart forgets every
 # key). LocalStack accepts any credentials; tests pass test/test explicitly so no real AWS profile is used.
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
