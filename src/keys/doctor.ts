@@ -4,7 +4,8 @@
  * KMS doctor — is the wrapper key (envelope) or the KMS (external) in order. One fix per problem.
  */
 import { isKeyportError, oneLine } from '../errors.js';
-import { redactUri } from '../config/uri.js';
+import { existsSync } from 'node:fs';
+import { parseUri, redactUri } from '../config/uri.js';
 import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
 import { openKeyring } from './open.js';
 
@@ -12,6 +13,12 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
   const t0 = process.hrtime.bigint();
+  // a doctor looks and never creates: a path store that is not there is the problem to report
+  const missing = missingPath(target);
+  if (missing) {
+    add({ check: 'store', status: 'problem', detail: `${missing} does not exist`, fix: 'check the path; a new store is created by keyport key create or keyport migrate --to' });
+    return { uri: redactUri(target), kms: '', ok: false, checks };
+  }
   let kr;
   try {
     kr = await openKeyring(target);
@@ -56,4 +63,15 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
     await kr.close().catch(() => undefined);
   }
   return { uri: redactUri(target), kms: '', ok: !checks.some((c) => c.status === 'problem'), checks };
+}
+
+function missingPath(target: string): string | undefined {
+  let u;
+  try {
+    u = parseUri(target);
+  } catch {
+    return undefined; // YAML or a malformed URI: openKeyring says what is wrong
+  }
+  if (!['sqlite', 'fs', 'kes-fs'].includes(u.scheme) || !u.path || u.path === ':memory:') return undefined;
+  return existsSync(u.path) ? undefined : u.path;
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
@@ -79,7 +79,7 @@ test('driver-test: a bogus scheme is a usage error (exit 2, one line); a missing
   assert.equal(kp(['driver-test']).code, 2);
 });
 
-test('doctor: a working local wrapper key exits 0; a missing KMS key, a bad URI and a store exit non-zero with one-line fixes', () => {
+test('doctor: a working local wrapper key exits 0; a missing KMS key and a bad URI exit 1 with one-line fixes; a missing store is reported, not created; a clear store warns', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'wrapper.key'), randomBytes(32), { mode: 0o600 });
   const ok = kp(['doctor', `local:${join(dir, 'wrapper.key')}`, '--json']);
@@ -103,9 +103,20 @@ test('doctor: a working local wrapper key exits 0; a missing KMS key, a bad URI 
   const problem = badRep.checks.find((c) => c.status === 'problem')!;
   assert.ok(problem.fix && !problem.fix.includes('\n'));
 
-  const store = kp(['doctor', `sqlite:${join(dir, 'x.db')}`]);
-  assert.notEqual(store.code, 0);
-  oneLineError(store.stderr);
+  // a store that is not there is a problem, and the doctor does not create it
+  const missing = kp(['doctor', `sqlite:${join(dir, 'x.db')}`, '--json']);
+  assert.equal(missing.code, 1, missing.stdout + missing.stderr);
+  const missRep = JSON.parse(missing.stdout) as { ok: boolean; checks: { check: string; status: string; fix?: string }[] };
+  assert.equal(missRep.checks[0]!.check, 'store');
+  assert.equal(missRep.checks[0]!.status, 'problem');
+  assert.ok(!existsSync(join(dir, 'x.db')), 'doctor must not create the store');
+  // an existing clear store: readable, with a warning that secrets are not sealed (exit 0)
+  assert.equal(kp(['key', 'create', 'k1', '--type', 'aes256', '--store', `sqlite:${join(dir, 'y.db')}`]).code, 0);
+  const clear = kp(['doctor', `sqlite:${join(dir, 'y.db')}`, '--json']);
+  assert.equal(clear.code, 0, clear.stdout + clear.stderr);
+  const clearRep = JSON.parse(clear.stdout) as { ok: boolean; checks: { check: string; status: string; detail: string }[] };
+  assert.equal(clearRep.checks.find((c) => c.check === 'keys')!.detail, '1 key(s)');
+  assert.equal(clearRep.checks.find((c) => c.check === 'protection')!.status, 'warning');
   const bogus = kp(['doctor', 'bogus:x']);
   assert.notEqual(bogus.code, 0);
   oneLineError(bogus.stderr);
