@@ -81,6 +81,9 @@ export function toKeyInfo(r: KeyRecord): KeyInfo {
   };
 }
 
+/** per store and name: read-modify-writes in this process, one after another (stores without update()) */
+const serialChains = new Map<string, Promise<unknown>>();
+
 export class StoreKeyring implements Keyring {
   readonly uri: string;
   readonly wrappers = new WrapperKeys();
@@ -405,16 +408,45 @@ export class StoreKeyring implements Keyring {
     const r = await this.record(name);
     const last = r.versions[r.versions.length - 1]!;
     if (r.meta?.['registered'] === 'true') throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
+    // the new version is made outside the write (key generation, a KMS call) and numbered inside it, so
+    // rotations racing through several replicas or processes all land as consecutive versions
     const v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
-    const next: KeyRecord = { ...r, versions: [...r.versions, v] };
-    this.forget(name);
+    let next: KeyRecord;
     try {
-      await this.store.replace(next);
+      next = await this.updateRecord(name, (cur) => {
+        if (cur.createdAt !== r.createdAt || cur.type !== r.type || cur.purpose !== r.purpose) {
+          throw err('CONFLICT', `key '${name}' was deleted and created again while it was being rotated: retry`);
+        }
+        return { ...cur, versions: [...cur.versions, { ...v, version: cur.versions[cur.versions.length - 1]!.version + 1 }] };
+      });
     } catch (e) {
       await this.dropExternal(v);
       throw e;
     }
     return toKeyInfo(next);
+  }
+
+  /** read-modify-write of one record: atomic across processes where the store can, else within this process */
+  private async updateRecord(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    this.forget(name);
+    try {
+      if (this.store.update) return await this.store.update(name, fn);
+      const key = `${this.store.uri}\0${name}`;
+      const prev = serialChains.get(key) ?? Promise.resolve();
+      const run = prev.catch(() => undefined).then(async () => {
+        const next = fn(await this.store.get(name));
+        await this.store.replace(next);
+        return next;
+      });
+      serialChains.set(key, run);
+      try {
+        return await run;
+      } finally {
+        if (serialChains.get(key) === run) serialChains.delete(key);
+      }
+    } finally {
+      this.forget(name);
+    }
   }
 
   async export(name: string): Promise<ExportedKey[]> {

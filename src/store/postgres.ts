@@ -191,6 +191,7 @@ class PostgresStore implements RecordStore {
     this.sql = {
       insert: `INSERT INTO ${t} (name, record, revision, updated_at) VALUES ($1, $2::jsonb, 1, now())`,
       get: `SELECT record::text AS record FROM ${t} WHERE name = $1`,
+      getForUpdate: `SELECT record::text AS record FROM ${t} WHERE name = $1 FOR UPDATE`,
       list: `SELECT name FROM ${t} WHERE name > $1 AND name >= $2 AND name LIKE $3 ESCAPE '\\' ORDER BY name COLLATE "C" LIMIT $4`,
       del: `DELETE FROM ${t} WHERE name = $1`,
       update: `UPDATE ${t} SET record = $2::jsonb, revision = revision + 1, updated_at = now() WHERE name = $1`,
@@ -313,6 +314,18 @@ class PostgresStore implements RecordStore {
   async replace(rec: KeyRecord): Promise<void> {
     const r = await this.q(this.sql.update, [rec.name, JSON.stringify(rec)]);
     if (r.rowCount === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
+  }
+
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    // the row lock (FOR UPDATE) holds other replicas' read-modify-writes of this key until we commit
+    return this.tx(async (c) => {
+      const r = await c.query(this.sql.getForUpdate, [name]);
+      if (r.rowCount === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
+      const next = fn(parseRecord(r.rows[0].record as string, `key '${name}'`));
+      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      await c.query(this.sql.update, [name, JSON.stringify(next)]);
+      return next;
+    });
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {

@@ -137,6 +137,24 @@ class SqliteStore implements RecordStore {
     if (r.changes === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
   }
 
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    // BEGIN IMMEDIATE takes the write lock before the read, so another process cannot slip in between
+    const tx = this.db.transaction(() => {
+      const raw = this.q.get.get(name) as string | undefined;
+      if (raw === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
+      const next = fn(parseRecord(raw, `key '${name}'`));
+      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      this.q.update.run(JSON.stringify(next), name);
+      return next;
+    });
+    this.cache.delete(name);
+    try {
+      return this.wrap(() => tx.immediate());
+    } finally {
+      this.cache.delete(name);
+    }
+  }
+
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
     const tx = this.db.transaction((rs: KeyRecord[]) => {
       for (const r of rs) this.q.upsert.run(r.name, JSON.stringify(r));

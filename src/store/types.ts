@@ -97,6 +97,13 @@ export interface RecordStore {
    * skipped names. Stores without it get one `create` per record.
    */
   createMany?(recs: KeyRecord[]): Promise<string[]>;
+  /**
+   * optional: atomic read-modify-write of one record. `fn` gets the current record and returns the
+   * next one; concurrent writers, in other processes and replicas too, are serialized, so none is lost
+   * (rotations through two replicas both land). Fails with NOT_FOUND. Stores without it get
+   * get + fn + replace, serialized within the process only.
+   */
+  update?(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord>;
   /** optional: drop superseded copies of records (e.g. SQLite WAL frames) after a bulk rewrite */
   compact?(): Promise<void>;
   close(): Promise<void>;

@@ -166,5 +166,28 @@ for (const scheme of ['sqlite', 'fs'] as const) {
         await kr.close();
       }
     });
+
+    test('racing rotations (two keyrings on one store, several at once) all land as consecutive versions', async () => {
+      const a = await openKeyring(uri);
+      const b = await openKeyring(uri);
+      try {
+        const name = 'rot-race';
+        await a.create(name, { type: 'aes256' });
+        const pt = Buffer.from('every version decrypts');
+        const cts = await Promise.all(
+          Array.from({ length: 12 }, async (_, i) => {
+            const kr = i % 2 ? a : b;
+            await kr.rotate(name);
+            return kr.encrypt(name, pt);
+          }),
+        );
+        const d = await a.describe(name);
+        assert.equal(d.versions, 13);
+        for (const ct of cts) assert.deepEqual(await b.decrypt(name, ct), pt);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
   });
 }

@@ -308,11 +308,9 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
     assert.deepEqual(codes.filter((c) => c === 'EXISTS').length, 2, codes.join(','));
   });
 
-  // KNOWN BUG (reported to the lead): rotate is read-modify-write through RecordStore.replace, which has
-  // no compare-and-swap, so two replicas rotating one key at once overwrite each other's new version and
-  // ciphertexts made under the lost version never decrypt again. Marked todo until the store can refuse
-  // a stale replace (expected-version check → CONFLICT, retried by the keyring).
-  it('concurrent rotations through different replicas lose no version', { todo: 'lost update: RecordStore.replace has no compare-and-swap' }, async () => {
+  // rotate is a read-modify-write: the new version is numbered inside a row-locked transaction
+  // (SELECT … FOR UPDATE), so racing rotations through three replicas all land
+  it('concurrent rotations through different replicas lose no version', async () => {
     const name = `rot-${uniq()}`;
     await A.kr.create(name);
     const pt = Buffer.from('rotated');
