@@ -346,7 +346,18 @@ class AwsKmsDriver implements Driver {
       keySpec = s;
       usage = material.kind === 'signing' ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT';
     }
-    const keyId = await this.create(keySpec, usage, undefined, 'EXTERNAL');
+    const what = material.kind === 'symmetric' ? 'symmetric key import' : `${material.spec} private key import (RSA_AES_KEY_WRAP_SHA_256)`;
+    let keyId: string;
+    try {
+      keyId = await this.create(keySpec, usage, undefined, 'EXTERNAL');
+    } catch (e) {
+      // every CreateKey parameter is the driver's own, so a refusal is the endpoint's limit, not the
+      // caller's input (local-kms makes EXTERNAL keys only of SYMMETRIC_DEFAULT: ValidationException)
+      if (isKeyportError(e, 'INVALID_INPUT') || isKeyportError(e, 'UNSUPPORTED')) {
+        throw err('UNSUPPORTED', `this AWS KMS endpoint does not support ${what}: it refused CreateKey with Origin EXTERNAL and KeySpec ${keySpec} (${e.message}): generate the key in the KMS instead, or use a KMS with BYOK import`);
+      }
+      throw e;
+    }
     let step = 'GetParametersForImport';
     try {
       const symmetric = material.kind === 'symmetric';
@@ -393,7 +404,6 @@ class AwsKmsDriver implements Driver {
       // validation/unsupported error; credentials, permissions, throttling and timeouts keep their codes
       const keep: string[] = ['AUTH', 'PERMISSION', 'THROTTLED', 'TIMEOUT', 'NOT_FOUND', 'KEY_DISABLED'];
       if (step !== 'naming' && isKeyportError(e) && !keep.includes(e.code) && !(e.code === 'UNAVAILABLE' && !/JSON|Deserializ|<!doctype|<html/i.test(e.message))) {
-        const what = material.kind === 'symmetric' ? 'symmetric key import' : `${material.spec} private key import (RSA_AES_KEY_WRAP_SHA_256)`;
         throw err('UNSUPPORTED', `this AWS KMS endpoint does not support ${what} (${step} failed: ${e.code}): generate the key in the KMS instead, or use a KMS with BYOK import`);
       }
       if (isKeyportError(e, 'EXISTS') && name !== undefined) throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
