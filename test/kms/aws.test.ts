@@ -7,9 +7,9 @@
  *    random "key material", so a real RSA-OAEP ciphertext is refused), GetParametersForImport /
  *    ImportKeyMaterial, ListKeys paging (it returns every key in one page), MessageType DIGEST, and
  *    it checks no credentials.
- *  - LocalStack's KMS (test/kms/aws-localstack.test.ts): RSA-OAEP-SHA-256 decrypt and BYOK import.
- *    nsmithuk/local-kms, the brief's other peer, is refused by this machine's Go proxy (403), see
- *    scripts/testbed/localkms.sh; LocalStack (PyPI) implements the same operations with pyca/cryptography.
+ *  - local-kms (test/kms/aws-localkms.test.ts, the Go emulator): RSA-OAEP-SHA-256 decrypt, symmetric
+ *    BYOK import, ECDSA; LocalStack's KMS (test/kms/aws-localstack.test.ts): RSA-OAEP-SHA-256 decrypt,
+ *    symmetric and private-key BYOK import (RSA_AES_KEY_WRAP_SHA_256), which local-kms lacks.
  * Signatures are checked with node:crypto and openssl, never with the driver or the emulator.
  */
 import { describe, it, before, after } from 'node:test';
