@@ -551,7 +551,7 @@ export class StoreKeyring implements Keyring {
     const r = await this.record(name, true);
     if (r.type !== 'aes256') throw err('KEY_USAGE', `key '${name}' is ${r.type}: data keys come from aes256 keys`);
     const plaintext = randomBytes(32);
-    return { plaintext, ciphertext: await this.encrypt(name, plaintext, context) };
+    return { plaintext, ciphertext: await this.encryptRecord(r, plaintext, context) };
   }
 
   async hmac(name: string, message: Buffer): Promise<Buffer> {
