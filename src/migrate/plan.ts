@@ -2,6 +2,7 @@
  * Planning: list both sides completely (page by page, merged in name order, so memory stays flat),
  * decide every key before anything is written, and stream the decisions to the plan file.
  */
+import { byteCompare } from '../store/dir-listing.js';
 import { err } from '../errors.js';
 import { redactUri } from '../config/uri.js';
 import type { KeyRecord } from '../store/types.js';
@@ -79,9 +80,9 @@ export async function planMigration(
   let t = await targets.next();
   let prev = previous ? await previous.next() : undefined;
   for await (const name of names(src.kr, pat)) {
-    while (!t.done && t.value < name) t = await targets.next();
+    while (!t.done && byteCompare(t.value, name) < 0) t = await targets.next();
     const exists = !t.done && t.value === name;
-    while (prev && !prev.done && prev.value.n < name) prev = await previous!.next();
+    while (prev && !prev.done && byteCompare(prev.value.n, name) < 0) prev = await previous!.next();
     const ours = !!prev && !prev.done && prev.value.n === name && (prev.value.a === 'migrate' || prev.value.a === 'skip');
     sum.total++;
     progress?.(sum.total);

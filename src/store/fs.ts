@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../errors.js';
+import { DirListing } from './dir-listing.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { parseRecord } from './record.js';
 import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
@@ -37,6 +38,7 @@ class FsStore implements RecordStore {
   }
 
   async create(rec: KeyRecord): Promise<void> {
+    this.listing.invalidate();
     try {
       createFileAtomic(this.file(rec.name), JSON.stringify(rec));
     } catch (e) {
@@ -56,26 +58,22 @@ class FsStore implements RecordStore {
     return parseRecord(text, `key '${name}'`);
   }
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
-    const limit = Math.max(1, opts.limit ?? 1000);
-    const prefix = opts.prefix ?? '';
-    const after = opts.after ?? '';
+  private listing = new DirListing(() => {
     let entries: string[];
     try {
       entries = readdirSync(this.dir);
     } catch (e) {
       ioError(e, `cannot list ${this.dir}`);
     }
-    const names = entries
-      .filter((f) => f.endsWith(EXT) && !f.startsWith('.'))
-      .map((f) => f.slice(0, -EXT.length))
-      .filter((n) => n.startsWith(prefix) && n > after)
-      .sort();
-    if (names.length > limit) return { names: names.slice(0, limit), next: names[limit - 1] };
-    return { names };
+    return entries.filter((f) => f.endsWith(EXT) && !f.startsWith('.')).map((f) => f.slice(0, -EXT.length));
+  });
+
+  async list(opts: ListOptions = {}): Promise<ListPage> {
+    return this.listing.page(opts);
   }
 
   async delete(name: string): Promise<void> {
+    this.listing.invalidate();
     try {
       unlinkSync(this.file(name));
       fsyncDir(this.dir);
@@ -86,6 +84,7 @@ class FsStore implements RecordStore {
   }
 
   async replace(rec: KeyRecord): Promise<void> {
+    this.listing.invalidate();
     if (!existsSync(this.file(rec.name))) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
     try {
       writeFileAtomic(this.file(rec.name), JSON.stringify(rec));
@@ -95,6 +94,7 @@ class FsStore implements RecordStore {
   }
 
   async createMany(recs: KeyRecord[]): Promise<string[]> {
+    this.listing.invalidate();
     try {
       const existed = await createFilesAtomic(this.dir, recs.map((r) => ({ path: this.file(r.name), data: JSON.stringify(r) })));
       return existed.map((p) => p.slice(this.dir.length + 1, -EXT.length));
@@ -104,6 +104,7 @@ class FsStore implements RecordStore {
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    this.listing.invalidate();
     // each file is replaced atomically; the directory has no multi-file transaction
     for (const r of recs) {
       try {

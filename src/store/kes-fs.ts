@@ -13,6 +13,7 @@ import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync,
 import { join } from 'node:path';
 import { err } from '../errors.js';
 import { kcv } from '../crypto/fingerprint.js';
+import { DirListing } from './dir-listing.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { decodeKesKey, encodeKesKey, kesKeyForm, type KesKey, type KesKeyForm } from './kes-format.js';
@@ -102,8 +103,6 @@ function readLimited(path: string): Buffer {
   }
 }
 
-const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
-
 class KesFsStore implements RecordStore {
   readonly capabilities = { transactions: false, kind: 'kes-fs', kesOnly: true };
   constructor(
@@ -131,6 +130,7 @@ class KesFsStore implements RecordStore {
   }
 
   async create(rec: KeyRecord): Promise<void> {
+    this.listing.invalidate();
     const path = this.file(rec.name);
     const data = encodeKesKey(recordToKesKey(rec));
     try {
@@ -143,6 +143,7 @@ class KesFsStore implements RecordStore {
 
   /** bulk create-only (migration): parallel fsyncs, one directory fsync; returns the names that existed */
   async createMany(recs: KeyRecord[]): Promise<string[]> {
+    this.listing.invalidate();
     const files = recs.map((r) => ({ path: this.file(r.name), data: encodeKesKey(recordToKesKey(r)), name: r.name }));
     try {
       const existed = new Set(await createFilesAtomic(this.dir, files));
@@ -170,26 +171,22 @@ class KesFsStore implements RecordStore {
     return kesKeyToRecord(name, k);
   }
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
-    const limit = Math.max(1, opts.limit ?? 1000);
-    const prefix = opts.prefix ?? '';
-    const after = opts.after;
+  private listing = new DirListing(() => {
     let entries: import('node:fs').Dirent[];
     try {
       entries = readdirSync(this.dir, { withFileTypes: true });
     } catch (e) {
       ioError(e, `cannot list ${this.dir}`);
     }
-    const names = entries
-      .filter((d) => (d.isFile() || d.isSymbolicLink()) && !/[/\\.]/.test(d.name))
-      .map((d) => d.name)
-      .filter((n) => n.startsWith(prefix) && (after === undefined || byteOrder(n, after) > 0))
-      .sort(byteOrder);
-    if (names.length > limit) return { names: names.slice(0, limit), next: names[limit - 1] };
-    return { names };
+    return entries.filter((d) => (d.isFile() || d.isSymbolicLink()) && !/[/\\.]/.test(d.name)).map((d) => d.name);
+  });
+
+  async list(opts: ListOptions = {}): Promise<ListPage> {
+    return this.listing.page(opts);
   }
 
   async delete(name: string): Promise<void> {
+    this.listing.invalidate();
     try {
       unlinkSync(this.file(name));
       fsyncDir(this.dir);
@@ -200,6 +197,7 @@ class KesFsStore implements RecordStore {
   }
 
   async replace(rec: KeyRecord): Promise<void> {
+    this.listing.invalidate();
     const path = this.file(rec.name);
     const k = recordToKesKey(rec);
     const form = this.formOf(path);
@@ -212,6 +210,7 @@ class KesFsStore implements RecordStore {
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    this.listing.invalidate();
     // refuse before writing anything if one record cannot be held; then each file atomically
     const keys = recs.map((r) => ({ path: this.file(r.name), k: recordToKesKey(r), name: r.name }));
     for (const { path, k, name } of keys) {
