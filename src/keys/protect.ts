@@ -8,7 +8,7 @@
  * leaves every key readable and re-running the command finishes the job. Old wrapper keys are never
  * deleted by keyport.
  */
-import { err } from '../errors.js';
+import { err, isKeyportError } from '../errors.js';
 import { redactUri } from '../config/uri.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
 import { allNames } from '../store/types.js';
@@ -27,6 +27,35 @@ export interface ProtectResult {
 
 export type Progress = (done: number, total?: number) => void;
 
+/** the two holdings of one version are the same (nothing rewrote it since we read it) */
+function sameHolding(a: VersionRecord, b: VersionRecord): boolean {
+  return (
+    a.fingerprint === b.fingerprint &&
+    a.clear === b.clear &&
+    a.sealed?.wrapper === b.sealed?.wrapper &&
+    a.sealed?.blob === b.sealed?.blob &&
+    a.external?.keyId === b.external?.keyId
+  );
+}
+
+/**
+ * Apply the rewritten versions of a record to the record as it is now: a version added meanwhile (a
+ * rotation by another process) is kept as it is, a version rewritten meanwhile is left alone, and a key
+ * deleted and created again is not touched. Returns undefined when nothing applies.
+ */
+function reconcile(original: KeyRecord, planned: KeyRecord, cur: KeyRecord): KeyRecord | undefined {
+  if (cur.createdAt !== original.createdAt || cur.type !== original.type) return undefined;
+  let touched = false;
+  const versions = cur.versions.map((v) => {
+    const o = original.versions.find((x) => x.version === v.version);
+    const p = planned.versions.find((x) => x.version === v.version);
+    if (!o || !p || p === o || !sameHolding(o, v)) return v;
+    touched = true;
+    return p;
+  });
+  return touched ? { ...cur, versions } : undefined;
+}
+
 async function transform(
   kr: StoreKeyring,
   target: Protection,
@@ -34,19 +63,46 @@ async function transform(
   progress?: Progress,
 ): Promise<ProtectResult> {
   const store = kr.store;
-  const changedRecs: KeyRecord[] = [];
+  const pending = new Map<string, { original: KeyRecord; planned: KeyRecord }>();
   let changed = 0;
   let unchanged = 0;
   let done = 0;
   const batch = store.capabilities.transactions ? Infinity : 200;
   const metaValue = target.mode === 'clear' ? undefined : JSON.stringify(target);
+  const apply = (cur: KeyRecord) => {
+    const p = pending.get(cur.name);
+    return p ? reconcile(p.original, p.planned, cur) : undefined;
+  };
   const flush = async (final: boolean) => {
-    if (changedRecs.length === 0 && !final) return;
-    if (final) await store.putMany(changedRecs.splice(0), { [PROTECTION_META]: metaValue });
-    else await store.putMany(changedRecs.splice(0));
+    const meta = final ? { [PROTECTION_META]: metaValue } : undefined;
+    if (store.updateMany) {
+      if (pending.size || meta) await store.updateMany([...pending.keys()], apply, meta);
+    } else {
+      // stores without transactions: each record atomically, the protection mark last
+      for (const name of pending.keys()) {
+        if (store.update) {
+          await store.update(name, (cur) => apply(cur) ?? cur).catch((e) => {
+            if (!isKeyportError(e, 'NOT_FOUND')) throw e;
+          });
+          continue;
+        }
+        const cur = await store.get(name).catch((e) => {
+          if (isKeyportError(e, 'NOT_FOUND')) return undefined;
+          throw e;
+        });
+        const next = cur && apply(cur);
+        if (next) await store.replace(next);
+      }
+      if (meta) await store.putMany([], meta);
+    }
+    pending.clear();
   };
   for await (const name of allNames(store)) {
-    const r = await store.get(name);
+    const r = await store.get(name).catch((e) => {
+      if (isKeyportError(e, 'NOT_FOUND')) return undefined; // deleted since it was listed
+      throw e;
+    });
+    if (!r) continue;
     let touched = false;
     const versions: VersionRecord[] = [];
     for (const v of r.versions) {
@@ -55,11 +111,11 @@ async function transform(
       versions.push(nv ?? v);
     }
     if (touched) {
-      changedRecs.push({ ...r, versions });
+      pending.set(name, { original: r, planned: { ...r, versions } });
       changed++;
     } else unchanged++;
     progress?.(++done);
-    if (changedRecs.length >= batch) await flush(false);
+    if (pending.size >= batch) await flush(false);
   }
   await flush(true);
   await store.compact?.();

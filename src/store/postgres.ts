@@ -192,6 +192,7 @@ class PostgresStore implements RecordStore {
       insert: `INSERT INTO ${t} (name, record, revision, updated_at) VALUES ($1, $2::jsonb, 1, now())`,
       get: `SELECT record::text AS record FROM ${t} WHERE name = $1`,
       getForUpdate: `SELECT record::text AS record FROM ${t} WHERE name = $1 FOR UPDATE`,
+      getManyForUpdate: `SELECT name, record::text AS record FROM ${t} WHERE name = ANY($1::text[]) ORDER BY name COLLATE "C" FOR UPDATE`,
       list: `SELECT name FROM ${t} WHERE name > $1 AND name >= $2 AND name LIKE $3 ESCAPE '\\' ORDER BY name COLLATE "C" LIMIT $4`,
       del: `DELETE FROM ${t} WHERE name = $1`,
       update: `UPDATE ${t} SET record = $2::jsonb, revision = revision + 1, updated_at = now() WHERE name = $1`,
@@ -325,6 +326,28 @@ class PostgresStore implements RecordStore {
       if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
       await c.query(this.sql.update, [name, JSON.stringify(next)]);
       return next;
+    });
+  }
+
+  async updateMany(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void> {
+    // rows locked in name order, so two such transactions cannot deadlock each other
+    await this.tx(async (c) => {
+      const sorted = [...new Set(names)].sort();
+      for (let i = 0; i < sorted.length; i += 1000) {
+        const r = await c.query(this.sql.getManyForUpdate, [sorted.slice(i, i + 1000)]);
+        const changed: KeyRecord[] = [];
+        for (const row of r.rows) {
+          const name = row.name as string;
+          const next = fn(parseRecord(row.record as string, `key '${name}'`));
+          if (!next) continue;
+          if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+          changed.push(next);
+        }
+        if (changed.length) await c.query(this.sql.upsertMany, [changed.map((x) => x.name), changed.map((x) => JSON.stringify(x))]);
+      }
+      for (const [k, v] of Object.entries(meta ?? {})) {
+        await c.query(v === undefined ? this.sql.delMeta : this.sql.setMeta, v === undefined ? [k] : [k, v]);
+      }
     });
   }
 

@@ -155,6 +155,26 @@ class SqliteStore implements RecordStore {
     }
   }
 
+  async updateMany(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void> {
+    const tx = this.db.transaction(() => {
+      for (const name of names) {
+        const raw = this.q.get.get(name) as string | undefined;
+        if (raw === undefined) continue;
+        const next = fn(parseRecord(raw, `key '${name}'`));
+        if (!next) continue;
+        if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+        this.q.update.run(JSON.stringify(next), name);
+      }
+      for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);
+    });
+    this.cache.clear();
+    try {
+      this.wrap(() => tx.immediate());
+    } finally {
+      this.cache.clear();
+    }
+  }
+
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
     const tx = this.db.transaction((rs: KeyRecord[]) => {
       for (const r of rs) this.q.upsert.run(r.name, JSON.stringify(r));

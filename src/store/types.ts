@@ -104,6 +104,13 @@ export interface RecordStore {
    * get + fn + replace, serialized within the process only.
    */
   update?(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord>;
+  /**
+   * optional: read-modify-write of many records and `meta` in ONE transaction (all or none). `fn` gets
+   * each named record as it is inside the transaction and returns its replacement, or undefined to leave
+   * it; names that no longer exist are skipped. Protect enable / disable / rotate use it so a key rotated
+   * or deleted meanwhile by another process is neither lost nor brought back.
+   */
+  updateMany?(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void>;
   /** optional: drop superseded copies of records (e.g. SQLite WAL frames) after a bulk rewrite */
   compact?(): Promise<void>;
   close(): Promise<void>;

@@ -7,6 +7,7 @@ import { openKeyring } from '../../src/keys/open.js';
 import { protectDisable, protectEnable, protectRotate } from '../../src/keys/protect.js';
 import { isKeyportError } from '../../src/errors.js';
 import { tempDir } from '../support/tmp.js';
+import { protectRace } from '../support/protect-race.js';
 import type { KeyType } from '../../src/crypto/keytypes.js';
 
 const dir = tempDir();
@@ -148,4 +149,9 @@ test('a wrapper key reached at a new address (same scheme and key id) keeps the 
   const sig = await kr2.sign('moved-key', Buffer.from('x'));
   assert.ok(await kr2.verify('moved-key', Buffer.from('x'), sig));
   await kr2.close();
+});
+
+test('protect enable / rotate / disable while another keyring rotates and deletes keys: no version lost, no key brought back (sqlite, fs)', async () => {
+  await protectRace(`sqlite:${join(dir, 'race.db')}`, join(dir, 'race-sqlite'));
+  await protectRace(`fs:${join(dir, 'race-fs')}`, join(dir, 'race-fs-w'));
 });

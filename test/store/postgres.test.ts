@@ -13,6 +13,9 @@ import { openPostgresStore, parseConnection } from '../../src/store/postgres.js'
 import { openRecordStore } from '../../src/store/open.js';
 import { isKeyportError } from '../../src/errors.js';
 import type { RecordStore } from '../../src/store/types.js';
+import { join } from 'node:path';
+import { protectRace } from '../support/protect-race.js';
+import { tempDir } from '../support/tmp.js';
 
 const skip = skipUnless('postgres');
 const url = () => serviceEnv('postgres')['PG_URL']!;
@@ -268,4 +271,11 @@ describe('postgres store: shared by replicas', { skip }, () => {
     assert.equal(p.label, 'u@db.example:6543/keys');
     assert.ok(!String(p.config.connectionString).includes('pool-size'));
   });
+});
+
+test('protect enable / rotate / disable racing rotations and deletes through another keyring: nothing lost (row locks)', { skip }, async () => {
+  const t = freshTable();
+  const u = new URL(url());
+  u.searchParams.set('table', t);
+  await protectRace(`postgres:${u.toString()}`, join(tempDir(), 'pg'));
 });
