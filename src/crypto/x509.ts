@@ -26,8 +26,11 @@ function oid(s: string): Buffer {
   }
   return tlv(0x06, Buffer.from(out));
 }
+/** a DER INTEGER from unsigned big-endian bytes: minimal (no leading zero bytes), positive */
 function int(b: Buffer): Buffer {
-  let v = b;
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  let v = b.subarray(i);
   if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
   return tlv(0x02, v);
 }
@@ -68,8 +71,9 @@ export function selfSignedCertificate(privateKey: KeyObject, o: CertOptions): Bu
   const name = seq(set(seq(oid('2.5.4.3'), utf8(o.commonName))));
   const now = new Date(Date.now() - 60_000);
   const until = new Date(now.getTime() + (o.days ?? 365) * 86_400_000);
+  // RFC 5280: a positive serial of at most 20 bytes; 0x40 keeps it 16 bytes long and non-zero
   const serial = randomBytes(16);
-  serial[0]! &= 0x7f;
+  serial[0] = (serial[0]! & 0x3f) | 0x40;
   const exts: Buffer[] = [];
   const san = [...(o.dnsNames ?? []).map((d) => tlv(0x82, Buffer.from(d))), ...(o.ipAddresses ?? []).map((ip) => tlv(0x87, ipBytes(ip)))];
   if (san.length) exts.push(seq(oid('2.5.29.17'), octets(seq(...san))));
