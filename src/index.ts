@@ -8,7 +8,7 @@
  */
 export { openKeyring, loadStoreConfig, type StoreConfig, type OpenOptions } from './keys/open.js';
 export { StoreKeyring, type KeyringOptions } from './keys/keyring.js';
-export type { Keyring, KeyInfo, CreateOptions, SignOptions, ExportedKey } from './keys/types.js';
+export type { Keyring, KeyInfo, CreateOptions, SignOptions, ExportedKey, VersionInfo } from './keys/types.js';
 export { protectEnable, protectDisable, protectRotate, type ProtectResult } from './keys/protect.js';
 export { migrate, type MigrateOptions, type MigrateReport } from './migrate/index.js';
 export { openRecordStore } from './store/open.js';

@@ -116,6 +116,12 @@ export function register(program: Command): void {
     showInfo(await withKeyring(o, (kr) => kr.describe(name)), o.json);
   });
 
+  storeOptions(key.command('versions <name>').description('list every version of a key: number, created, fingerprint, protection (the newest is used for new operations)')).action(async (name: string, o: KeyOpts) => {
+    const vs = await withKeyring(o, (kr) => kr.versions(name));
+    if (o.json) printJson(vs);
+    else printTable(vs.map((v) => ({ version: `${v.version}${v.current ? ' (current)' : ''}`, created: v.createdAt, protection: v.protection, fingerprint: v.fingerprint })), ['version', 'created', 'protection', 'fingerprint']);
+  });
+
   storeOptions(key.command('public <name>').description('the SPKI public key (DER, or PEM with --pem)'))
     .option('--pem', 'PEM output')
     .option('--version <n>', 'this version (default newest)')

@@ -10,7 +10,7 @@ import { parseKeyMaterial, toPem } from '../crypto/keys.js';
 import { isKeyType, type KeyType } from '../crypto/keytypes.js';
 import { apiKeyCertificate, parseApiKey } from '../server/identity.js';
 import { certToPem } from '../crypto/x509.js';
-import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions } from '../keys/types.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from '../keys/types.js';
 
 export interface RemoteOptions {
   apiKey?: string;
@@ -162,6 +162,19 @@ export class RemoteKeyring implements Keyring {
   async delete(name: string): Promise<void> {
     await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`);
   }
+  async versions(name: string): Promise<VersionInfo[]> {
+    const j = (await this.call('GET', `/v1/key/versions/${RemoteKeyring.enc(name)}`)) as { versions?: any[] } | undefined;
+    if (!Array.isArray(j?.versions)) throw err('UNSUPPORTED', `the server does not list key versions (a KES server has none: one version per key)`);
+    return j.versions.map((v) => ({
+      version: Number(v.version),
+      createdAt: String(v.created_at ?? ''),
+      fingerprint: String(v.fingerprint ?? ''),
+      protection: v.protection === 'sealed' || v.protection === 'external' ? v.protection : 'clear',
+      ...(typeof v.public_key === 'string' ? { publicKey: v.public_key } : {}),
+      current: v.current === true,
+    }));
+  }
+
   async rotate(name: string): Promise<KeyInfo> {
     return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`));
   }

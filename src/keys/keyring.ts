@@ -23,7 +23,7 @@ import { readProtection, type Protection } from '../store/protection.js';
 import { WrapperKeys } from '../store/envelope.js';
 import { TtlCache } from './cache.js';
 import { checkName, compilePattern } from './names.js';
-import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions } from './types.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from './types.js';
 
 export interface KeyringOptions {
   /** how long unsealed / parsed secrets stay in memory (ms); default 5 minutes */
@@ -61,6 +61,17 @@ function owned(b: Buffer): Buffer {
   const c = Buffer.allocUnsafeSlow(b.length);
   b.copy(c);
   return c;
+}
+
+export function toVersionInfos(r: KeyRecord): VersionInfo[] {
+  return r.versions.map((v, i) => ({
+    version: v.version,
+    createdAt: v.createdAt,
+    fingerprint: v.fingerprint,
+    protection: v.external ? 'external' : v.sealed ? 'sealed' : 'clear',
+    ...(v.publicKey ? { publicKey: v.publicKey } : {}),
+    current: i === r.versions.length - 1,
+  }));
 }
 
 export function toKeyInfo(r: KeyRecord): KeyInfo {
@@ -447,6 +458,10 @@ export class StoreKeyring implements Keyring {
     } finally {
       this.forget(name);
     }
+  }
+
+  async versions(name: string): Promise<VersionInfo[]> {
+    return toVersionInfos(await this.record(name));
   }
 
   async export(name: string): Promise<ExportedKey[]> {

@@ -25,6 +25,19 @@ export interface KeyInfo {
   publicKey?: string;
 }
 
+/** one version of a key (rotation appends; old versions stay usable for decrypt and verify) */
+export interface VersionInfo {
+  version: number;
+  createdAt: string;
+  /** Canton fingerprint (asymmetric) or key check value (aes256) */
+  fingerprint: string;
+  protection: 'clear' | 'sealed' | 'external';
+  /** base64 SPKI DER (asymmetric keys) */
+  publicKey?: string;
+  /** true for the newest version, which new operations use */
+  current: boolean;
+}
+
 export interface CreateOptions {
   type?: KeyType;
   purpose?: Purpose;
@@ -58,6 +71,8 @@ export interface Keyring {
   list(pattern?: string, opts?: { after?: string; limit?: number }): Promise<{ names: string[]; next?: string }>;
   delete(name: string): Promise<void>;
   rotate(name: string): Promise<KeyInfo>;
+  /** every version of a key, oldest first */
+  versions(name: string): Promise<VersionInfo[]>;
   /** every version, oldest first (only where the store allows export) */
   export(name: string): Promise<ExportedKey[]>;
   publicKey(name: string, version?: number): Promise<Buffer>;

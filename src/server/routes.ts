@@ -258,6 +258,19 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       return ok({ public_key: spki.toString('base64') });
     }),
     r('PUT', '/v1/key/rotate/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.rotate(c.resource)))),
+    r('GET', '/v1/key/versions/', 0, S15, 'verify', async (c) =>
+      ok({
+        name: c.resource,
+        versions: (await c.state.kr.versions(c.resource)).map((v) => ({
+          version: v.version,
+          created_at: v.createdAt,
+          fingerprint: v.fingerprint,
+          protection: v.protection,
+          current: v.current,
+          ...(v.publicKey ? { public_key: v.publicKey } : {}),
+        })),
+      }),
+    ),
 
     r('GET', '/v1/policy/describe/', 0, S15, 'verify', async (c) => {
       const p = c.state.config.policies.get(c.resource);

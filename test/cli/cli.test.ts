@@ -54,6 +54,12 @@ test('a tour: create, ls --json, sign, verify, encrypt, decrypt, export/import, 
   const S2 = ['--store', `fs:${join(dir, 'tour-fs')}`];
   const imp = JSON.parse(kp(['key', 'import', 'sig-copy', '--file', 'sig.p8', '--json', ...S2]).stdout) as { fingerprint: string };
   assert.equal(imp.fingerprint, ls[1]!.fingerprint);
+  // rotate, then versions lists both (table and JSON)
+  assert.equal(kp(['key', 'rotate', 'data-key', ...S]).code, 0);
+  const vs = JSON.parse(kp(['key', 'versions', 'data-key', '--json', ...S]).stdout) as { version: number; current: boolean; fingerprint: string }[];
+  assert.deepEqual(vs.map((v) => [v.version, v.current]), [[1, false], [2, true]]);
+  assert.match(kp(['key', 'versions', 'data-key', ...S]).stdout, /^2 \(current\)\s/m);
+  assert.equal(kp(['key', 'decrypt', 'data-key', '--in', 'msg.enc', '--out', '-', '--context', 'c1', ...S]).stdout, 'hello', 'version 1 still decrypts');
   const pem = kp(['key', 'public', 'sig-key', '--pem', ...S]).stdout;
   assert.match(pem, /BEGIN PUBLIC KEY/);
   const pr = kp(['protect', 'enable', '--wrapper', `local:${join(dir, 'w.key')}`, '--json', ...S]);

@@ -42,6 +42,13 @@ describe('keyport server (KES v1 API)', async () => {
     const r = await admin.rotate('sig');
     assert.equal(r.version, 2);
     assert.ok(await admin.verify('sig', Buffer.from('m'), sig));
+    // versions: both listed, oldest first, the newest current, each with its own public key
+    const vs = await admin.versions('sig');
+    assert.deepEqual(vs.map((v) => [v.version, v.current]), [[1, false], [2, true]]);
+    assert.equal(vs[1]!.fingerprint, r.fingerprint);
+    assert.notEqual(vs[0]!.publicKey, vs[1]!.publicKey);
+    assert.deepEqual(Buffer.from(vs[0]!.publicKey!, 'base64'), await admin.publicKey('sig', 1));
+    await assert.rejects(admin.versions('no-such-key'), (e) => isKeyportError(e, 'NOT_FOUND'));
   });
 
   test('policies: allow, deny wins, unknown identity and missing certificate are refused', async () => {
