@@ -33,6 +33,9 @@ async function loadGroups(): Promise<Registrar[]> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // the AWS SDK prints a multi-line notice on Node 20 at its first client; keyport supports Node 20 and
+  // pins the SDK in its lockfile, so the notice is noise on every CLI run (library users still get it)
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const program = new Command('keyport')
     .description('Protect private keys with a KMS, move keys between stores and KMSs, serve keys like MinIO KES')
     .version(VERSION, '-V, --version')
