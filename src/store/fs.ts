@@ -1,12 +1,14 @@
 /**
  * `fs:DIR`: one JSON file per key (`DIR/NAME.key`), written temp + fsync + rename (create: link, so it
  * never replaces), files 0600 in a 0700 directory. Listing reads the whole directory and sorts, so it
- * never truncates. Store settings live in `DIR/.keyport-meta.json`.
+ * never truncates. Store settings live in `DIR/.keyport-meta.json`. Read-modify-writes (rotate,
+ * protect) and deletes take a per-key lock file, so processes sharing the directory do not lose updates.
  */
 import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../errors.js';
 import { DirListing } from './dir-listing.js';
+import { withFileLock } from './file-lock.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { parseRecord } from './record.js';
 import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
@@ -35,6 +37,11 @@ class FsStore implements RecordStore {
 
   private file(name: string) {
     return join(this.dir, name + EXT);
+  }
+
+  /** per-key lock file (a dot file: never listed as a key) */
+  private locked<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+    return withFileLock(join(this.dir, `.lock-${name}`), `key '${name}'`, fn);
   }
 
   async create(rec: KeyRecord): Promise<void> {
@@ -74,13 +81,30 @@ class FsStore implements RecordStore {
 
   async delete(name: string): Promise<void> {
     this.listing.invalidate();
-    try {
-      unlinkSync(this.file(name));
-      fsyncDir(this.dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
-      ioError(e, `cannot delete key '${name}'`);
-    }
+    // under the key's lock, so a rotation in another process cannot write the deleted key back
+    await this.locked(name, () => {
+      try {
+        unlinkSync(this.file(name));
+        fsyncDir(this.dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
+        ioError(e, `cannot delete key '${name}'`);
+      }
+    });
+  }
+
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    this.listing.invalidate();
+    return this.locked(name, async () => {
+      const next = fn(await this.get(name));
+      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      try {
+        writeFileAtomic(this.file(name), JSON.stringify(next));
+      } catch (e) {
+        ioError(e, `cannot write key '${name}'`);
+      }
+      return next;
+    });
   }
 
   async replace(rec: KeyRecord): Promise<void> {
