@@ -105,7 +105,8 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
     } else if (cfg.envelope) {
       if (cur.mode === 'clear') {
         const r = await protectEnable(kr, cfg.envelope.wrapper);
-        opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
+        // a new, empty store is simply created protected: only sealing existing keys is news
+        if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper && sameWrapperKey(cur.wrapper, cfg.envelope.wrapper)) {
         // the same wrapper key reached another way (new endpoint, port or credentials): follow the config
         await writeProtection(store, { mode: 'envelope', wrapper: cfg.envelope.wrapper });
