@@ -22,8 +22,9 @@
  *  - AES-256: CKM_AES_GCM, 12-byte random IV, 128-bit tag; output iv‖ciphertext‖tag, AAD
  *    "keyport-pkcs11-wrap-v1".
  *  - RSA-OAEP SHA-256 decrypt only where the token does it.
- *  - Import (BYOK): AES keys and RSA/EC private keys are C_UnwrapKey'd with CKM_AES_KEY_WRAP_PAD
- *    (RFC 5649) under a transient session AES key; Ed25519 (which SoftHSM cannot unwrap from PKCS#8) and
+ *  - Import (BYOK): AES keys and RSA/EC private keys are C_UnwrapKey'd with AES-KWP (RFC 5649:
+ *    CKM_AES_KEY_WRAP_KWP of PKCS#11 3.0, e.g. kryoptic, else the 2.40 CKM_AES_KEY_WRAP_PAD SoftHSM2 2.6 has)
+ *    under a transient session AES key; Ed25519 (which SoftHSM cannot unwrap from PKCS#8) and
  *    tokens without AES-KWP get C_CreateObject with the key components. The public half is created as
  *    a public-key object from the locally derived public key.
  */
@@ -53,6 +54,8 @@ const CKK_EC_EDWARDS = 0x40;
 const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
 const CKM_EDDSA = 0x1057;
 const CKM_AES_KEY_WRAP_PAD = 0x210a;
+// PKCS#11 3.0's unambiguous name for RFC 5649 (kryoptic lists only this one)
+const CKM_AES_KEY_WRAP_KWP = 0x210b;
 
 const WRAP_AAD = Buffer.from('keyport-pkcs11-wrap-v1');
 const KWP_IV = Buffer.from('a65959a6', 'hex');
@@ -73,7 +76,8 @@ interface Caps {
   oaepWhy: string;
   aesGcm: boolean;
   aesGen: boolean;
-  kwp: boolean;
+  /** the RFC 5649 AES-KWP mechanism the token has (CKM_AES_KEY_WRAP_KWP or _PAD), or 0 */
+  kwp: number;
   mechanisms: number[];
 }
 
@@ -201,7 +205,7 @@ async function probeCaps(t: Token): Promise<Caps> {
     oaepWhy: `token '${t.label}' has no CKM_RSA_PKCS_OAEP`,
     aesGcm: has(lib.CKM_AES_GCM),
     aesGen: has(lib.CKM_AES_KEY_GEN),
-    kwp: has(CKM_AES_KEY_WRAP_PAD),
+    kwp: has(CKM_AES_KEY_WRAP_KWP) ? CKM_AES_KEY_WRAP_KWP : has(CKM_AES_KEY_WRAP_PAD) ? CKM_AES_KEY_WRAP_PAD : 0,
     mechanisms,
   };
   const tmp = [{ type: lib.CKA_TOKEN, value: false }];
@@ -544,8 +548,15 @@ class Pkcs11Driver implements Driver {
         if (key.keyType !== lib.CKK_RSA || key.cls !== lib.CKO_PRIVATE_KEY) throw wrongKey();
         if (!this.caps.pss) throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' has no RSA-PSS mechanism`);
         const parameter = { type: lib.CK_PARAMS_RSA_PSS, hashAlg: lib.CKM_SHA256, mgf: lib.CKG_MGF1_SHA256, saltLen: 32 };
-        const input = this.caps.pss === lib.CKM_SHA256_RSA_PKCS_PSS ? data : createHash('sha256').update(data).digest();
-        p11.C_SignInit(s, { mechanism: this.caps.pss, parameter }, key.handle);
+        // pkcs11js hands the module no data pointer for 0 bytes (SoftHSM2 and kryoptic answer
+        // CKR_ARGUMENTS_BAD): an empty message is signed over its local digest with CKM_RSA_PKCS_PSS
+        let mech = this.caps.pss;
+        if (data.length === 0 && mech === lib.CKM_SHA256_RSA_PKCS_PSS) {
+          if (!this.caps.mechanisms.includes(lib.CKM_RSA_PKCS_PSS)) throw err('INVALID_INPUT', `pkcs11: token '${this.token.label}' cannot sign an empty message with RSA-PSS (it has no CKM_RSA_PKCS_PSS)`);
+          mech = lib.CKM_RSA_PKCS_PSS;
+        }
+        const input = mech === lib.CKM_SHA256_RSA_PKCS_PSS ? data : createHash('sha256').update(data).digest();
+        p11.C_SignInit(s, { mechanism: mech, parameter }, key.handle);
         return await p11.C_SignAsync(s, input, Buffer.alloc(1024));
       }
       throw err('UNSUPPORTED', `pkcs11: unknown signing algorithm ${String(algo)}`);
@@ -561,8 +572,14 @@ class Pkcs11Driver implements Driver {
       async (s) => {
         const { key } = this.key(s, keyId);
         if (key.keyType !== lib.CKK_RSA || key.cls !== lib.CKO_PRIVATE_KEY) throw err('KEY_USAGE', `pkcs11: key '${keyId}' is not an RSA decryption key`);
+        // an RSA ciphertext is exactly as long as the modulus; anything else is refused here (kryoptic
+        // answers a wrong length with CKR_DEVICE_ERROR, or CKR_BUFFER_TOO_SMALL if the output buffer is
+        // shorter than the modulus, as it was when sized by the ciphertext)
+        let n = attrs(p11, s, key.handle, [lib.CKA_MODULUS])[0]!;
+        while (n.length > 0 && n[0] === 0) n = n.subarray(1);
+        if (ciphertext.length !== n.length) throw err('INVALID_CIPHERTEXT', `pkcs11: a ciphertext of the RSA-${n.length * 8} key '${keyId}' is ${n.length} bytes, not ${ciphertext.length}`);
         p11.C_DecryptInit(s, oaepMechanism(lib), key.handle);
-        return await p11.C_DecryptAsync(s, ciphertext, Buffer.alloc(Math.max(ciphertext.length, 16)));
+        return await p11.C_DecryptAsync(s, ciphertext, Buffer.alloc(n.length));
       },
       { CKR_GENERAL_ERROR: 'INVALID_CIPHERTEXT', CKR_FUNCTION_FAILED: 'INVALID_CIPHERTEXT' },
     );
@@ -581,6 +598,8 @@ class Pkcs11Driver implements Driver {
 
   async encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer> {
     if (!this.caps.aesGcm) throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' has no CKM_AES_GCM`);
+    // pkcs11js hands the module no data pointer for 0 bytes, which tokens refuse (CKR_ARGUMENTS_BAD)
+    if (plaintext.length === 0) throw err('INVALID_INPUT', 'pkcs11: nothing to encrypt (an empty plaintext)');
     const { p11 } = this;
     return this.run(`encrypt with key '${keyId}'`, async (s) => {
       const key = this.secretKey(s, keyId);
@@ -789,7 +808,7 @@ class Pkcs11Driver implements Driver {
   }
 
   /**
-   * C_UnwrapKey with CKM_AES_KEY_WRAP_PAD (RFC 5649) under a transient session AES key. The transient
+   * C_UnwrapKey with AES-KWP (RFC 5649; caps.kwp) under a transient session AES key. The transient
    * key is made here (C_CreateObject), wraps the material locally and is destroyed right after.
    */
   private async unwrap(s: Handle, secret: Buffer, template: Array<{ type: number; value?: number | boolean | string | Buffer }>): Promise<Handle> {
@@ -808,7 +827,7 @@ class Pkcs11Driver implements Driver {
     ]);
     kek.fill(0);
     try {
-      return await p11.C_UnwrapKeyAsync(s, { mechanism: CKM_AES_KEY_WRAP_PAD }, kekHandle, wrapped, template);
+      return await p11.C_UnwrapKeyAsync(s, { mechanism: this.caps.kwp }, kekHandle, wrapped, template);
     } finally {
       try {
         p11.C_DestroyObject(s, kekHandle);
@@ -840,6 +859,6 @@ function specOfKeyObject(k: KeyObject): Spec | undefined {
 }
 
 // re-exported for tests / the lead: the PKCS#11 3.0 numbers pkcs11js lacks
-export const MECHANISMS = { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, CKM_AES_KEY_WRAP_PAD } as const;
+export const MECHANISMS = { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP } as const;
 
 
