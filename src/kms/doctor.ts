@@ -6,7 +6,7 @@
  * only encrypts/decrypts or signs with the key that was named.
  */
 import { randomBytes } from 'node:crypto';
-import { isKeyportError, oneLine, type ErrorCode, type KeyportError } from '../errors.js';
+import { err, isKeyportError, oneLine, type ErrorCode, type KeyportError } from '../errors.js';
 import { formatUri, parseUri, redactUri, splitKeyUri, type ParsedUri } from '../config/uri.js';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -80,13 +80,14 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
   }
 }
 
-const AWS_KEY_STORE_PERMISSIONS = ['kms:CreateKey', 'kms:TagResource', 'kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign', 'kms:Decrypt'];
+// kms:ListKeys: the driver's health check (which `keyport server` and `migrate` rely on) and listing
+const AWS_KEY_STORE_PERMISSIONS = ['kms:ListKeys', 'kms:ListAliases', 'kms:CreateKey', 'kms:TagResource', 'kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign', 'kms:Decrypt'];
 type KeyKind = 'symmetric' | 'signing' | 'encryption';
 const AWS_KEY_PERMISSIONS: Record<KeyKind | 'unknown', string[]> = {
-  symmetric: ['kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt'],
-  signing: ['kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign'],
-  encryption: ['kms:DescribeKey', 'kms:GetPublicKey', 'kms:Decrypt'],
-  unknown: ['kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt', 'kms:GetPublicKey', 'kms:Sign'],
+  symmetric: ['kms:ListKeys', 'kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt'],
+  signing: ['kms:ListKeys', 'kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign'],
+  encryption: ['kms:ListKeys', 'kms:DescribeKey', 'kms:GetPublicKey', 'kms:Decrypt'],
+  unknown: ['kms:ListKeys', 'kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt', 'kms:GetPublicKey', 'kms:Sign'],
 };
 
 export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<DoctorReport> {
@@ -123,35 +124,6 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
   }
   const driver = instrument(raw, { kmsUri: kmsText, retries: 0, timeoutMs: opts.timeoutMs ?? 15_000 });
   try {
-    // ---- reachability -------------------------------------------------------------------------
-    const th = performance.now();
-    const h = await driver.health();
-    const ms = Math.round(performance.now() - th);
-    if (h.state === 'ok') add({ check: 'reachable', status: 'ok', detail: `health ok in ${ms} ms`, ms });
-    else
-      add({
-        check: 'reachable',
-        status: 'problem',
-        detail: `health ${h.state}: ${h.reason}`,
-        fix: /timeout|did not answer|refused|unavailable|ECONN|ENOTFOUND|EAI_AGAIN/i.test(h.reason)
-          ? fixFor({ code: 'UNAVAILABLE' } as KeyportError, { scheme })
-          : /credential|auth|signature|token|pin/i.test(h.reason)
-            ? fixFor({ code: 'AUTH' } as KeyportError, { scheme })
-            : 'check the KMS URI and that the KMS is up; `keyport driver-test URI` shows more',
-        ms,
-      });
-
-    // ---- supported specs ----------------------------------------------------------------------
-    const sig = safeList(() => driver.supportedSigningKeySpecs());
-    const enc = safeList(() => driver.supportedEncryptionKeySpecs());
-    const asymTypes = new Set<string>([...sig, ...enc]);
-    const missing = KEY_TYPES.filter((t) => t !== 'aes256' && !asymTypes.has(t));
-    add({
-      check: 'key types',
-      status: 'info',
-      detail: `signing: ${sig.join(' ') || 'none'}; encryption: ${enc.join(' ') || 'none'}${missing.length ? `; not held by this KMS: ${missing.join(' ')}` : ''}`,
-    });
-
     const perms = new Map<string, { status: DoctorStatus; detail: string; fix?: string }>();
     const perm = (p: string, status: DoctorStatus, detail: string, fix?: string) => {
       const cur = perms.get(p);
@@ -167,8 +139,47 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
       else perm(p, 'not-checked', `${via} failed with ${e.code} before the permission was known`);
     };
 
+    // ---- reachability -------------------------------------------------------------------------
+    const th = performance.now();
+    const h = await driver.health();
+    const ms = Math.round(performance.now() - th);
+    // a denied health call is an answer from a KMS that accepted the credentials: a missing permission,
+    // not an outage and not bad credentials (AWS says "… is not authorized to perform: kms:ListKeys")
+    const denied = h.state !== 'ok' && /AccessDenied|not authorized to perform|PERMISSION_DENIED/i.test(h.reason);
+    if (h.state === 'ok') add({ check: 'reachable', status: 'ok', detail: `health ok in ${ms} ms`, ms });
+    else if (denied && aws) add({ check: 'reachable', status: 'ok', detail: `the KMS answers (${ms} ms) and accepted the credentials, but denied the health call (ListKeys)`, ms });
+    else
+      add({
+        check: 'reachable',
+        status: 'problem',
+        detail: `health ${h.state}: ${h.reason}`,
+        fix: denied
+          ? fixFor({ code: 'PERMISSION' } as KeyportError, { scheme })
+          : /timeout|did not answer|refused|unavailable|ECONN|ENOTFOUND|EAI_AGAIN/i.test(h.reason)
+            ? fixFor({ code: 'UNAVAILABLE' } as KeyportError, { scheme })
+            : /credential|auth|signature|token|pin/i.test(h.reason)
+              ? fixFor({ code: 'AUTH' } as KeyportError, { scheme })
+              : 'check the KMS URI and that the KMS is up; `keyport driver-test URI` shows more',
+        ms,
+      });
+    // the AWS driver's health check is ListKeys: its answer tells whether kms:ListKeys is granted
+    if (h.state === 'ok') exercised('kms:ListKeys', undefined, 'the health check (ListKeys)');
+    else if (denied) exercised('kms:ListKeys', err('PERMISSION', h.reason), 'the health check (ListKeys)');
+
+    // ---- supported specs ----------------------------------------------------------------------
+    const sig = safeList(() => driver.supportedSigningKeySpecs());
+    const enc = safeList(() => driver.supportedEncryptionKeySpecs());
+    const asymTypes = new Set<string>([...sig, ...enc]);
+    const missing = KEY_TYPES.filter((t) => t !== 'aes256' && !asymTypes.has(t));
+    add({
+      check: 'key types',
+      status: 'info',
+      detail: `signing: ${sig.join(' ') || 'none'}; encryption: ${enc.join(' ') || 'none'}${missing.length ? `; not held by this KMS: ${missing.join(' ')}` : ''}`,
+    });
+
     let keyKind: KeyKind | undefined;
-    if (h.state === 'ok' || h.state === 'degraded') {
+    // (an AWS KMS that only denied ListKeys may still serve the key: its checks go on)
+    if (h.state === 'ok' || h.state === 'degraded' || (denied && aws)) {
       if (keyRef !== undefined) keyKind = await checkKey(driver, keyRef, { scheme, add, exercised, isLocal: scheme === 'local' });
       else await checkKeyStoreMode(driver, { scheme, add, exercised });
     }
@@ -187,7 +198,9 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
             detail:
               p === 'kms:CreateKey' || p === 'kms:TagResource'
                 ? 'not checked: only creating a key would exercise it (keyport creates and tags the keys it holds here)'
-                : 'not checked: no call here exercises it without a suitable key',
+                : p === 'kms:ListKeys' || p === 'kms:ListAliases'
+                  ? `not checked: ${p === 'kms:ListKeys' ? 'the health check (ListKeys)' : 'listing keys'} failed before the permission was known`
+                  : 'not checked: no call here exercises it without a suitable key',
           });
       }
       if (keyRef?.startsWith('arn:')) add({ check: 'permission kms:CreateKey, kms:TagResource', status: 'info', detail: 'not needed: the key is given by ARN (possibly another account) and keyport creates nothing' });
@@ -335,10 +348,13 @@ async function checkKeyStoreMode(driver: Driver, c: Ctx): Promise<void> {
     }
   } catch (e) {
     const ke = toKeyportError(e, scheme);
-    exercised('kms:ListKeys', ke, 'listing keys');
-    add({ check: 'keys', status: 'problem', detail: `listing keys: ${ke.code}: ${oneLine(ke)}`, fix: fixFor(ke, { scheme, permission: 'kms:ListKeys' }), ms: Math.round(performance.now() - t) });
+    // the AWS listing is ListAliases (for the names), then ListKeys: name the one that was denied
+    const p = /not authorized to perform:? (kms:[A-Za-z]+)/.exec(ke.message)?.[1] ?? 'kms:ListKeys';
+    exercised(p, ke, 'listing keys');
+    add({ check: 'keys', status: 'problem', detail: `listing keys: ${ke.code}: ${oneLine(ke)}`, fix: fixFor(ke, { scheme, permission: p }), ms: Math.round(performance.now() - t) });
     return;
   }
+  exercised('kms:ListAliases', undefined, 'listing keys');
   add({ check: 'keys', status: 'ok', detail: seen.length ? `listing works (${seen.length}${seen.length >= 20 ? '+' : ''} key(s) seen)` : 'listing works (no keys yet)', ms: Math.round(performance.now() - t) });
   const first = seen[0];
   if (first) {

@@ -63,6 +63,62 @@ export function clientConfig(p: AwsParams): Record<string, unknown> {
   };
 }
 
+interface RawResponse {
+  statusCode?: number;
+  headers?: Record<string, string | undefined>;
+  body?: unknown;
+}
+type Stack = { add(mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<{ response?: unknown }>, o: Record<string, string>): void };
+
+const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&quot;': '"', '&apos;': "'", '&amp;': '&' };
+
+/**
+ * A JSON-protocol service (KMS, Secrets Manager) answers errors as JSON with `__type` (or an
+ * X-Amzn-ErrorType header). Some endpoints answer an XML `<ErrorResponse>…<Code>X</Code>` body
+ * instead and no error type header: moto with IAM authentication on answers InvalidClientTokenId,
+ * SignatureDoesNotMatch and AccessDenied that way, all with HTTP 403, and the SDK's JSON parser then
+ * throws a SyntaxError that names nothing but the status (so bad credentials looked like PERMISSION).
+ * This deserialize-step middleware reads such a (non-JSON, error-status) body and throws an error
+ * named by its Code, which mapAwsError maps like any other; a body without a Code is handed on to
+ * the SDK unchanged. Real AWS KMS answers JSON, so there it never engages.
+ */
+export function decodeXmlErrors(stack: unknown): void {
+  (stack as Stack).add(
+    (next) => async (args) => {
+      const out = await next(args);
+      const res = out.response as RawResponse | undefined;
+      const status = res?.statusCode ?? 0;
+      if (!res || status < 300) return out;
+      const h = Object.fromEntries(Object.entries(res.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v ?? '']));
+      if (h['x-amzn-errortype'] || /json/i.test(h['content-type'] ?? '')) return out;
+      const body = await readBody(res.body);
+      if (body === undefined) return out;
+      res.body = body; // read: the SDK's own deserializer takes a Uint8Array as it is
+      if (body.length > 64 * 1024) return out; // nobody's error document
+      const text = Buffer.from(body).toString('utf8');
+      const code = /<Code>\s*([A-Za-z0-9.:#_-]{1,100})\s*<\/Code>/.exec(text)?.[1];
+      if (!code) return out;
+      const message = (/<Message>([^<]{0,1000})<\/Message>/.exec(text)?.[1] ?? code).replace(/&(lt|gt|quot|apos|amp);/g, (m) => XML_ENTITIES[m]!);
+      throw Object.assign(new Error(message), {
+        name: code,
+        $fault: status >= 500 ? 'server' : 'client',
+        $metadata: { httpStatusCode: status, ...(h['x-amzn-requestid'] ? { requestId: h['x-amzn-requestid'] } : {}) },
+      });
+    },
+    { step: 'deserialize', priority: 'low', name: 'keyportXmlErrorMiddleware' },
+  );
+}
+
+/** the whole body as bytes (the SDK would collect it too); undefined when it is not a readable stream */
+async function readBody(body: unknown): Promise<Uint8Array | undefined> {
+  if (body instanceof Uint8Array) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (!body || typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of body as AsyncIterable<Uint8Array | string>) chunks.push(typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  return Buffer.concat(chunks);
+}
+
 /** send options with an abort deadline for one call */
 export function callOptions(p: AwsParams): { abortSignal: AbortSignal } {
   return { abortSignal: AbortSignal.timeout(p.timeoutMs) };

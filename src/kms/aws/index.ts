@@ -34,7 +34,7 @@ import type {
   SigningAlgoSpec,
   SigningKeySpec,
 } from '../driver.js';
-import { awsParams, callOptions, clientConfig, mapAwsError, type AwsParams } from './common.js';
+import { awsParams, callOptions, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from './common.js';
 
 type Kms = typeof import('@aws-sdk/client-kms');
 
@@ -83,6 +83,7 @@ export const factory: DriverFactory = async (params, uri) => {
     throw err('UNSUPPORTED', `awskms: @aws-sdk/client-kms cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`);
   }
   const client = new sdk.KMSClient(clientConfig(p) as import('@aws-sdk/client-kms').KMSClientConfig);
+  decodeXmlErrors(client.middlewareStack);
   return new AwsKmsDriver(sdk, client, p, uri);
 };
 
