@@ -24,7 +24,7 @@
  * writes each record atomically (no multi-secret transaction).
  */
 import { err, isKeyportError } from '../errors.js';
-import { awsParams, callOptions, clientConfig, mapAwsError, type AwsParams } from '../kms/aws/common.js';
+import { awsParams, callOptions, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from '../kms/aws/common.js';
 import { isValidName } from '../keys/names.js';
 import { parseRecord } from './record.js';
 import { decodeKesKey, encodeKesKey } from './kes-format.js';
@@ -47,6 +47,7 @@ export async function openAwsSmStore(params: Record<string, string>, uri: string
     throw err('UNSUPPORTED', `awssm: @aws-sdk/client-secrets-manager cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`);
   }
   const client = new sdk.SecretsManagerClient(clientConfig(p) as import('@aws-sdk/client-secrets-manager').SecretsManagerClientConfig);
+  decodeXmlErrors(client.middlewareStack); // moto-style XML errors (auth, IAM) get their AWS error names
   const layout = params['layout'] ?? 'kes';
   if (layout !== 'kes' && layout !== 'keyport') throw err('USAGE', `awssm: layout must be 'kes' or 'keyport', got '${layout}'`);
   return new AwsSmStore(sdk, client, p, prefix, params['kms-key-id'] || undefined, uri, layout);

@@ -164,3 +164,24 @@ describe('awssm store on moto Secrets Manager', { skip: skipUnless('moto') }, ()
     await s.close();
   });
 });
+
+// moto with IAM authentication on (scripts/testbed/motoauth.sh): Secrets Manager refusals arrive as XML
+describe('awssm store on a moto that checks credentials and IAM policies', { skip: skipUnless('motoauth') }, () => {
+  it('a wrong secret is AUTH and a user without secretsmanager permissions is PERMISSION, one line each', async () => {
+    const env = serviceEnv('motoauth');
+    const base = { region: env.MOTOAUTH_REGION!, endpoint: env.MOTOAUTH_ENDPOINT!, prefix: 'keyport-auth/', layout: 'keyport' };
+    const wrong = await openAwsSmStore({ ...base, 'access-key-id': env.MOTOAUTH_ADMIN_ACCESS_KEY_ID!, 'secret-access-key': 'not-the-secret' }, 'awssm:wrong');
+    await rejectsCode(wrong.list(), 'AUTH');
+    // both test users hold kms:* permissions at most: Secrets Manager is denied by IAM
+    const denied = await openAwsSmStore({ ...base, 'access-key-id': env.MOTOAUTH_RESTRICTED_ACCESS_KEY_ID!, 'secret-access-key': env.MOTOAUTH_RESTRICTED_SECRET_ACCESS_KEY! }, 'awssm:restricted');
+    try {
+      await denied.list();
+      assert.fail('expected PERMISSION');
+    } catch (e) {
+      assert.ok(isKeyportError(e, 'PERMISSION'), String(e));
+      assert.ok(!e.message.includes('\n'));
+    }
+    await wrong.close();
+    await denied.close();
+  });
+});
