@@ -108,7 +108,9 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
         // a new, empty store is simply created protected: only sealing existing keys is news
         if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper && sameWrapperKey(cur.wrapper, cfg.envelope.wrapper)) {
-        // the same wrapper key reached another way (new endpoint, port or credentials): follow the config
+        // the same wrapper key reached another way (new endpoint, port or credentials): follow the config,
+        // once the new address is shown to work (wrong credentials must not rewrite the store)
+        await kr.wrappers.check(cfg.envelope.wrapper);
         await writeProtection(store, { mode: 'envelope', wrapper: cfg.envelope.wrapper });
         kr.invalidate();
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper)

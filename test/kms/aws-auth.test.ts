@@ -20,6 +20,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'no
 import { join } from 'node:path';
 import { skipUnless, serviceEnv, ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
+import { openKeyring } from '../../src/keys/open.js';
 import { factory } from '../../src/kms/aws/index.js';
 import { instrument, openInstrumentedDriver } from '../../src/kms/instrument.js';
 import { openDriver } from '../../src/kms/registry.js';
@@ -413,6 +414,25 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
     r = await kp(['key', 'sign', 'node-key', '--store', store, '--in', 'msg', '--out', 'ok2.sig'], ADMIN());
     assert.equal(r.code, 0, r.err);
     assert.ok(verify('sha256', readFileSync(join(dir, 'msg')), pub, readFileSync(join(dir, 'ok2.sig'))));
+  });
+
+  it('a config reaching the same wrapper key another way, with wrong credentials, is refused before the store follows it', async () => {
+    const store = `sqlite:${join(dir, 'moved.db')}`;
+    const good = kmsUri(adminId, adminSecret, { 'key-id': `alias/auth-wrapper-${run}` });
+    const kr = await openKeyring({ store, envelope: { wrapper: good } });
+    await kr.create('k', { type: 'aes256' });
+    const ct = await kr.encrypt('k', Buffer.from('data'));
+    await kr.close();
+    // same scheme and key id (so "the same key reached another way"), but a wrong secret
+    const bad = kmsUri(adminId, WRONG, { 'key-id': `alias/auth-wrapper-${run}`, 'timeout-ms': '5000' });
+    await rejectsCode(openKeyring({ store, envelope: { wrapper: bad } }), 'AUTH');
+    const kr2 = await openKeyring({ store, envelope: { wrapper: good } });
+    try {
+      assert.equal(((await kr2.protection()) as { wrapper: string }).wrapper, good, 'the store still names the working address');
+      assert.deepEqual(await kr2.decrypt('k', ct), Buffer.from('data'));
+    } finally {
+      await kr2.close();
+    }
   });
 });
 
