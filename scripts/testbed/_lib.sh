@@ -62,10 +62,19 @@ tb_apt() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]} == 0)) && return 0
   local stamp="$KEYPORT_CACHE/apt-updated"
+  # several services install at once when tests start them in parallel: wait for dpkg's lock
   if [[ ! -f $stamp ]] || [[ -n $(find "$stamp" -mmin +1440 2>/dev/null) ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && touch "$stamp"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -qq >&2 && touch "$stamp"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# tb_install_lock NAME: serialize installs into the shared cache — parallel test files start the same
+# service (or two services share one venv, moto and motoauth), and other checkouts share the cache too.
+# Held on fd 8 until the script exits; tb_daemon does not pass it on. Re-check "installed?" after it.
+tb_install_lock() {
+  exec 8>"$KEYPORT_CACHE/.install-$1.lock"
+  flock -w 1800 8 || tb_unavailable "$1: could not take the install lock"
 }
 
 # tb_venv NAME: a cached python virtualenv at $KEYPORT_CACHE/venv-NAME; prints its path
@@ -76,11 +85,11 @@ tb_venv() {
 }
 
 # tb_daemon PIDFILE LOGFILE CMD...: start CMD in its own session, in the background, WITHOUT the start
-# lock's file descriptor (a daemon that inherits fd 9 would hold the lock for as long as it runs)
+# and install locks' file descriptors (a daemon that inherits fd 8 or 9 would hold that lock for as long as it runs)
 tb_daemon() {
   local pidfile=$1 log=$2
   shift 2
-  setsid "$@" >"$log" 2>&1 </dev/null 9>&- &
+  setsid "$@" >"$log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$pidfile"
 }
 

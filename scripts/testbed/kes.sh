@@ -11,6 +11,8 @@ PIDFILE="$STATE/kes.pid"
 
 install() {
   [[ -x $BIN ]] && return 0
+  tb_install_lock kes
+  [[ -x $BIN ]] && return 0
   command -v go >/dev/null || tb_unavailable "kes: go is not installed"
   mkdir -p "$KEYPORT_CACHE/bin" "$GODIR"
   tb_log "building kes $KES_VERSION from the Go module proxy (cached in $GODIR)"

@@ -67,6 +67,8 @@ for p in m["packages"]:
 
 install() {
   [[ -f $MODULE ]] && return 0
+  tb_install_lock kryoptic
+  [[ -f $MODULE ]] && return 0
   local cargo rustv src t0
   cargo=$(find_cargo) || tb_unavailable "kryoptic: no cargo (Rust toolchain) to build it with"
   rustv=$("${cargo%/cargo}/rustc" --version 2>/dev/null || rustc --version 2>/dev/null || echo "rustc ?")

@@ -22,6 +22,8 @@ ACCOUNT=111122223333
 
 install() {
   [[ -x $BIN ]] && return 0
+  tb_install_lock localkms
+  [[ -x $BIN ]] && return 0
   command -v go >/dev/null || tb_unavailable "localkms: go is not installed"
   mkdir -p "$KEYPORT_CACHE/bin" "$GODIR"
   tb_log "building local-kms $LOCALKMS_VERSION from the Go module proxy (cached in $GODIR)"

@@ -33,6 +33,8 @@ stamp() { echo "$VENV/.keyport-installed-$(md5sum <"$REQS" | cut -c1-12)"; }
 
 install() {
   [[ -f $(stamp) ]] && return 0
+  tb_install_lock localstack
+  [[ -f $(stamp) ]] && return 0
   local py
   py=$(python313) || tb_unavailable "localstack: no Python 3.13 interpreter (localstack-core 2026.3.0 runs here only on 3.13: set KEYPORT_PYTHON313 or install pyenv's 3.13)"
   tb_log "installing localstack-core (pinned in $REQS) into $VENV with $py"

@@ -17,6 +17,8 @@ REGION=us-east-1
 
 install() {
   [[ -f $STAMP ]] && return 0
+  tb_install_lock moto
+  [[ -f $STAMP ]] && return 0
   command -v python3 >/dev/null || tb_unavailable "moto: python3 is not installed"
   python3 -c 'import venv, ensurepip' 2>/dev/null || tb_apt python3-venv || tb_unavailable "moto: python3-venv is missing"
   tb_log "installing ${MOTO_PIN[*]} into $VENV"

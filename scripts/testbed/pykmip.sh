@@ -16,6 +16,8 @@ STAMP="$VENV/.keyport-installed-$(echo "${PYKMIP_PIN[*]}" | md5sum | cut -c1-12)
 
 install() {
   [[ -f $STAMP ]] && return 0
+  tb_install_lock pykmip
+  [[ -f $STAMP ]] && return 0
   command -v python3 >/dev/null || tb_unavailable "pykmip: python3 is not installed"
   command -v openssl >/dev/null || tb_apt openssl || tb_unavailable "pykmip: openssl is not installed"
   python3 -c 'import venv, ensurepip' 2>/dev/null || tb_apt python3-venv || tb_unavailable "pykmip: python3-venv is missing"
@@ -94,7 +96,7 @@ logging_level=INFO
 database_path=$STATE/pykmip.db
 CONF
   # 9>&-: the server must not inherit (and so hold forever) the start lock
-  setsid "$VENV/bin/pykmip-server" -f "$STATE/server.conf" -l "$STATE/server.log" >"$STATE/stdout.log" 2>&1 </dev/null 9>&- &
+  setsid "$VENV/bin/pykmip-server" -f "$STATE/server.conf" -l "$STATE/server.log" >"$STATE/stdout.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$PIDFILE"
   if ! tb_wait_port "$port" 60; then
     tail -5 "$STATE/stdout.log" "$STATE/server.log" >&2 2>/dev/null || true
