@@ -13,7 +13,7 @@
  *  - envelope sign no cache: the same store opened with cacheTtlMs: 0 (every sign unseals in the KMS).
  * Rounds are interleaved (every case once per round) so machine noise hits all alike; medians reported.
  *
- *   node --import tsx bench/drivers.ts [seconds-per-round=2] [rounds=5] [drivers=local,pkcs11,kmip,awskms,azurekv]
+ *   node --import tsx bench/drivers.ts [seconds-per-round=2] [rounds=5] [drivers=local,pkcs11,kryoptic,kmip,awskms,localkms,azurekv]
  */
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -28,7 +28,7 @@ import type { Driver, SigningKeySpec } from '../src/kms/driver.js';
 
 const secs = Number(process.argv[2] ?? 2);
 const rounds = Number(process.argv[3] ?? 5);
-const wanted = (process.argv[4] ?? 'local,pkcs11,kmip,awskms,azurekv').split(',');
+const wanted = (process.argv[4] ?? 'local,pkcs11,kryoptic,kmip,awskms,localkms,azurekv').split(',');
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'keyport-bench-drivers-'));
 process.env.KEYPORT_HOME = join(dir, 'home');
@@ -88,6 +88,21 @@ function targets(): { ok: Target[]; skipped: string[] } {
       });
     }
   }
+  if (wanted.includes('kryoptic')) {
+    const e = service('kryoptic');
+    if (typeof e === 'string') skipped.push(`kryoptic: ${e}`);
+    else {
+      process.env['KRYOPTIC_CONF'] = e.KRYOPTIC_CONF; // read at C_Initialize
+      const base = `pkcs11:module-path=${e.PKCS11_MODULE};token=${e.PKCS11_TOKEN}`;
+      const label = `bench-wrap-${randomBytes(4).toString('hex')}`;
+      ok.push({
+        name: 'pkcs11 (kryoptic)',
+        kms: `${base}?pin-value=${e.PKCS11_PIN}`,
+        wrapperKey: (d) => d.generateSymmetricKey(label),
+        wrapperUri: () => `${base};object=${label}?pin-value=${e.PKCS11_PIN}`,
+      });
+    }
+  }
   if (wanted.includes('kmip')) {
     const e = service('pykmip');
     if (typeof e === 'string') skipped.push(`kmip: ${e}`);
@@ -105,6 +120,14 @@ function targets(): { ok: Target[]; skipped: string[] } {
         const kms = `awskms:region=${e.MOTO_REGION};endpoint=${e.MOTO_ENDPOINT};access-key-id=${e.MOTO_ACCESS_KEY_ID};secret-access-key=${e.MOTO_SECRET_ACCESS_KEY}`;
         ok.push({ name: 'awskms (moto)', kms, wrapperUri: (id) => `${kms};key-id=${id}` });
       }
+    }
+  }
+  if (wanted.includes('localkms')) {
+    const e = service('localkms');
+    if (typeof e === 'string') skipped.push(`localkms: ${e}`);
+    else {
+      const kms = `awskms:region=${e.LOCALKMS_REGION};endpoint=${e.LOCALKMS_ENDPOINT};access-key-id=AKIAKEYPORTBENCH;secret-access-key=bench`;
+      ok.push({ name: 'awskms (local-kms)', kms, wrapperUri: (id) => `${kms};key-id=${id}` });
     }
   }
   if (wanted.includes('azurekv')) {
@@ -149,7 +172,7 @@ async function prepare(t: Target): Promise<Prepared> {
   const d = await openDriver(t.kms);
   closers.push(async () => d.close?.());
   const msg = randomBytes(1024);
-  const tag = t.name.split(' ')[0]!;
+  const tag = t.name.replace(/[^a-z0-9]+/gi, '-'); // one catalog and store per target (two targets may share a scheme)
 
   // (1) external-mode signing: only where the driver claims a spec
   const specs = d.supportedSigningKeySpecs();
