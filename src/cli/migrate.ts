@@ -69,7 +69,7 @@ export function register(program: Command): void {
           w(`plan (dry run, nothing written): ${report.planned} to migrate (${Object.entries(report.strategies).filter(([, n]) => n).map(([s, n]) => `${s} ${n}`).join(', ') || 'none'}), ${report.skipped} already there`);
           for (const e of (report.plan ?? []).slice(0, 50)) w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
         } else if (report.alreadyFinished) w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
-        else w(`${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${(report.durationMs / 1000).toFixed(1)}s (${report.keysPerSecond.toFixed(0)} keys/s)`);
+        else w(`${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} (${report.keysPerSecond.toFixed(0)} keys/s)`);
         if (report.conflicts.length) w(`conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`);
         for (const r of report.refused.slice(0, 20)) w(`refused ${r.name}: ${r.reason}`);
         for (const e of report.errors.slice(0, 20)) w(`failed ${e.name}: ${e.error}`);
