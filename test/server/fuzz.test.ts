@@ -20,7 +20,7 @@ const rnd = (n: number) => {
 };
 const pick = <T>(a: readonly T[]): T => a[rnd(a.length)]!;
 
-const PREFIXES = ['/v1/key/create/', '/v1/key/import/', '/v1/key/describe/', '/v1/key/list/', '/v1/key/delete/', '/v1/key/encrypt/', '/v1/key/decrypt/', '/v1/key/generate/', '/v1/key/hmac/', '/v1/key/sign/', '/v1/key/verify/', '/v1/key/public/', '/v1/key/rotate/', '/v1/policy/describe/', '/v1/policy/read/', '/v1/policy/list/', '/v1/identity/describe/', '/v1/identity/list/', '/v1/identity/self/describe', '/v1/status', '/v1/api', '/version', '/v1/ready', '/v1/', '/', '/v2/key/create/x', '//v1/key/create/x'];
+const PREFIXES = ['/v1/key/create/', '/v1/key/import/', '/v1/key/describe/', '/v1/key/list/', '/v1/key/delete/', '/v1/key/encrypt/', '/v1/key/decrypt/', '/v1/key/generate/', '/v1/key/hmac/', '/v1/key/sign/', '/v1/key/verify/', '/v1/key/public/', '/v1/key/rotate/', '/v1/key/versions/', '/v1/policy/describe/', '/v1/policy/read/', '/v1/policy/list/', '/v1/identity/describe/', '/v1/identity/list/', '/v1/identity/self/describe', '/v1/status', '/v1/api', '/version', '/v1/ready', '/v1/', '/', '/v2/key/create/x', '//v1/key/create/x'];
 const NAMES = ['', 'k', 'fz', 'a-', '-a', '_', '*', 'a*', '%00', '%ff%fe', '..%2f..%2fetc', 'x'.repeat(81), 'x'.repeat(5000), 'ä', '%E2%82%AC', 'a b', 'a%20b', 'key?x=1', 'key#frag', 'k/../k', '%', '%zz', 'sig', 'rsa'];
 const METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'];
 
