@@ -29,6 +29,7 @@ import { formatUri } from '../../src/config/uri.js';
 import { isKeyportError, type ErrorCode, type KeyportError } from '../../src/errors.js';
 import type { AuditRecord } from '../../src/kms/audit.js';
 import type { Driver } from '../../src/kms/driver.js';
+import { rejectsCode as rejectsCodeShared } from '../support/rejects.js';
 
 /** an HTTP proxy in front of moto that counts every request and its X-Amz-Target (the KMS operation) */
 interface CountingProxy {
@@ -68,18 +69,8 @@ async function countingProxy(upstream: string): Promise<CountingProxy> {
   return p;
 }
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode): Promise<KeyportError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isKeyportError(e), `expected a KeyportError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.equal(e.retryable, false, `${code} must not be retryable`);
-    assert.ok(!e.message.includes('\n'), `one line: ${e.message}`);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
+/** every refusal here is final: one line, never retryable */
+const rejectsCode = (p: Promise<unknown>, code: ErrorCode): Promise<KeyportError> => rejectsCodeShared(p, code, false);
 
 interface DoctorJson {
   ok: boolean;

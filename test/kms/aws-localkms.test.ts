@@ -31,19 +31,9 @@ import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { factory } from '../../src/kms/aws/index.js';
 import { runConformance, type CheckResult } from '../../src/kms/conformance.js';
 import type { Driver } from '../../src/kms/driver.js';
-import { isKeyportError, type ErrorCode } from '../../src/errors.js';
+import { rejectsCode } from '../support/rejects.js';
+import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isKeyportError(e), `expected a KeyportError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 const uniq = () => `lk${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
@@ -270,7 +260,7 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
    * exactly that reason, and the list is asserted whole, so a fixed local-kms or a new driver bug both
    * show up.
    */
-  const LOCALKMS_UNTRUTHFUL: { check: string; spec?: string; outcome: 'fail' | 'skip'; detail: RegExp; why: string }[] = [
+  const LOCALKMS_UNTRUTHFUL: Deviation[] = [
     {
       check: 'symmetric.tampered-ciphertext',
       spec: 'aes256',
@@ -303,17 +293,7 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
 
   it('conformance kit: no failure but the listed local-kms deviations', async () => {
     const results: CheckResult[] = await runConformance(d, { uri: uri(), callTimeoutMs: 30_000 });
-    const label = (r: { check: string; spec?: string }) => `${r.check}${r.spec ? `[${r.spec}]` : ''}`;
-    const known = new Map(LOCALKMS_UNTRUTHFUL.map((k) => [label(k), k]));
-    const unexpected = results.filter((r) => r.outcome !== 'pass' && !known.has(label(r))).map((r) => `${r.outcome} ${label(r)}: ${r.detail ?? ''}`);
-    assert.deepEqual(unexpected, []);
-    for (const k of LOCALKMS_UNTRUTHFUL) {
-      const r = results.find((x) => label(x) === label(k));
-      assert.ok(r, `${label(k)} did not run`);
-      assert.equal(r.outcome, k.outcome, `${label(k)} is now ${r.outcome} (${r.detail ?? ''}); it was listed because ${k.why}`);
-      assert.match(r.detail ?? '', k.detail, `${label(k)}: ${r.detail}`);
-    }
-    const passed = results.filter((r) => r.outcome === 'pass').map(label);
+    const passed = assertOnlyDeviations(results, LOCALKMS_UNTRUTHFUL);
     for (const c of [
       'encryption.decrypt[rsa-2048]',
       'encryption.decrypt[rsa-3072]',

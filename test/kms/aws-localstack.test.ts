@@ -27,19 +27,10 @@ import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { factory } from '../../src/kms/aws/index.js';
 import { runConformance, type CheckResult } from '../../src/kms/conformance.js';
 import type { Driver, SigningKeySpec } from '../../src/kms/driver.js';
-import { isKeyportError, type ErrorCode } from '../../src/errors.js';
+import { isKeyportError } from '../../src/errors.js';
+import { rejectsCode } from '../support/rejects.js';
+import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isKeyportError(e), `expected a KeyportError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 const uniq = () => `ls${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
@@ -229,7 +220,7 @@ describe('awskms driver on LocalStack KMS', { skip: skipUnless('localstack') }, 
    * cannot answer truthfully, listed here with the reason; each must fail or skip for exactly that
    * reason, and the list is asserted whole, so a fixed LocalStack or a new driver bug both show up.
    */
-  const LOCALSTACK_UNTRUTHFUL: { check: string; spec?: string; outcome: 'fail' | 'skip'; detail: RegExp; why: string }[] = [
+  const LOCALSTACK_UNTRUTHFUL: Deviation[] = [
     ...(['rsa-2048', 'rsa-3072'] as const).map((spec) => ({
       check: 'encryption.decrypt',
       spec,
@@ -254,17 +245,7 @@ describe('awskms driver on LocalStack KMS', { skip: skipUnless('localstack') }, 
 
   it('conformance kit: no failure but the listed LocalStack deviations', async () => {
     const results: CheckResult[] = await runConformance(d, { uri: uri(), callTimeoutMs: 30_000 });
-    const label = (r: { check: string; spec?: string }) => `${r.check}${r.spec ? `[${r.spec}]` : ''}`;
-    const known = new Map(LOCALSTACK_UNTRUTHFUL.map((k) => [label(k), k]));
-    const unexpected = results.filter((r) => r.outcome !== 'pass' && !known.has(label(r))).map((r) => `${r.outcome} ${label(r)}: ${r.detail ?? ''}`);
-    assert.deepEqual(unexpected, []);
-    for (const k of LOCALSTACK_UNTRUTHFUL) {
-      const r = results.find((x) => label(x) === label(k));
-      assert.ok(r, `${label(k)} did not run`);
-      assert.equal(r.outcome, k.outcome, `${label(k)} is now ${r.outcome} (${r.detail ?? ''}); it was listed because ${k.why}`);
-      assert.match(r.detail ?? '', k.detail, `${label(k)}: ${r.detail}`);
-    }
-    const passed = results.filter((r) => r.outcome === 'pass').map(label);
+    const passed = assertOnlyDeviations(results, LOCALSTACK_UNTRUTHFUL);
     for (const c of ['symmetric.tampered-ciphertext[aes256]', 'signing.sign-verify[secp256k1]', 'import.aes256[aes256]', 'import.ec-p256[ec-p256]', 'unreachable', 'list-keys']) {
       assert.ok(passed.includes(c), `${c} passes`);
     }

@@ -24,20 +24,8 @@ import { KMSClient, DisableKeyCommand, DescribeKeyCommand } from '@aws-sdk/clien
 import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { factory } from '../../src/kms/aws/index.js';
 import type { Driver } from '../../src/kms/driver.js';
-import { isKeyportError, type ErrorCode } from '../../src/errors.js';
+import { rejectsCode } from '../support/rejects.js';
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode, retryable?: boolean): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isKeyportError(e), `expected a KeyportError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    if (retryable !== undefined) assert.equal(e.retryable, retryable);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 const uniq = () => `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 

@@ -23,6 +23,7 @@ import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driv
 import { isKeyportError, type ErrorCode } from '../../src/errors.js';
 import { TESTBED_STATE } from '../support/testbed.js';
 import { createRequire } from 'node:module';
+import { rejectsCode } from '../support/rejects.js';
 
 /** the grpc-js copy @google-cloud/kms uses (through its google-gax) */
 function grpcJs(): typeof import('@grpc/grpc-js') {
@@ -30,18 +31,6 @@ function grpcJs(): typeof import('@grpc/grpc-js') {
   return (createRequire(req.resolve('@google-cloud/kms'))('google-gax') as { grpc: typeof import('@grpc/grpc-js') }).grpc;
 }
 
-async function rejectsCode(p: Promise<unknown>, code: ErrorCode, retryable?: boolean): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isKeyportError(e), `expected a KeyportError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    if (retryable !== undefined) assert.equal(e.retryable, retryable);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 function throwsCode(f: () => unknown, code: ErrorCode): void {
   assert.throws(f, (e: unknown) => isKeyportError(e, code), `expected ${code}`);

@@ -30,6 +30,7 @@ import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from 
 import { factory, MECHANISMS } from '../../src/kms/pkcs11/index.js';
 import { openDriver } from '../../src/kms/registry.js';
 import { runConformance, type CheckResult } from '../../src/kms/conformance.js';
+import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
 
 const SERVICE = 'kryoptic';
 const AAD = Buffer.from('keyport-pkcs11-wrap-v1');
@@ -492,7 +493,7 @@ describe('conformance kit: pkcs11 on kryoptic', { skip: skipUnless(SERVICE) }, (
    * Checks kryoptic cannot answer as the kit wants, each with the reason in kryoptic's source. Asserted to
    * be exactly these (a fixed kryoptic or a new driver bug both show up).
    */
-  const KRYOPTIC_DEVIATIONS: { check: string; spec?: string; outcome: 'fail' | 'skip'; detail: RegExp; why: string }[] = [
+  const KRYOPTIC_DEVIATIONS: Deviation[] = [
     ...(['rsa-2048', 'rsa-3072'] as const).map((spec) => ({
       check: 'encryption.decrypt',
       spec,
@@ -515,18 +516,7 @@ describe('conformance kit: pkcs11 on kryoptic', { skip: skipUnless(SERVICE) }, (
     } finally {
       await drv.close?.();
     }
-    const label = (r: { check: string; spec?: string }) => `${r.check}${r.spec ? `[${r.spec}]` : ''}`;
-    const listed = [...KRYOPTIC_DEVIATIONS, ...NOT_APPLICABLE];
-    const known = new Map(listed.map((k) => [label(k), k]));
-    const unexpected = results.filter((r) => r.outcome !== 'pass' && !known.has(label(r))).map((r) => `${r.outcome} ${label(r)}: ${r.detail ?? ''}`);
-    assert.deepEqual(unexpected, []);
-    for (const k of listed) {
-      const r = results.find((x) => label(x) === label(k));
-      assert.ok(r, `${label(k)} did not run`);
-      assert.equal(r.outcome, k.outcome, `${label(k)} is now ${r.outcome} (${r.detail ?? ''})${'why' in k ? `; it was listed because ${k.why}` : ''}`);
-      assert.match(r.detail ?? '', k.detail, `${label(k)}: ${r.detail}`);
-    }
-    const passed = results.filter((r) => r.outcome === 'pass').map(label);
+    const passed = assertOnlyDeviations(results, [...KRYOPTIC_DEVIATIONS, ...NOT_APPLICABLE]);
     for (const c of [
       'supported-specs',
       'signing.sign-verify[ec-p256]',
