@@ -30,22 +30,12 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import { RestError } from '@azure/core-rest-pipeline';
 import { skipUnless, serviceEnv, TESTBED_STATE } from '../support/testbed.js';
-import { KeyportError } from '../../src/errors.js';
 import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { factory, jwkForImport, mapAzureError, spkiOf } from '../../src/kms/azure/index.js';
+import { rejectsKeyport as failure } from '../support/rejects.js';
 
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-async function failure(p: Promise<unknown>): Promise<KeyportError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KeyportError, `expected a KeyportError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return e;
-  }
-  assert.fail('expected a failure');
-}
 
 async function closedPort(): Promise<number> {
   const s = net.createServer();

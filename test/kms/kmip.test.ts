@@ -19,27 +19,17 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { dirname, join } from 'node:path';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
-import { KeyportError } from '../../src/errors.js';
 import type { Driver } from '../../src/kms/driver.js';
 import { factory, PSS_SALT_IS_KEYPORTS } from '../../src/kms/kmip/index.js';
 import { KmipClient } from '../../src/kms/kmip/client.js';
 import { CryptographicAlgorithm, ObjectType, Operation, PaddingMethod, HashingAlgorithm, Tag, UsageMask, BlockCipherMode } from '../../src/kms/kmip/tags.js';
 import { byteString, decodeTtlv, encodeTtlv, enumeration, find, integer, need, structure, textString } from '../../src/kms/kmip/ttlv.js';
+import { rejectsKeyport as code } from '../support/rejects.js';
 
 const AAD = Buffer.from('keyport-kmip-wrap-v1');
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-async function code(p: Promise<unknown>): Promise<KeyportError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KeyportError, `expected a KeyportError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return e;
-  }
-  assert.fail('expected a rejection');
-}
 
 const attr = (name: string, value: ReturnType<typeof integer>) => structure(Tag.Attribute, [textString(Tag.AttributeName, name), { ...value, tag: Tag.AttributeValue }]);
 

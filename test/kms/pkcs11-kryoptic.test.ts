@@ -25,27 +25,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
-import { KeyportError } from '../../src/errors.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { factory, MECHANISMS } from '../../src/kms/pkcs11/index.js';
 import { openDriver } from '../../src/kms/registry.js';
 import { runConformance, type CheckResult } from '../../src/kms/conformance.js';
 import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
+import { rejectsKeyport as rejects } from '../support/rejects.js';
 
 const SERVICE = 'kryoptic';
 const AAD = Buffer.from('keyport-pkcs11-wrap-v1');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-async function rejects(p: Promise<unknown>): Promise<KeyportError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KeyportError, `expected a KeyportError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return e;
-  }
-  assert.fail('expected a rejection');
-}
 
 /** what kryoptic 1.5.4 (minimal features, OpenSSL 3.0) can do, and the one algorithm of each */
 const SIGNING: Array<[SigningKeySpec, SigningAlgoSpec]> = [

@@ -13,23 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
-import { KeyportError } from '../../src/errors.js';
 import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { factory } from '../../src/kms/pkcs11/index.js';
+import { rejectsKeyport as rejects } from '../support/rejects.js';
 
 const AAD = Buffer.from('keyport-pkcs11-wrap-v1');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-async function rejects(p: Promise<unknown>): Promise<KeyportError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KeyportError, `expected a KeyportError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one-line message');
-    return e;
-  }
-  assert.fail('expected a rejection');
-}
 
 const ALGOS: Record<SigningKeySpec, SigningAlgoSpec[]> = {
   'ec-p256': ['ecdsa-sha256'],

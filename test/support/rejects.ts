@@ -15,3 +15,15 @@ export async function rejectsCode(p: Promise<unknown>, code: ErrorCode, retryabl
   }
   assert.fail(`expected ${code}, but it resolved`);
 }
+
+/** await p; it must fail with a one-line KeyportError (any code); returns it */
+export async function rejectsKeyport(p: Promise<unknown>): Promise<KeyportError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isKeyportError(e), `expected a KeyportError, got ${String(e)}`);
+    assert.ok(!e.message.includes('\n'), 'one-line message');
+    return e;
+  }
+  assert.fail('expected a rejection');
+}
