@@ -18,7 +18,7 @@ import { redactUri } from '../config/uri.js';
 import { openInstrumentedDriver } from '../kms/instrument.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
-import { KEY_USAGES } from '../store/types.js';
+import { KEY_USAGES, updateRecord } from '../store/types.js';
 import { readProtection, type Protection } from '../store/protection.js';
 import { WrapperKeys } from '../store/envelope.js';
 import { TtlCache } from './cache.js';
@@ -91,9 +91,6 @@ export function toKeyInfo(r: KeyRecord): KeyInfo {
     ...(v.publicKey ? { publicKey: v.publicKey } : {}),
   };
 }
-
-/** per store and name: read-modify-writes in this process, one after another (stores without update()) */
-const serialChains = new Map<string, Promise<unknown>>();
 
 export class StoreKeyring implements Keyring {
   readonly uri: string;
@@ -437,24 +434,11 @@ export class StoreKeyring implements Keyring {
     return toKeyInfo(next);
   }
 
-  /** read-modify-write of one record: atomic across processes where the store can, else within this process */
+  /** read-modify-write of one record (see store/types updateRecord); the record cache forgets it around the write */
   private async updateRecord(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
     this.forget(name);
     try {
-      if (this.store.update) return await this.store.update(name, fn);
-      const key = `${this.store.uri}\0${name}`;
-      const prev = serialChains.get(key) ?? Promise.resolve();
-      const run = prev.catch(() => undefined).then(async () => {
-        const next = fn(await this.store.get(name));
-        await this.store.replace(next);
-        return next;
-      });
-      serialChains.set(key, run);
-      try {
-        return await run;
-      } finally {
-        if (serialChains.get(key) === run) serialChains.delete(key);
-      }
+      return await updateRecord(this.store, name, fn);
     } finally {
       this.forget(name);
     }

@@ -11,7 +11,7 @@
 import { err, isKeyportError } from '../errors.js';
 import { redactUri } from '../config/uri.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
-import { allNames } from '../store/types.js';
+import { allNames, updateRecord } from '../store/types.js';
 import type { Protection } from '../store/protection.js';
 import { PROTECTION_META, readProtection } from '../store/protection.js';
 import type { StoreKeyring } from './keyring.js';
@@ -80,18 +80,9 @@ async function transform(
     } else {
       // stores without transactions: each record atomically, the protection mark last
       for (const name of pending.keys()) {
-        if (store.update) {
-          await store.update(name, (cur) => apply(cur) ?? cur).catch((e) => {
-            if (!isKeyportError(e, 'NOT_FOUND')) throw e;
-          });
-          continue;
-        }
-        const cur = await store.get(name).catch((e) => {
-          if (isKeyportError(e, 'NOT_FOUND')) return undefined;
-          throw e;
+        await updateRecord(store, name, (cur) => apply(cur) ?? cur).catch((e) => {
+          if (!isKeyportError(e, 'NOT_FOUND')) throw e; // deleted meanwhile: stays deleted
         });
-        const next = cur && apply(cur);
-        if (next) await store.replace(next);
       }
       if (meta) await store.putMany([], meta);
     }

@@ -10,7 +10,7 @@ import { err } from '../errors.js';
 import { DirListing } from './dir-listing.js';
 import { withFileLock } from './file-lock.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
-import { parseRecord } from './record.js';
+import { checkUpdated, parseRecord } from './record.js';
 import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
 
 const EXT = '.key';
@@ -97,7 +97,7 @@ class FsStore implements RecordStore {
     this.listing.invalidate();
     return this.locked(name, async () => {
       const next = fn(await this.get(name));
-      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      checkUpdated(name, next);
       try {
         writeFileAtomic(this.file(name), JSON.stringify(next));
       } catch (e) {

@@ -15,7 +15,7 @@
 import type PgT from 'pg';
 import { err, isKeyportError, KeyportError } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
-import { parseRecord } from './record.js';
+import { checkUpdated, parseRecord } from './record.js';
 
 export interface PostgresStoreOptions {
   /** name of the keys table (the meta table is `<table>_meta`); default keyport_keys / keyport_meta */
@@ -323,7 +323,7 @@ class PostgresStore implements RecordStore {
       const r = await c.query(this.sql.getForUpdate, [name]);
       if (r.rowCount === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
       const next = fn(parseRecord(r.rows[0].record as string, `key '${name}'`));
-      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      checkUpdated(name, next);
       await c.query(this.sql.update, [name, JSON.stringify(next)]);
       return next;
     });
@@ -340,7 +340,7 @@ class PostgresStore implements RecordStore {
           const name = row.name as string;
           const next = fn(parseRecord(row.record as string, `key '${name}'`));
           if (!next) continue;
-          if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+          checkUpdated(name, next);
           changed.push(next);
         }
         if (changed.length) await c.query(this.sql.upsertMany, [changed.map((x) => x.name), changed.map((x) => JSON.stringify(x))]);

@@ -38,5 +38,11 @@ export function parseRecord(json: string, where: string): KeyRecord {
   return r.data as KeyRecord;
 }
 
+/** what an update function returned must be the record it was given (same name) */
+export function checkUpdated(name: string, next: KeyRecord): KeyRecord {
+  if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+  return next;
+}
+
 /** upper bound for a prefix range scan over ASCII names */
 export const prefixEnd = (prefix: string) => prefix + '\uffff';

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import type DatabaseT from 'better-sqlite3';
 import { err } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
-import { parseRecord, prefixEnd } from './record.js';
+import { checkUpdated, parseRecord, prefixEnd } from './record.js';
 
 export async function openSqliteStore(path: string, uri: string): Promise<RecordStore> {
   const Database = (await import('better-sqlite3')).default;
@@ -143,7 +143,7 @@ class SqliteStore implements RecordStore {
       const raw = this.q.get.get(name) as string | undefined;
       if (raw === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
       const next = fn(parseRecord(raw, `key '${name}'`));
-      if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+      checkUpdated(name, next);
       this.q.update.run(JSON.stringify(next), name);
       return next;
     });
@@ -162,7 +162,7 @@ class SqliteStore implements RecordStore {
         if (raw === undefined) continue;
         const next = fn(parseRecord(raw, `key '${name}'`));
         if (!next) continue;
-        if (next.name !== name) throw err('INTERNAL', `update of '${name}' returned the record of '${next.name}'`);
+        checkUpdated(name, next);
         this.q.update.run(JSON.stringify(next), name);
       }
       for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);

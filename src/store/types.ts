@@ -126,3 +126,26 @@ export async function* allNames(store: RecordStore, prefix?: string, pageSize = 
     after = page.next;
   }
 }
+
+/** per store and name: fallback read-modify-writes in this process, one after another */
+const serialChains = new Map<string, Promise<unknown>>();
+
+/**
+ * Read-modify-write of one record through `store.update` where the store has it (atomic across
+ * processes), else get + fn + replace serialized within this process. Fails with NOT_FOUND.
+ */
+export async function updateRecord(store: RecordStore, name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+  if (store.update) return store.update(name, fn);
+  const key = `${store.uri}\0${name}`;
+  const run = (serialChains.get(key) ?? Promise.resolve()).catch(() => undefined).then(async () => {
+    const next = fn(await store.get(name));
+    await store.replace(next);
+    return next;
+  });
+  serialChains.set(key, run);
+  try {
+    return await run;
+  } finally {
+    if (serialChains.get(key) === run) serialChains.delete(key);
+  }
+}
