@@ -63,7 +63,9 @@ const m = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, med(v)]
 console.log(`| case | ops/s (median of ${rounds} × ${secs}s) |\n|---|---|`);
 for (const [k, v] of Object.entries(m)) console.log(`| ${k} | ${v.toFixed(0)} |`);
 for (const op of ['sign', 'encrypt']) {
-  console.log(`${op}: envelope/clear = ${(m[`${op} library envelope`]! / m[`${op} library clear`]!).toFixed(3)}, library clear/raw = ${(m[`${op} library clear`]! / m[`${op} raw node:crypto`]!).toFixed(3)}`);
+  console.log(
+    `${op}: envelope/clear = ${(m[`${op} library envelope`]! / m[`${op} library clear`]!).toFixed(3)}, library clear/raw = ${(m[`${op} library clear`]! / m[`${op} raw node:crypto`]!).toFixed(3)}`,
+  );
 }
 await clear.close();
 await env.close();

@@ -176,15 +176,27 @@ async function prepare(t: Target): Promise<Prepared> {
 
   // (1) external-mode signing: only where the driver claims a spec
   const specs = d.supportedSigningKeySpecs();
-  const signSpec: SigningKeySpec | undefined = specs.includes('ec-p256') ? 'ec-p256' : specs.find((s) => s.startsWith('rsa')) ?? specs[0];
+  const signSpec: SigningKeySpec | undefined = specs.includes('ec-p256') ? 'ec-p256' : (specs.find((s) => s.startsWith('rsa')) ?? specs[0]);
   if (signSpec) {
-    const algo = signSpec === 'ec-p256' ? 'ecdsa-sha256' : signSpec === 'ed25519' ? 'ed25519' : signSpec === 'ec-p384' ? 'ecdsa-sha384' : signSpec.startsWith('rsa') ? 'rsa-pss-sha256' : 'ecdsa-sha256';
+    const algo =
+      signSpec === 'ec-p256'
+        ? 'ecdsa-sha256'
+        : signSpec === 'ed25519'
+          ? 'ed25519'
+          : signSpec === 'ec-p384'
+            ? 'ecdsa-sha384'
+            : signSpec.startsWith('rsa')
+              ? 'rsa-pss-sha256'
+              : 'ecdsa-sha256';
     const keyId = await d.generateSigningKeyPair(signSpec, `bench-sign-${randomBytes(4).toString('hex')}`);
     const pub = await d.getPublicKey(keyId);
     const sig = await d.sign(keyId, msg, algo);
     // an independent check that the thing measured really signs
     const key = createPublicKey({ key: pub.spki, format: 'der', type: 'spki' });
-    const ok = algo === 'rsa-pss-sha256' ? nodeVerify('sha256', msg, { key, padding: 6, saltLength: 32 }, sig) : nodeVerify(algo === 'ed25519' ? null : algo === 'ecdsa-sha384' ? 'sha384' : 'sha256', msg, key, sig);
+    const ok =
+      algo === 'rsa-pss-sha256'
+        ? nodeVerify('sha256', msg, { key, padding: 6, saltLength: 32 }, sig)
+        : nodeVerify(algo === 'ed25519' ? null : algo === 'ecdsa-sha384' ? 'sha384' : 'sha256', msg, key, sig);
     if (!ok) throw new Error(`${t.name}: the signature of the benchmark key does not verify`);
     cases['driver sign'] = () => d.sign(keyId, msg, algo);
     closers.push(() => d.deleteKey(keyId).catch(() => undefined));
@@ -209,7 +221,10 @@ async function prepare(t: Target): Promise<Prepared> {
   await cached.create('sig', { type: 'ec-p256' });
   if ((await cached.describe('sig')).protection !== 'sealed') throw new Error(`${t.name}: the envelope key is not sealed`);
   const uncached: StoreKeyring = await openKeyring({ store, envelope: { wrapper } }, { cacheTtlMs: 0 });
-  closers.push(() => cached.close(), () => uncached.close());
+  closers.push(
+    () => cached.close(),
+    () => uncached.close(),
+  );
   cases['envelope sign cached'] = () => cached.sign('sig', msg);
   cases['envelope sign no cache'] = () => uncached.sign('sig', msg);
   closers.push(() => d.deleteKey(wrapId).catch(() => undefined));
@@ -255,14 +270,21 @@ const med = (p: Prepared, c: CaseName) => {
   return xs ? median(xs) : undefined;
 };
 const fmt = (x: number | undefined) => (x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
-const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '—' : `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×`);
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined ? '—' : `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×`;
 
-console.log(`bench/drivers: node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} ×${cpus().length}, ${rounds} interleaved rounds × ${secs} s per case, one operation in flight, medians (ops/s)\n`);
-console.log(`| driver | driver sign | keyring sign (external) | wrapper decrypt (64 B) | envelope sign, cache | envelope sign, no cache | cache buys |`);
+console.log(
+  `bench/drivers: node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} ×${cpus().length}, ${rounds} interleaved rounds × ${secs} s per case, one operation in flight, medians (ops/s)\n`,
+);
+console.log(
+  `| driver | driver sign | keyring sign (external) | wrapper decrypt (64 B) | envelope sign, cache | envelope sign, no cache | cache buys |`,
+);
 console.log(`|---|---:|---:|---:|---:|---:|---:|`);
 for (const p of prepared) {
   const sp = p.signSpec ? ` (${p.signSpec})` : '';
-  console.log(`| ${p.t.name} | ${fmt(med(p, 'driver sign'))}${med(p, 'driver sign') ? sp : ''} | ${fmt(med(p, 'keyring sign'))} | ${fmt(med(p, 'wrapper decrypt'))} | ${fmt(med(p, 'envelope sign cached'))} | ${fmt(med(p, 'envelope sign no cache'))} | ${ratio(med(p, 'envelope sign cached'), med(p, 'envelope sign no cache'))} |`);
+  console.log(
+    `| ${p.t.name} | ${fmt(med(p, 'driver sign'))}${med(p, 'driver sign') ? sp : ''} | ${fmt(med(p, 'keyring sign'))} | ${fmt(med(p, 'wrapper decrypt'))} | ${fmt(med(p, 'envelope sign cached'))} | ${fmt(med(p, 'envelope sign no cache'))} | ${ratio(med(p, 'envelope sign cached'), med(p, 'envelope sign no cache'))} |`,
+  );
 }
 const local = prepared.find((p) => p.t.name === 'local');
 if (local && prepared.length > 1) {
@@ -275,9 +297,10 @@ if (local && prepared.length > 1) {
   }
 }
 console.log(`\nall rounds (ops/s):`);
-for (const p of prepared) for (const c of CASES) {
-  const xs = results.get(`${p.t.name}\u0000${c}`);
-  if (xs) console.log(`  ${p.t.name} / ${c}: ${xs.map((x) => fmt(x)).join(', ')}`);
-}
+for (const p of prepared)
+  for (const c of CASES) {
+    const xs = results.get(`${p.t.name}\u0000${c}`);
+    if (xs) console.log(`  ${p.t.name} / ${c}: ${xs.map((x) => fmt(x)).join(', ')}`);
+  }
 for (const p of prepared) for (const n of p.notes) console.log(`note: ${p.t.name}: ${n}`);
 for (const s of skipped) console.log(`skipped: ${s}`);

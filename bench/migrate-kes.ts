@@ -15,7 +15,10 @@ import { encodeKesKey, decodeKesKey } from '../src/store/kes-format.js';
 
 const sizes = (process.argv[2] ?? '1000,10000,100000').split(',').map(Number);
 const env = Object.fromEntries(
-  spawnSync('bash', ['scripts/testbed/kes.sh', 'install'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('=')).map((l) => l.split('=', 2)),
+  spawnSync('bash', ['scripts/testbed/kes.sh', 'install'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter((l) => l.includes('='))
+    .map((l) => l.split('=', 2)),
 );
 void env;
 const KES = `${process.env.KEYPORT_CACHE ?? join(process.env.HOME!, '.cache/keyport-testbed')}/bin/kes-v0.24.0`;
@@ -26,7 +29,10 @@ const key = generateKeyPairSync('ed25519').privateKey;
 writeFileSync(join(root, 'tls.key'), key.export({ type: 'pkcs8', format: 'pem' }) as string);
 const conf = (dir: string) => {
   const p = join(root, `${dir.split('/').pop()}.yml`);
-  writeFileSync(p, `version: v1\naddress: 127.0.0.1:0\nadmin:\n  identity: disabled\ntls:\n  key: ${root}/tls.key\n  cert: ${root}/tls.key\nkeystore:\n  fs:\n    path: ${dir}\n`);
+  writeFileSync(
+    p,
+    `version: v1\naddress: 127.0.0.1:0\nadmin:\n  identity: disabled\ntls:\n  key: ${root}/tls.key\n  cert: ${root}/tls.key\nkeystore:\n  fs:\n    path: ${dir}\n`,
+  );
   return p;
 };
 
@@ -57,7 +63,12 @@ for (const n of sizes) {
   const src = join(root, `src-${n}`);
   mkdirSync(src);
   const now = new Date().toISOString();
-  for (let i = 0; i < n; i++) writeFileSync(join(src, `key-${i}`), encodeKesKey({ secret: randomBytes(32), hmacKey: randomBytes(32), algorithm: 'AES256', createdAt: now, createdBy: 'bench' }), { mode: 0o600 });
+  for (let i = 0; i < n; i++)
+    writeFileSync(
+      join(src, `key-${i}`),
+      encodeKesKey({ secret: randomBytes(32), hmacKey: randomBytes(32), algorithm: 'AES256', createdAt: now, createdBy: 'bench' }),
+      { mode: 0o600 },
+    );
   const want = contents(src);
   const results: Record<string, number> = {};
   for (const tool of ['kes', 'keyport'] as const) {
@@ -70,13 +81,19 @@ for (const n of sizes) {
     const r =
       tool === 'kes'
         ? spawnSync(KES, ['migrate', '--from', conf(src), '--to', conf(dst)], { encoding: 'utf8' })
-        : spawnSync(process.execPath, ['bin/keyport.js', 'migrate', '--from', `kes-fs:${src}`, '--to', `kes-fs:${dst}`, '--json', '--concurrency', '32'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+        : spawnSync(
+            process.execPath,
+            ['bin/keyport.js', 'migrate', '--from', `kes-fs:${src}`, '--to', `kes-fs:${dst}`, '--json', '--concurrency', '32'],
+            { encoding: 'utf8', maxBuffer: 1 << 28 },
+          );
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     if (r.status !== 0) console.error(`${tool} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}`);
     const got = contents(dst);
     const s = same(want, got);
     results[tool] = got.size / secs;
-    console.log(`| ${n} | ${tool}${tool === 'keyport' ? ' (verified)' : ''} | ${secs.toFixed(2)} | ${(got.size / secs).toFixed(0)} | ${got.size} / ${n} | ${s.bytesEqual ? 'yes' : 'no'} |`);
+    console.log(
+      `| ${n} | ${tool}${tool === 'keyport' ? ' (verified)' : ''} | ${secs.toFixed(2)} | ${(got.size / secs).toFixed(0)} | ${got.size} / ${n} | ${s.bytesEqual ? 'yes' : 'no'} |`,
+    );
   }
   console.log(`| ${n} | ratio keyport/kes | | ${(results['keyport']! / results['kes']!).toFixed(1)}× | | |`);
 }

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openRecordStore } from '../src/store/open.js';
 import { kcv } from '../src/crypto/fingerprint.js';
-import { migrate } from '../src/migrate/index.js';
 import type { KeyRecord } from '../src/store/types.js';
 
 const N = Number(process.argv[2] ?? 100_000);
@@ -20,14 +19,23 @@ const dst = `sqlite:${join(dir, 'dst.db')}`;
 // the source is filled by a child process, so this process's peak RSS is the migration's alone
 if (process.argv[4] === 'fill') {
   const s = await openRecordStore(process.argv[5]!);
-const now = new Date().toISOString();
+  const now = new Date().toISOString();
   for (let i = 0; i < N; i += 10_000) {
-  const batch: KeyRecord[] = [];
-  for (let j = i; j < Math.min(N, i + 10_000); j++) {
-    const secret = randomBytes(64);
-    batch.push({ name: `key-${j.toString(36).padStart(6, '0')}`, type: 'aes256', purpose: 'symmetric', usage: ['any'], state: 'active', createdAt: now, createdBy: 'bench', versions: [{ version: 1, createdAt: now, fingerprint: kcv(secret), clear: secret.toString('base64') }] });
-  }
-  await s.putMany(batch);
+    const batch: KeyRecord[] = [];
+    for (let j = i; j < Math.min(N, i + 10_000); j++) {
+      const secret = randomBytes(64);
+      batch.push({
+        name: `key-${j.toString(36).padStart(6, '0')}`,
+        type: 'aes256',
+        purpose: 'symmetric',
+        usage: ['any'],
+        state: 'active',
+        createdAt: now,
+        createdBy: 'bench',
+        versions: [{ version: 1, createdAt: now, fingerprint: kcv(secret), clear: secret.toString('base64') }],
+      });
+    }
+    await s.putMany(batch);
   }
   await s.close();
   process.exit(0);
@@ -37,7 +45,11 @@ const fill = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1]!, S
 if (fill.status !== 0) process.exit(1);
 // the migration runs in the built CLI, as a user runs it; /usr/bin/time reports its peak RSS
 const t0 = Date.now();
-const run = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, 'bin/keyport.js', 'migrate', '--from', src, '--to', dst, '--json', ...(verify ? [] : ['--no-verify'])], { encoding: 'utf8', maxBuffer: 1 << 26 });
+const run = spawnSync(
+  '/usr/bin/time',
+  ['-f', '%M', process.execPath, 'bin/keyport.js', 'migrate', '--from', src, '--to', dst, '--json', ...(verify ? [] : ['--no-verify'])],
+  { encoding: 'utf8', maxBuffer: 1 << 26 },
+);
 const secs = (Date.now() - t0) / 1000;
 const r = JSON.parse(run.stdout) as { migrated: number; verified: number };
 const maxRssKB = Number(run.stderr.trim().split('\n').pop());
@@ -51,5 +63,15 @@ for (;;) {
   after = p.next;
 }
 await t.close();
-console.log(JSON.stringify({ keys: N, migrated: r.migrated, verified: r.verified, atTarget: count, seconds: secs, keysPerSecond: Math.round(N / secs), migrateMaxRssMB: Math.round(maxRssKB / 1024) }));
+console.log(
+  JSON.stringify({
+    keys: N,
+    migrated: r.migrated,
+    verified: r.verified,
+    atTarget: count,
+    seconds: secs,
+    keysPerSecond: Math.round(N / secs),
+    migrateMaxRssMB: Math.round(maxRssKB / 1024),
+  }),
+);
 rmSync(dir, { recursive: true, force: true });

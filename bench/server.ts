@@ -32,27 +32,42 @@ const apiKey = parseApiKey(kesEnv['KES_API_KEY']!);
 const dir = mkdtempSync(join(tmpdir(), 'keyport-bench-srv-'));
 const tlsKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 writeFileSync(join(dir, 'server.key'), tlsKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-writeFileSync(join(dir, 'server.crt'), certToPem(selfSignedCertificate(tlsKey, { commonName: 'bench', ipAddresses: ['127.0.0.1'], usage: ['server'] })));
+writeFileSync(
+  join(dir, 'server.crt'),
+  certToPem(selfSignedCertificate(tlsKey, { commonName: 'bench', ipAddresses: ['127.0.0.1'], usage: ['server'] })),
+);
 const port = 17000 + Math.floor(Math.random() * 2000);
 writeFileSync(
   join(dir, 'config.yml'),
   `address: 127.0.0.1:${port}\nadmin:\n  identity: ${apiKey.identity}\ntls:\n  key: ${dir}/server.key\n  cert: ${dir}/server.crt\ncache:\n  expiry:\n    any: 5m\n    unused: 20s\nlog:\n  error: on\n  audit: off\nkeystore:\n  fs:\n    path: ${dir}/keys\nworkers: ${workers}\n`,
 );
-const kp = spawn(process.execPath, ['bin/keyport.js', 'server', '--config', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+const kp = spawn(process.execPath, ['bin/keyport.js', 'server', '--config', join(dir, 'config.yml')], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 await new Promise<void>((resolve) => kp.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
 await new Promise((r) => setTimeout(r, 500));
 
 const c = apiKeyCertificate(apiKey);
-const agent = new Agent({ keepAlive: true, maxSockets: conc, rejectUnauthorized: false, cert: certToPem(c.cert), key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY') });
+const agent = new Agent({
+  keepAlive: true,
+  maxSockets: conc,
+  rejectUnauthorized: false,
+  cert: certToPem(c.cert),
+  key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY'),
+});
 
 function call(base: string, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(base + path, { method, agent, headers: body ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } : {} }, (res) => {
-      let s = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (s += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: s }));
-    });
+    const req = request(
+      base + path,
+      { method, agent, headers: body ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } : {} },
+      (res) => {
+        let s = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (s += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: s }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -94,7 +109,9 @@ for (const op of ['generate', 'encrypt', 'decrypt']) {
   for (const [name, base] of Object.entries(servers)) {
     res[name] = await load(base, name, op);
     const x = res[name]!;
-    console.log(`| ${op} | ${name} | ${x.ops.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} |${x.errors ? ` ${x.errors} errors` : ''}`);
+    console.log(
+      `| ${op} | ${name} | ${x.ops.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} |${x.errors ? ` ${x.errors} errors` : ''}`,
+    );
   }
   ratios.push(`${op}: keyport/KES = ${(res['keyport']!.ops / res['kes']!.ops).toFixed(2)}`);
 }

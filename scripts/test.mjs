@@ -11,9 +11,20 @@ const state = process.env.KEYPORT_TESTBED_STATE ?? join(root, '.testbed');
 mkdirSync(state, { recursive: true });
 rmSync(join(state, 'skipped.txt'), { force: true });
 
+// lint and formatting first: one line-length and style for the whole tree (biome.json)
+const biomeBin = join(root, 'node_modules', '@biomejs', 'biome', 'bin', 'biome');
+const lint = spawnSync(process.execPath, [biomeBin, 'ci', '--max-diagnostics=50', root], { stdio: 'inherit' });
+if (lint.status !== 0) {
+  console.error('lint/format check failed: run `npm run fix` to apply the formatter and safe fixes');
+  process.exit(lint.status ?? 1);
+}
+
 // build dist/ (the CLI runs from it) and type-check everything, tests and benches included
 const tscBin = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-for (const args of [['-p', join(root, 'tsconfig.build.json')], ['-p', join(root, 'tsconfig.json'), '--noEmit']]) {
+for (const args of [
+  ['-p', join(root, 'tsconfig.build.json')],
+  ['-p', join(root, 'tsconfig.json'), '--noEmit'],
+]) {
   const tsc = spawnSync(process.execPath, [tscBin, ...args], { stdio: 'inherit' });
   if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 }
@@ -50,7 +61,9 @@ if (existsSync(skippedFile)) {
   const lines = [...new Set(readFileSync(skippedFile, 'utf8').split('\n').filter(Boolean))];
   if (lines.length) {
     const bar = '!'.repeat(78);
-    console.error(`\n${bar}\n!! SKIPPED BACKENDS (${lines.length}): these tests did not run against their real emulator\n${lines.map((l) => `!!   - ${l}`).join('\n')}\n${bar}`);
+    console.error(
+      `\n${bar}\n!! SKIPPED BACKENDS (${lines.length}): these tests did not run against their real emulator\n${lines.map((l) => `!!   - ${l}`).join('\n')}\n${bar}`,
+    );
   }
 }
 process.exit(r.status ?? 1);

@@ -69,11 +69,20 @@ export function writeOutput(path: string | undefined, data: Buffer | string, opt
 }
 
 /** a progress bar with rate and ETA on a TTY; silent otherwise or with --json */
-export async function progressBar(label: string, total: number | undefined, json?: boolean): Promise<{ update(n: number, total?: number): void; stop(): void }> {
+export async function progressBar(
+  label: string,
+  total: number | undefined,
+  json?: boolean,
+): Promise<{ update(n: number, total?: number): void; stop(): void }> {
   if (json || !process.stderr.isTTY) return { update() {}, stop() {} };
   const { SingleBar, Presets } = await import('cli-progress');
   const bar = new SingleBar(
-    { format: `${label} [{bar}] {value}/{total} keys | {rate} keys/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, etaBuffer: 200 },
+    {
+      format: `${label} [{bar}] {value}/{total} keys | {rate} keys/s | ETA {eta_formatted}`,
+      stream: process.stderr,
+      hideCursor: true,
+      etaBuffer: 200,
+    },
     Presets.shades_classic,
   );
   const start = Date.now();

@@ -5,7 +5,9 @@ import { printJson, printTable } from './output.js';
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check a store, KMS or KMS key URI: reachability and latency, records, protection, the wrapper key, key types, permissions; exit 1 when anything is wrong')
+    .description(
+      'check a store, KMS or KMS key URI: reachability and latency, records, protection, the wrapper key, key types, permissions; exit 1 when anything is wrong',
+    )
     .argument('<store>', 'store URI or YAML, KMS URI, or KMS key URI, e.g. sqlite:keys.db or awskms:region=eu-west-1;key-id=alias/wrapper')
     .option('--json', 'one JSON object: {uri, kms, keyId?, ok, checks}')
     .action(async (store: string, o: { json?: boolean }) => {
@@ -18,14 +20,20 @@ export function register(program: Command): void {
       let r;
       if (scheme === 'yaml' || isStoreScheme(scheme)) r = await (await import('../keys/doctor.js')).doctorStore(store);
       else if (isKmsScheme(scheme)) r = await (await import('../kms/doctor.js')).doctorKms(store);
-      else throw err('USAGE', `'${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')}`);
+      else
+        throw err(
+          'USAGE',
+          `'${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')}`,
+        );
       if (o.json) printJson(r);
       else {
         printTable(
           r.checks.map((c) => ({ check: c.check, status: c.status.toUpperCase(), detail: c.detail, fix: c.fix ?? '' })),
           ['check', 'status', 'detail', 'fix'],
         );
-        process.stdout.write(`\n${r.uri}: ${r.ok ? 'no problems found' : `${r.checks.filter((c) => c.status === 'problem').length} problem(s)`}\n`);
+        process.stdout.write(
+          `\n${r.uri}: ${r.ok ? 'no problems found' : `${r.checks.filter((c) => c.status === 'problem').length} problem(s)`}\n`,
+        );
       }
       process.exitCode = r.ok ? 0 : 1;
     });

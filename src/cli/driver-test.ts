@@ -49,7 +49,13 @@ export function register(program: Command): void {
         printJson({ uri: redactUri(uri), ...s, results });
       } else {
         printTable(
-          results.map((r) => ({ check: r.check, spec: r.spec ?? '', result: r.outcome.toUpperCase(), time: `${r.ms} ms`, detail: r.detail ?? '' })),
+          results.map((r) => ({
+            check: r.check,
+            spec: r.spec ?? '',
+            result: r.outcome.toUpperCase(),
+            time: `${r.ms} ms`,
+            detail: r.detail ?? '',
+          })),
           ['check', 'spec', 'result', 'time', 'detail'],
         );
         process.stdout.write(`\n${redactUri(uri)}: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped\n`);

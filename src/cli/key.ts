@@ -1,5 +1,5 @@
 /** `keyport key …`: create, import, export, ls, describe, public, rm, register, rotate, sign, verify, encrypt, decrypt, generate, hmac. */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { KEY_TYPES } from '../crypto/keytypes.js';
 import { KEY_USAGES, type KeyUsage } from '../store/types.js';
@@ -24,8 +24,12 @@ interface KeyOpts extends StoreOpts {
 
 const usageList = (s?: string): KeyUsage[] | undefined => {
   if (!s) return undefined;
-  const l = s.split(',').map((x) => x.trim()).filter(Boolean);
-  for (const u of l) if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
+  const l = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const u of l)
+    if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
   return l as KeyUsage[];
 };
 
@@ -52,7 +56,12 @@ function showInfo(k: KeyInfo, json?: boolean) {
 }
 
 const typeOpt = () => new Option('-t, --type <type>', 'key type').choices(KEY_TYPES as unknown as string[]);
-const purposeOpt = () => new Option('--purpose <purpose>', 'what the key is for (default per type: rsa → encryption, ec/ed25519 → signing)').choices(['signing', 'encryption', 'symmetric']);
+const purposeOpt = () =>
+  new Option('--purpose <purpose>', 'what the key is for (default per type: rsa → encryption, ec/ed25519 → signing)').choices([
+    'signing',
+    'encryption',
+    'symmetric',
+  ]);
 const usageOpt = () => new Option('--usage <list>', `signing-key usage restriction, comma separated: ${KEY_USAGES.join(', ')}`);
 
 export function register(program: Command): void {
@@ -75,13 +84,19 @@ export function register(program: Command): void {
     .addOption(usageOpt())
     .action(async (name: string, o: KeyOpts) => {
       const material = readInput(o.file!, 'key');
-      const k = await withKeyring(o, (kr) => kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }));
+      const k = await withKeyring(o, (kr) =>
+        kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }),
+      );
       material.fill(0);
       if (o.json) printJson(k);
       else process.stdout.write(`imported ${k.type} key '${k.name}' ${k.fingerprint}\n`);
     });
 
-  storeOptions(key.command('export <name>').description('export the newest key material (PKCS#8 DER, or 32 raw bytes for aes256), where the store allows it'))
+  storeOptions(
+    key
+      .command('export <name>')
+      .description('export the newest key material (PKCS#8 DER, or 32 raw bytes for aes256), where the store allows it'),
+  )
     .option('--pem', 'PEM (base64 for aes256)')
     .option('--version <n>', 'export this version')
     .option('-o, --out <file>', 'write to a file (0600) instead of stdout')
@@ -91,13 +106,14 @@ export function register(program: Command): void {
       const k = want === undefined ? all[all.length - 1]! : all.find((x) => x.version === want);
       if (!k) throw err('NOT_FOUND', `key '${name}' has no version ${want}`);
       const { toPem } = await import('../crypto/keys.js');
-      if (o.pem) writeOutput(o.out, k.type === 'aes256' ? k.secret.toString('base64') + '\n' : toPem(k.secret, 'PRIVATE KEY'), { secret: true });
+      if (o.pem)
+        writeOutput(o.out, k.type === 'aes256' ? k.secret.toString('base64') + '\n' : toPem(k.secret, 'PRIVATE KEY'), { secret: true });
       else writeOutput(o.out, k.secret, { secret: true, binary: true });
       for (const x of all) x.secret.fill(0);
     });
 
-  storeOptions(key.command('ls [pattern]').description('list keys whose names match a glob (*, ?, […])'))
-    .action(async (pattern: string | undefined, o: KeyOpts) => {
+  storeOptions(key.command('ls [pattern]').description('list keys whose names match a glob (*, ?, […])')).action(
+    async (pattern: string | undefined, o: KeyOpts) => {
       const infos = await withKeyring(o, async (kr) => {
         const out: KeyInfo[] = [];
         let after: string | undefined;
@@ -108,18 +124,59 @@ export function register(program: Command): void {
           after = page.next;
         }
       });
-      if (o.json) printJson(infos.map((k) => ({ name: k.name, type: k.type, fingerprint: k.fingerprint, purpose: k.purpose, usage: k.usage, state: k.state, version: k.version, protection: k.protection, createdAt: k.createdAt, createdBy: k.createdBy })));
-      else printTable(infos.map((k) => ({ name: k.name, type: k.type, purpose: k.purpose, version: k.version, protection: k.protection, fingerprint: k.fingerprint })), ['name', 'type', 'purpose', 'version', 'protection', 'fingerprint']);
-    });
+      if (o.json)
+        printJson(
+          infos.map((k) => ({
+            name: k.name,
+            type: k.type,
+            fingerprint: k.fingerprint,
+            purpose: k.purpose,
+            usage: k.usage,
+            state: k.state,
+            version: k.version,
+            protection: k.protection,
+            createdAt: k.createdAt,
+            createdBy: k.createdBy,
+          })),
+        );
+      else
+        printTable(
+          infos.map((k) => ({
+            name: k.name,
+            type: k.type,
+            purpose: k.purpose,
+            version: k.version,
+            protection: k.protection,
+            fingerprint: k.fingerprint,
+          })),
+          ['name', 'type', 'purpose', 'version', 'protection', 'fingerprint'],
+        );
+    },
+  );
 
-  storeOptions(key.command('describe <name>').description('show a key: type, purpose, usage, versions, fingerprint')).action(async (name: string, o: KeyOpts) => {
-    showInfo(await withKeyring(o, (kr) => kr.describe(name)), o.json);
-  });
+  storeOptions(key.command('describe <name>').description('show a key: type, purpose, usage, versions, fingerprint')).action(
+    async (name: string, o: KeyOpts) => {
+      showInfo(await withKeyring(o, (kr) => kr.describe(name)), o.json);
+    },
+  );
 
-  storeOptions(key.command('versions <name>').description('list every version of a key: number, created, fingerprint, protection (the newest is used for new operations)')).action(async (name: string, o: KeyOpts) => {
+  storeOptions(
+    key
+      .command('versions <name>')
+      .description('list every version of a key: number, created, fingerprint, protection (the newest is used for new operations)'),
+  ).action(async (name: string, o: KeyOpts) => {
     const vs = await withKeyring(o, (kr) => kr.versions(name));
     if (o.json) printJson(vs);
-    else printTable(vs.map((v) => ({ version: `${v.version}${v.current ? ' (current)' : ''}`, created: v.createdAt, protection: v.protection, fingerprint: v.fingerprint })), ['version', 'created', 'protection', 'fingerprint']);
+    else
+      printTable(
+        vs.map((v) => ({
+          version: `${v.version}${v.current ? ' (current)' : ''}`,
+          created: v.createdAt,
+          protection: v.protection,
+          fingerprint: v.fingerprint,
+        })),
+        ['version', 'created', 'protection', 'fingerprint'],
+      );
   });
 
   storeOptions(key.command('public <name>').description('the SPKI public key (DER, or PEM with --pem)'))
@@ -133,13 +190,18 @@ export function register(program: Command): void {
       else writeOutput(o.out, spki, { binary: true });
     });
 
-  storeOptions(key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)')).action(async (name: string, o: KeyOpts) => {
+  storeOptions(
+    key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)'),
+  ).action(async (name: string, o: KeyOpts) => {
     await withKeyring(o, (kr) => kr.delete(name));
     if (o.json) printJson({ name, deleted: true });
     else process.stdout.write(`deleted key '${name}'\n`);
   });
 
-  storeOptions(key.command('register <name>').description('adopt a key that already exists in a KMS (by id, ARN, alias or label)'), 'KMS URI (external mode) or YAML file')
+  storeOptions(
+    key.command('register <name>').description('adopt a key that already exists in a KMS (by id, ARN, alias or label)'),
+    'KMS URI (external mode) or YAML file',
+  )
     .requiredOption('--key-id <id>', 'KMS key id, ARN, alias/NAME, or label')
     .addOption(usageOpt())
     .addOption(purposeOpt())
@@ -148,28 +210,35 @@ export function register(program: Command): void {
       const k = await withKeyring(o, async (kr) => {
         if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', 'register works on a KMS store, not through a server');
         const p = await kr.protection();
-        if (p.mode !== 'external') throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
+        if (p.mode !== 'external')
+          throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
         return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose });
       });
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${k.fingerprint}\n`);
     });
 
-  storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify')).action(async (name: string, o: KeyOpts) => {
-    const k = await withKeyring(o, (kr) => kr.rotate(name));
-    if (o.json) printJson(k);
-    else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${k.fingerprint}\n`);
-  });
+  storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify')).action(
+    async (name: string, o: KeyOpts) => {
+      const k = await withKeyring(o, (kr) => kr.rotate(name));
+      if (o.json) printJson(k);
+      else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${k.fingerprint}\n`);
+    },
+  );
 
   storeOptions(key.command('sign <name>').description('sign a file (ECDSA: DER over SHA-256/384 of the input; Ed25519; RSA-PSS-SHA256)'))
     .requiredOption('-i, --in <file>', "input, or '-' for stdin")
     .requiredOption('-o, --out <file>', "signature output, or '-' for stdout")
     .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
-    .addOption(new Option('--usage <usage>', 'what the signature is for (checked against the key)').choices(KEY_USAGES as unknown as string[]))
+    .addOption(
+      new Option('--usage <usage>', 'what the signature is for (checked against the key)').choices(KEY_USAGES as unknown as string[]),
+    )
     .option('--version <n>', 'sign with this version')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
-      const sig = await withKeyring(o, (kr) => kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.version) }));
+      const sig = await withKeyring(o, (kr) =>
+        kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.version) }),
+      );
       writeOutput(o.out, sig, { binary: true });
     });
 
@@ -191,7 +260,11 @@ export function register(program: Command): void {
     storeOptions(
       key
         .command(`${op} <name>`)
-        .description(op === 'encrypt' ? 'encrypt a file (aes256: KES ciphertext format; RSA: OAEP-SHA256; ec-p256: ECIES)' : 'decrypt a file made by encrypt (or by KES)'),
+        .description(
+          op === 'encrypt'
+            ? 'encrypt a file (aes256: KES ciphertext format; RSA: OAEP-SHA256; ec-p256: ECIES)'
+            : 'decrypt a file made by encrypt (or by KES)',
+        ),
     )
       .requiredOption('-i, --in <file>', "input, or '-' for stdin")
       .requiredOption('-o, --out <file>', "output, or '-' for stdout")

@@ -1,5 +1,5 @@
 /** `keyport migrate`: move keys between any two stores or KMSs (the job of `kes migrate`, done safely). */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { printJson } from './output.js';
 import { progressBar } from './common.js';
@@ -66,11 +66,26 @@ export function register(program: Command): void {
       } else {
         const w = (s: string) => process.stdout.write(s + '\n');
         if (report.dryRun) {
-          w(`plan (dry run, nothing written): ${report.planned} to migrate (${Object.entries(report.strategies).filter(([, n]) => n).map(([s, n]) => `${s} ${n}`).join(', ') || 'none'}), ${report.skipped} already there`);
-          for (const e of (report.plan ?? []).slice(0, 50)) w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
-        } else if (report.alreadyFinished) w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
-        else w(`${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} (${report.keysPerSecond.toFixed(0)} keys/s)`);
-        if (report.conflicts.length) w(`conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`);
+          w(
+            `plan (dry run, nothing written): ${report.planned} to migrate (${
+              Object.entries(report.strategies)
+                .filter(([, n]) => n)
+                .map(([s, n]) => `${s} ${n}`)
+                .join(', ') || 'none'
+            }), ${report.skipped} already there`,
+          );
+          for (const e of (report.plan ?? []).slice(0, 50))
+            w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
+        } else if (report.alreadyFinished)
+          w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
+        else
+          w(
+            `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} (${report.keysPerSecond.toFixed(0)} keys/s)`,
+          );
+        if (report.conflicts.length)
+          w(
+            `conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`,
+          );
         for (const r of report.refused.slice(0, 20)) w(`refused ${r.name}: ${r.reason}`);
         for (const e of report.errors.slice(0, 20)) w(`failed ${e.name}: ${e.error}`);
         if (report.rekeyMap) w(`old → new key map and delegations: ${report.rekeyMap}`);

@@ -11,7 +11,11 @@ export function printJson(v: unknown): void {
 
 export function printTable(rows: Record<string, unknown>[], cols: string[]): void {
   const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(w[i]!))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(line(cols.map((c) => c.toUpperCase())) + '\n');
   for (const r of rows) process.stdout.write(line(cols.map((c) => String(r[c] ?? ''))) + '\n');
 }

@@ -11,7 +11,9 @@ interface ProtectOpts {
 }
 
 export function register(program: Command): void {
-  const p = program.command('protect').description('envelope-encrypt a store\'s secret keys under a KMS wrapper key (Canton encrypted private key storage)');
+  const p = program
+    .command('protect')
+    .description("envelope-encrypt a store's secret keys under a KMS wrapper key (Canton encrypted private key storage)");
   for (const op of ['enable', 'disable', 'rotate'] as const) {
     const c = p
       .command(op)
@@ -24,7 +26,11 @@ export function register(program: Command): void {
       )
       .option('-s, --store <store>', 'store URI or YAML file [env: KEYPORT_STORE]')
       .option('--json', 'machine-readable output');
-    if (op !== 'disable') c.requiredOption('-w, --wrapper <kms-key-uri>', 'wrapper key URI, e.g. local:/var/lib/keyport/wrapper.key or awskms:…;key-id=alias/x');
+    if (op !== 'disable')
+      c.requiredOption(
+        '-w, --wrapper <kms-key-uri>',
+        'wrapper key URI, e.g. local:/var/lib/keyport/wrapper.key or awskms:…;key-id=alias/x',
+      );
     else c.option('-w, --wrapper <kms-key-uri>', 'ignored (the wrapper is recorded in the store)');
     c.action(async (o: ProtectOpts) => {
       const target = storeTarget(o);
@@ -37,10 +43,21 @@ export function register(program: Command): void {
       const bar = await progressBar(`protect ${op}`, undefined, o.json);
       try {
         const progress = (n: number) => bar.update(n);
-        const r = op === 'enable' ? await prot.protectEnable(kr, o.wrapper!, progress) : op === 'disable' ? await prot.protectDisable(kr, progress) : await prot.protectRotate(kr, o.wrapper!, progress);
+        const r =
+          op === 'enable'
+            ? await prot.protectEnable(kr, o.wrapper!, progress)
+            : op === 'disable'
+              ? await prot.protectDisable(kr, progress)
+              : await prot.protectRotate(kr, o.wrapper!, progress);
         bar.stop();
         const mode = r.protection.mode === 'envelope' ? `envelope under ${redactUri(r.protection.wrapper)}` : r.protection.mode;
-        if (o.json) printJson({ changed: r.changed, unchanged: r.unchanged, protection: r.protection.mode, ...(r.protection.mode === 'envelope' ? { wrapper: redactUri(r.protection.wrapper) } : {}) });
+        if (o.json)
+          printJson({
+            changed: r.changed,
+            unchanged: r.unchanged,
+            protection: r.protection.mode,
+            ...(r.protection.mode === 'envelope' ? { wrapper: redactUri(r.protection.wrapper) } : {}),
+          });
         else process.stdout.write(`${r.changed} key(s) rewritten, ${r.unchanged} already done; store is now ${mode}\n`);
       } catch (e) {
         bar.stop();

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .description('serve keys over HTTPS with the MinIO KES v1 API (mTLS identities, API keys, policies)')
     .option('-c, --config <file>', 'server config (KES YAML format, plus keyport keystores)')
     .option('--dev', 'start on the embedded default: SQLite + local wrapper key, self-signed certificate, admin API key')
-    .option('--addr <host:port>', 'listen address (default 127.0.0.1:7373 with --dev, else the config\'s)')
+    .option('--addr <host:port>', "listen address (default 127.0.0.1:7373 with --dev, else the config's)")
     .option('--workers <n>', 'processes sharing the port (0 = one per CPU)')
     .action(async (o: ServerOpts) => {
       if (!o.config && !o.dev) throw err('USAGE', 'give --config FILE, or --dev for the embedded default');
@@ -41,7 +41,7 @@ export function register(program: Command): void {
       if (workers > 1 && cluster.isPrimary) {
         for (let i = 0; i < workers; i++) cluster.fork();
         let stopping = false;
-        cluster.on('exit', (w, code) => {
+        cluster.on('exit', (_w, code) => {
           if (!stopping && code !== 0) cluster.fork(); // a crashed worker is replaced
         });
         const stop = () => {
@@ -55,7 +55,8 @@ export function register(program: Command): void {
       }
       const { startServer } = await import('../server/index.js');
       const s = await startServer(cfg, { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) }).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'EADDRINUSE') throw err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false });
+        if (e.code === 'EADDRINUSE')
+          throw err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false });
         if (e.code === 'EACCES') throw err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`);
         throw e;
       });
@@ -67,7 +68,12 @@ export function register(program: Command): void {
     });
 }
 
-function announce(cfg: { host: string; port: number }, dev: { apiKey: string; certPath: string; dir: string } | undefined, workers: number, url?: string) {
+function announce(
+  cfg: { host: string; port: number },
+  dev: { apiKey: string; certPath: string; dir: string } | undefined,
+  workers: number,
+  url?: string,
+) {
   const u = url ?? `https://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`;
   const w = (s: string) => process.stdout.write(s + '\n');
   w(`keyport server listening on ${u}${workers > 1 ? ` (${workers} workers)` : ''}`);

@@ -25,7 +25,14 @@ const env = (...names: string[]) => names.map((n) => process.env[n]).find((v) =>
 function statusError(status: number, message: string): never {
   let code: ErrorCode = 'INTERNAL';
   if (status === 404) code = 'NOT_FOUND';
-  else if (status === 400) code = /already exists/.test(message) ? 'EXISTS' : /decryption failed|not authentic/.test(message) ? 'INVALID_CIPHERTEXT' : /key name|invalid key name/.test(message) ? 'INVALID_NAME' : 'INVALID_INPUT';
+  else if (status === 400)
+    code = /already exists/.test(message)
+      ? 'EXISTS'
+      : /decryption failed|not authentic/.test(message)
+        ? 'INVALID_CIPHERTEXT'
+        : /key name|invalid key name/.test(message)
+          ? 'INVALID_NAME'
+          : 'INVALID_INPUT';
   else if (status === 401) code = 'AUTH';
   else if (status === 403) code = 'PERMISSION';
   else if (status === 405 || status === 406 || status === 413) code = 'INVALID_INPUT';
@@ -73,7 +80,15 @@ export class RemoteKeyring implements Keyring {
       cert = certToPem(c.cert);
       key = toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY');
     }
-    this.agent = new Agent({ keepAlive: true, maxSockets: 64, cert, key, ca: caFile ? read(caFile, 'CA certificate') : undefined, rejectUnauthorized: !insecure, minVersion: 'TLSv1.2' });
+    this.agent = new Agent({
+      keepAlive: true,
+      maxSockets: 64,
+      cert,
+      key,
+      ca: caFile ? read(caFile, 'CA certificate') : undefined,
+      rejectUnauthorized: !insecure,
+      minVersion: 'TLSv1.2',
+    });
   }
 
   private call(method: string, path: string, body?: unknown): Promise<any> {
@@ -81,7 +96,12 @@ export class RemoteKeyring implements Keyring {
     return new Promise((resolve, reject) => {
       const req = request(
         new URL(path, this.base),
-        { method, agent: this.agent, headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}, timeout: 30_000 },
+        {
+          method,
+          agent: this.agent,
+          headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {},
+          timeout: 30_000,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -95,7 +115,14 @@ export class RemoteKeyring implements Keyring {
             }
             if ((res.statusCode ?? 500) >= 300) {
               try {
-                statusError(res.statusCode ?? 500, typeof json?.message === 'string' ? json.message : typeof json?.error === 'string' ? json.error : text.slice(0, 200).trim());
+                statusError(
+                  res.statusCode ?? 500,
+                  typeof json?.message === 'string'
+                    ? json.message
+                    : typeof json?.error === 'string'
+                      ? json.error
+                      : text.slice(0, 200).trim(),
+                );
               } catch (e) {
                 reject(e);
               }
@@ -109,7 +136,10 @@ export class RemoteKeyring implements Keyring {
       req.on('timeout', () => req.destroy(err('TIMEOUT', `server ${this.base.host} did not answer in time`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (isKeyportError(e)) return reject(e);
-        if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(e.code ?? '')) return reject(err('AUTH', `server certificate of ${this.base.host} is not trusted (${e.code}): pass --insecure (-k) or set KEYPORT_CA`));
+        if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(e.code ?? ''))
+          return reject(
+            err('AUTH', `server certificate of ${this.base.host} is not trusted (${e.code}): pass --insecure (-k) or set KEYPORT_CA`),
+          );
         reject(err('UNAVAILABLE', `cannot reach server ${this.base.host}: ${e.code ?? e.message}`));
       });
       req.end(data);
@@ -139,13 +169,21 @@ export class RemoteKeyring implements Keyring {
   }
 
   async create(name: string, o: CreateOptions = {}): Promise<KeyInfo> {
-    const body = o.type && o.type !== 'aes256' ? { type: o.type, ...(o.purpose ? { purpose: o.purpose } : {}), ...(o.usage ? { usage: o.usage } : {}) } : o.usage ? { usage: o.usage } : undefined;
+    const body =
+      o.type && o.type !== 'aes256'
+        ? { type: o.type, ...(o.purpose ? { purpose: o.purpose } : {}), ...(o.usage ? { usage: o.usage } : {}) }
+        : o.usage
+          ? { usage: o.usage }
+          : undefined;
     await this.call('PUT', `/v1/key/create/${RemoteKeyring.enc(name)}`, body);
     return this.describe(name);
   }
   async import(name: string, material: Buffer, o: CreateOptions = {}): Promise<KeyInfo> {
     const m = parseKeyMaterial(material, o.type);
-    const body = m.type === 'aes256' ? { key: m.secret.subarray(0, 32).toString('base64'), cipher: 'AES256' } : { key: m.secret.toString('base64'), type: m.type };
+    const body =
+      m.type === 'aes256'
+        ? { key: m.secret.subarray(0, 32).toString('base64'), cipher: 'AES256' }
+        : { key: m.secret.toString('base64'), type: m.type };
     await this.call('PUT', `/v1/key/import/${RemoteKeyring.enc(name)}`, body);
     return this.describe(name);
   }
@@ -164,7 +202,8 @@ export class RemoteKeyring implements Keyring {
   }
   async versions(name: string): Promise<VersionInfo[]> {
     const j = (await this.call('GET', `/v1/key/versions/${RemoteKeyring.enc(name)}`)) as { versions?: any[] } | undefined;
-    if (!Array.isArray(j?.versions)) throw err('UNSUPPORTED', `the server does not list key versions (a KES server has none: one version per key)`);
+    if (!Array.isArray(j?.versions))
+      throw err('UNSUPPORTED', `the server does not list key versions (a KES server has none: one version per key)`);
     return j.versions.map((v) => ({
       version: Number(v.version),
       createdAt: String(v.created_at ?? ''),
@@ -186,19 +225,33 @@ export class RemoteKeyring implements Keyring {
     return Buffer.from(j.public_key, 'base64');
   }
   async sign(name: string, data: Buffer, o: SignOptions = {}): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/sign/${RemoteKeyring.enc(name)}`, { message: data.toString('base64'), ...(o.format ? { format: o.format } : {}), ...(o.usage ? { usage: o.usage } : {}) });
+    const j = await this.call('PUT', `/v1/key/sign/${RemoteKeyring.enc(name)}`, {
+      message: data.toString('base64'),
+      ...(o.format ? { format: o.format } : {}),
+      ...(o.usage ? { usage: o.usage } : {}),
+    });
     return Buffer.from(j.signature, 'base64');
   }
   async verify(name: string, data: Buffer, signature: Buffer, o: SignOptions = {}): Promise<boolean> {
-    const j = await this.call('PUT', `/v1/key/verify/${RemoteKeyring.enc(name)}`, { message: data.toString('base64'), signature: signature.toString('base64'), ...(o.format ? { format: o.format } : {}) });
+    const j = await this.call('PUT', `/v1/key/verify/${RemoteKeyring.enc(name)}`, {
+      message: data.toString('base64'),
+      signature: signature.toString('base64'),
+      ...(o.format ? { format: o.format } : {}),
+    });
     return j.valid === true;
   }
   async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/encrypt/${RemoteKeyring.enc(name)}`, { plaintext: plaintext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
+    const j = await this.call('PUT', `/v1/key/encrypt/${RemoteKeyring.enc(name)}`, {
+      plaintext: plaintext.toString('base64'),
+      ...(context ? { context: context.toString('base64') } : {}),
+    });
     return Buffer.from(j.ciphertext, 'base64');
   }
   async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/decrypt/${RemoteKeyring.enc(name)}`, { ciphertext: ciphertext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
+    const j = await this.call('PUT', `/v1/key/decrypt/${RemoteKeyring.enc(name)}`, {
+      ciphertext: ciphertext.toString('base64'),
+      ...(context ? { context: context.toString('base64') } : {}),
+    });
     return Buffer.from(j.plaintext, 'base64');
   }
   async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {

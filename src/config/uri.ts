@@ -68,7 +68,10 @@ export function parseUri(raw: string): ParsedUri {
 /** Hide secrets (pin-value, passwords, secret keys) before a URI goes into a message or log. */
 export function redactUri(raw: string): string {
   return raw
-    .replace(/((?:pin-value|pin|password|secret|secret-key|secret-access-key|session-token|access-token|token|client-secret|api-key)=)[^;&?]*/gi, '$1***')
+    .replace(
+      /((?:pin-value|pin|password|secret|secret-key|secret-access-key|session-token|access-token|token|client-secret|api-key)=)[^;&?]*/gi,
+      '$1***',
+    )
     .replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
 }
 

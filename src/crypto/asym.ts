@@ -5,7 +5,16 @@
  *   public point) → 256-bit AES-GCM key; output = ephemeral point (65 bytes, uncompressed) ‖ nonce(12)
  *   ‖ ciphertext ‖ tag(16).
  */
-import { constants, diffieHellman, createPublicKey, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  diffieHellman,
+  createPublicKey,
+  generateKeyPairSync,
+  privateDecrypt,
+  publicEncrypt,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { err } from '../errors.js';
 import { gcmOpen, gcmSeal } from './aead.js';
 import { hkdfSha256 } from './mac.js';

@@ -33,14 +33,24 @@ export function hchacha20(key: Buffer, nonce16: Buffer): Buffer {
   for (let i = 0; i < 8; i++) s[4 + i] = key.readUInt32LE(i * 4);
   for (let i = 0; i < 4; i++) s[12 + i] = nonce16.readUInt32LE(i * 4);
   const qr = (a: number, b: number, c: number, d: number) => {
-    s[a] = (s[a]! + s[b]!) >>> 0; s[d] = rotl(s[d]! ^ s[a]!, 16);
-    s[c] = (s[c]! + s[d]!) >>> 0; s[b] = rotl(s[b]! ^ s[c]!, 12);
-    s[a] = (s[a]! + s[b]!) >>> 0; s[d] = rotl(s[d]! ^ s[a]!, 8);
-    s[c] = (s[c]! + s[d]!) >>> 0; s[b] = rotl(s[b]! ^ s[c]!, 7);
+    s[a] = (s[a]! + s[b]!) >>> 0;
+    s[d] = rotl(s[d]! ^ s[a]!, 16);
+    s[c] = (s[c]! + s[d]!) >>> 0;
+    s[b] = rotl(s[b]! ^ s[c]!, 12);
+    s[a] = (s[a]! + s[b]!) >>> 0;
+    s[d] = rotl(s[d]! ^ s[a]!, 8);
+    s[c] = (s[c]! + s[d]!) >>> 0;
+    s[b] = rotl(s[b]! ^ s[c]!, 7);
   };
   for (let i = 0; i < 10; i++) {
-    qr(0, 4, 8, 12); qr(1, 5, 9, 13); qr(2, 6, 10, 14); qr(3, 7, 11, 15);
-    qr(0, 5, 10, 15); qr(1, 6, 11, 12); qr(2, 7, 8, 13); qr(3, 4, 9, 14);
+    qr(0, 4, 8, 12);
+    qr(1, 5, 9, 13);
+    qr(2, 6, 10, 14);
+    qr(3, 7, 11, 15);
+    qr(0, 5, 10, 15);
+    qr(1, 6, 11, 12);
+    qr(2, 7, 8, 13);
+    qr(3, 4, 9, 14);
   }
   const out = Buffer.alloc(32);
   for (let i = 0; i < 4; i++) out.writeUInt32LE(s[i]!, i * 4);
@@ -81,7 +91,12 @@ export function kesEncrypt(key: Buffer, plaintext: Buffer, context?: Buffer, alg
 }
 
 const LEGACY_AEAD: Record<string, KesAlgorithm> = { 'AES-256-GCM-HMAC-SHA-256': 'AES256', ChaCha20Poly1305: 'ChaCha20' };
-const MSGP_ALGORITHM: Record<string, KesAlgorithm> = { AES256: 'AES256', 'AES256-GCM_SHA256': 'AES256', ChaCha20: 'ChaCha20', 'XCHACHA20-POLY1305': 'ChaCha20' };
+const MSGP_ALGORITHM: Record<string, KesAlgorithm> = {
+  AES256: 'AES256',
+  'AES256-GCM_SHA256': 'AES256',
+  ChaCha20: 'ChaCha20',
+  'XCHACHA20-POLY1305': 'ChaCha20',
+};
 
 interface Legacy {
   alg: KesAlgorithm;

@@ -24,12 +24,33 @@ export interface KeyTypeInfo {
 
 export const KEY_TYPE_INFO: Record<KeyType, KeyTypeInfo> = {
   aes256: { type: 'aes256', family: 'symmetric', purposes: ['symmetric'], defaultPurpose: 'symmetric' },
-  'ec-p256': { type: 'ec-p256', family: 'ec', curve: 'prime256v1', hash: 'sha256', purposes: ['signing', 'encryption'], defaultPurpose: 'signing' },
+  'ec-p256': {
+    type: 'ec-p256',
+    family: 'ec',
+    curve: 'prime256v1',
+    hash: 'sha256',
+    purposes: ['signing', 'encryption'],
+    defaultPurpose: 'signing',
+  },
   'ec-p384': { type: 'ec-p384', family: 'ec', curve: 'secp384r1', hash: 'sha384', purposes: ['signing'], defaultPurpose: 'signing' },
   secp256k1: { type: 'secp256k1', family: 'ec', curve: 'secp256k1', hash: 'sha256', purposes: ['signing'], defaultPurpose: 'signing' },
   ed25519: { type: 'ed25519', family: 'ed25519', purposes: ['signing'], defaultPurpose: 'signing' },
-  'rsa-2048': { type: 'rsa-2048', family: 'rsa', bits: 2048, hash: 'sha256', purposes: ['encryption', 'signing'], defaultPurpose: 'encryption' },
-  'rsa-3072': { type: 'rsa-3072', family: 'rsa', bits: 3072, hash: 'sha256', purposes: ['encryption', 'signing'], defaultPurpose: 'encryption' },
+  'rsa-2048': {
+    type: 'rsa-2048',
+    family: 'rsa',
+    bits: 2048,
+    hash: 'sha256',
+    purposes: ['encryption', 'signing'],
+    defaultPurpose: 'encryption',
+  },
+  'rsa-3072': {
+    type: 'rsa-3072',
+    family: 'rsa',
+    bits: 3072,
+    hash: 'sha256',
+    purposes: ['encryption', 'signing'],
+    defaultPurpose: 'encryption',
+  },
 };
 
 export function isKeyType(s: string): s is KeyType {

@@ -12,7 +12,8 @@ function alg(kek: Buffer, pad: boolean): string {
 }
 
 export function aesKeyWrap(kek: Buffer, keyData: Buffer, pad = false): Buffer {
-  if (!pad && (keyData.length < 16 || keyData.length % 8 !== 0)) throw err('INVALID_INPUT', 'RFC 3394 key wrap needs a multiple of 8 bytes, at least 16: use padding (RFC 5649)');
+  if (!pad && (keyData.length < 16 || keyData.length % 8 !== 0))
+    throw err('INVALID_INPUT', 'RFC 3394 key wrap needs a multiple of 8 bytes, at least 16: use padding (RFC 5649)');
   if (pad && keyData.length === 0) throw err('INVALID_INPUT', 'nothing to wrap');
   const c = createCipheriv(alg(kek, pad), kek, pad ? PAD_IV : DEFAULT_IV);
   return Buffer.concat([c.update(keyData), c.final()]);

@@ -82,7 +82,16 @@ export function selfSignedCertificate(privateKey: KeyObject, o: CertOptions): Bu
   // keyUsage: digitalSignature (bit 0) — critical
   exts.push(seq(oid('2.5.29.15'), tlv(0x01, Buffer.from([0xff])), octets(tlv(0x03, Buffer.from([0x07, 0x80])))));
   exts.push(seq(oid('2.5.29.14'), octets(octets(createHash('sha1').update(spki).digest()))));
-  const tbs = seq(explicit(0, int(Buffer.from([2]))), int(serial), algId, name, seq(time(now), time(until)), name, spki, explicit(3, seq(...exts)));
+  const tbs = seq(
+    explicit(0, int(Buffer.from([2]))),
+    int(serial),
+    algId,
+    name,
+    seq(time(now), time(until)),
+    name,
+    spki,
+    explicit(3, seq(...exts)),
+  );
   const sig = ed ? sign(null, tbs, privateKey) : sign('sha256', tbs, privateKey);
   return seq(tbs, algId, bitString(sig));
 }

@@ -16,16 +16,32 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
   // a doctor looks and never creates: a path store that is not there is the problem to report
   const missing = missingPath(target);
   if (missing) {
-    add({ check: 'store', status: 'problem', detail: `${missing} does not exist`, fix: 'check the path; a new store is created by keyport key create or keyport migrate --to' });
+    add({
+      check: 'store',
+      status: 'problem',
+      detail: `${missing} does not exist`,
+      fix: 'check the path; a new store is created by keyport key create or keyport migrate --to',
+    });
     return { uri: redactUri(target), kms: '', ok: false, checks };
   }
   let kr;
   try {
     kr = await openKeyring(target);
     await kr.store.list({ limit: 1 });
-    add({ check: 'store', status: 'ok', detail: `${kr.store.capabilities.kind} store opened and listed in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1)} ms` });
+    add({
+      check: 'store',
+      status: 'ok',
+      detail: `${kr.store.capabilities.kind} store opened and listed in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1)} ms`,
+    });
   } catch (e) {
-    add({ check: 'store', status: 'problem', detail: oneLine(e), fix: isKeyportError(e, 'UNAVAILABLE') ? 'check the address, that the store is running and reachable, and the credentials' : 'fix the store address or configuration' });
+    add({
+      check: 'store',
+      status: 'problem',
+      detail: oneLine(e),
+      fix: isKeyportError(e, 'UNAVAILABLE')
+        ? 'check the address, that the store is running and reachable, and the credentials'
+        : 'fix the store address or configuration',
+    });
     return { uri: redactUri(target), kms: '', ok: false, checks };
   }
   try {
@@ -48,10 +64,26 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
       if (!page.next) break;
       after = page.next;
     }
-    add({ check: 'keys', status: damaged ? 'problem' : 'ok', detail: `${keys} key(s)${damaged ? `, ${damaged} unreadable` : ''}`, ...(damaged ? { fix: 'restore the unreadable records from a backup (keyport never half-writes one)' } : {}) });
-    if (p.mode === 'clear') add({ check: 'protection', status: 'warning', detail: 'secrets are stored in the clear (file permissions only)', fix: 'keyport protect enable --store … --wrapper KMS-KEY-URI' });
+    add({
+      check: 'keys',
+      status: damaged ? 'problem' : 'ok',
+      detail: `${keys} key(s)${damaged ? `, ${damaged} unreadable` : ''}`,
+      ...(damaged ? { fix: 'restore the unreadable records from a backup (keyport never half-writes one)' } : {}),
+    });
+    if (p.mode === 'clear')
+      add({
+        check: 'protection',
+        status: 'warning',
+        detail: 'secrets are stored in the clear (file permissions only)',
+        fix: 'keyport protect enable --store … --wrapper KMS-KEY-URI',
+      });
     else if (p.mode === 'envelope') {
-      add({ check: 'protection', status: clear ? 'problem' : 'ok', detail: `envelope under ${redactUri(p.wrapper)}${clear ? `; ${clear} key(s) still clear` : ''}`, ...(clear ? { fix: 'run keyport protect enable again with the same wrapper to seal the rest' } : {}) });
+      add({
+        check: 'protection',
+        status: clear ? 'problem' : 'ok',
+        detail: `envelope under ${redactUri(p.wrapper)}${clear ? `; ${clear} key(s) still clear` : ''}`,
+        ...(clear ? { fix: 'run keyport protect enable again with the same wrapper to seal the rest' } : {}),
+      });
       const w = await doctorKms(p.wrapper);
       for (const c of w.checks) add({ ...c, check: `wrapper ${c.check}` });
     } else {

@@ -41,7 +41,10 @@ export interface KeyringOptions {
   offlineMs?: number;
 }
 
-type Secret = { kind: 'sym'; key: Buffer; hmacKey?: Buffer; algorithm: KesAlgorithm } | { kind: 'priv'; key: KeyObject } | { kind: 'ext'; driver: Driver; keyId: string };
+type Secret =
+  | { kind: 'sym'; key: Buffer; hmacKey?: Buffer; algorithm: KesAlgorithm }
+  | { kind: 'priv'; key: KeyObject }
+  | { kind: 'ext'; driver: Driver; keyId: string };
 
 export const SIGN_ALGO: Record<KeyType, SigningAlgoSpec | undefined> = {
   aes256: undefined,
@@ -181,13 +184,22 @@ export class StoreKeyring implements Keyring {
    * Hold an incoming secret (migration, import) the way this keyring holds secrets: clear, sealed under
    * the wrapper, or imported into the KMS of an external store.
    */
-  async holdIncoming(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Pick<VersionRecord, 'clear' | 'sealed' | 'external'>> {
+  async holdIncoming(
+    name: string,
+    type: KeyType,
+    purpose: Purpose,
+    secret: Buffer,
+    version: number,
+  ): Promise<Pick<VersionRecord, 'clear' | 'sealed' | 'external'>> {
     const p = await this.protection();
     if (p.mode !== 'external') return this.holdSecret(secret);
     const driver = await this.kmsDriver(p.kms);
     if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material`);
     const kind = type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-    const keyId = await driver.importKey({ kind, spec: type as SigningKeySpec, secret: type === 'aes256' ? secret.subarray(0, 32) : secret }, version === 1 ? name : `${name}-v${version}`);
+    const keyId = await driver.importKey(
+      { kind, spec: type as SigningKeySpec, secret: type === 'aes256' ? secret.subarray(0, 32) : secret },
+      version === 1 ? name : `${name}-v${version}`,
+    );
     return { external: { kms: p.kms, keyId } };
   }
 
@@ -213,7 +225,12 @@ export class StoreKeyring implements Keyring {
       const bytes = await this.secretBytes(r, v);
       s =
         r.type === 'aes256'
-          ? { kind: 'sym', key: owned(bytes.subarray(0, 32)), ...(bytes.length >= 64 ? { hmacKey: owned(bytes.subarray(32, 64)) } : {}), algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256' }
+          ? {
+              kind: 'sym',
+              key: owned(bytes.subarray(0, 32)),
+              ...(bytes.length >= 64 ? { hmacKey: owned(bytes.subarray(32, 64)) } : {}),
+              algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256',
+            }
           : { kind: 'priv', key: privateKeyObject(bytes) };
     }
     this.secrets.set(ck, s);
@@ -250,12 +267,21 @@ export class StoreKeyring implements Keyring {
 
   private static usageFor(purpose: Purpose, usage?: KeyUsage[]): KeyUsage[] {
     if (!usage || usage.length === 0) return ['any'];
-    for (const u of usage) if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
+    for (const u of usage)
+      if (!(KEY_USAGES as readonly string[]).includes(u)) throw err('USAGE', `unknown usage '${u}': use ${KEY_USAGES.join(', ')}`);
     if (purpose !== 'signing' && !usage.includes('any')) throw err('USAGE', 'usage restrictions apply to signing keys only');
     return usage;
   }
 
-  private newRecord(name: string, type: KeyType, purpose: Purpose, usage: KeyUsage[], createdBy: string | undefined, v: VersionRecord, meta?: Record<string, string>): KeyRecord {
+  private newRecord(
+    name: string,
+    type: KeyType,
+    purpose: Purpose,
+    usage: KeyUsage[],
+    createdBy: string | undefined,
+    v: VersionRecord,
+    meta?: Record<string, string>,
+  ): KeyRecord {
     return {
       name,
       type,
@@ -283,7 +309,13 @@ export class StoreKeyring implements Keyring {
       const ext = { kms: p.kms, keyId };
       if (type === 'aes256') return { version, createdAt, fingerprint: `kms:${keyId}`, external: ext };
       const { spki } = await driver.getPublicKey(keyId);
-      return { version, createdAt, publicKey: spki.toString('base64'), fingerprint: fingerprintOf(type, { publicKey: spki }), external: ext };
+      return {
+        version,
+        createdAt,
+        publicKey: spki.toString('base64'),
+        fingerprint: fingerprintOf(type, { publicKey: spki }),
+        external: ext,
+      };
     }
     const m = generateKey(type);
     return {
@@ -311,11 +343,22 @@ export class StoreKeyring implements Keyring {
     const p = await this.protection();
     if (p.mode === 'external') {
       // do not leave an orphan KMS key behind for a name that is taken
-      const exists = await this.store.get(name).then(() => true, (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)));
+      const exists = await this.store.get(name).then(
+        () => true,
+        (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)),
+      );
       if (exists) throw err('EXISTS', `key '${name}' already exists`);
     }
     const v = await this.newVersion(name, type, purpose, 1);
-    const rec = this.newRecord(name, type, purpose, usage, opts.createdBy, v, p.mode === 'external' ? { kms_generated: 'true' } : undefined);
+    const rec = this.newRecord(
+      name,
+      type,
+      purpose,
+      usage,
+      opts.createdBy,
+      v,
+      p.mode === 'external' ? { kms_generated: 'true' } : undefined,
+    );
     try {
       await this.store.create(rec);
     } catch (e) {
@@ -335,12 +378,28 @@ export class StoreKeyring implements Keyring {
     let v: VersionRecord;
     if (p.mode === 'external') {
       const driver = await this.kmsDriver(p.kms);
-      if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
+      if (!driver.importKey)
+        throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
       const kind = m.type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-      const keyId = await driver.importKey({ kind, spec: m.type as SigningKeySpec, secret: m.type === 'aes256' ? m.secret.subarray(0, 32) : m.secret }, name);
-      v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), external: { kms: p.kms, keyId } };
+      const keyId = await driver.importKey(
+        { kind, spec: m.type as SigningKeySpec, secret: m.type === 'aes256' ? m.secret.subarray(0, 32) : m.secret },
+        name,
+      );
+      v = {
+        version: 1,
+        createdAt,
+        ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
+        fingerprint: fingerprintOf(m.type, m),
+        external: { kms: p.kms, keyId },
+      };
     } else {
-      v = { version: 1, createdAt, ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}), fingerprint: fingerprintOf(m.type, m), ...(await this.holdSecret(m.secret)) };
+      v = {
+        version: 1,
+        createdAt,
+        ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
+        fingerprint: fingerprintOf(m.type, m),
+        ...(await this.holdSecret(m.secret)),
+      };
     }
     const rec = this.newRecord(name, m.type, purpose, usage, opts.createdBy, v);
     try {
@@ -356,7 +415,12 @@ export class StoreKeyring implements Keyring {
    * Adopt a key that already exists in a KMS (Canton's manual init): reference + public key only.
    * `kmsUri` names the KMS (without key-id), `keyRef` the key: id, ARN, alias/NAME, label.
    */
-  async register(name: string, kmsUri: string, keyRef: string, opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {}): Promise<KeyInfo> {
+  async register(
+    name: string,
+    kmsUri: string,
+    keyRef: string,
+    opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {},
+  ): Promise<KeyInfo> {
     checkName(name);
     if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
     const driver = await this.kmsDriver(kmsUri);
@@ -373,7 +437,13 @@ export class StoreKeyring implements Keyring {
     if (pub) {
       const type = keyTypeOf(publicKeyObject(pub.spki));
       const purpose = StoreKeyring.purposeFor(type, opts.purpose ?? (opts.usage?.length ? 'signing' : undefined));
-      const v: VersionRecord = { version: 1, createdAt, publicKey: pub.spki.toString('base64'), fingerprint: fingerprintOf(type, { publicKey: pub.spki }), external: { kms: kmsUri, keyId } };
+      const v: VersionRecord = {
+        version: 1,
+        createdAt,
+        publicKey: pub.spki.toString('base64'),
+        fingerprint: fingerprintOf(type, { publicKey: pub.spki }),
+        external: { kms: kmsUri, keyId },
+      };
       rec = this.newRecord(name, type, purpose, StoreKeyring.usageFor(purpose, opts.usage), opts.createdBy, v, { registered: 'true' });
     } else {
       const v: VersionRecord = { version: 1, createdAt, fingerprint: `kms:${keyId}`, external: { kms: kmsUri, keyId } };
@@ -415,7 +485,8 @@ export class StoreKeyring implements Keyring {
   async rotate(name: string): Promise<KeyInfo> {
     const r = await this.record(name);
     const last = r.versions[r.versions.length - 1]!;
-    if (r.meta?.['registered'] === 'true') throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
+    if (r.meta?.['registered'] === 'true')
+      throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
     // the new version is made outside the write (key generation, a KMS call) and numbered inside it, so
     // rotations racing through several replicas or processes all land as consecutive versions
     const v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
@@ -533,7 +604,11 @@ export class StoreKeyring implements Keyring {
         const s = await this.secret(r, v);
         if (s.kind === 'ext') {
           if (r.type === 'aes256') return await s.driver.decryptSymmetric(s.keyId, ciphertext);
-          return await s.driver.decryptAsymmetric(s.keyId, ciphertext, KEY_TYPE_INFO[r.type].family === 'rsa' ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm');
+          return await s.driver.decryptAsymmetric(
+            s.keyId,
+            ciphertext,
+            KEY_TYPE_INFO[r.type].family === 'rsa' ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm',
+          );
         }
         if (s.kind === 'sym') return kesDecrypt(s.key, ciphertext, context, s.algorithm);
         if (KEY_TYPE_INFO[r.type].family === 'rsa') return rsaOaepDecrypt(s.key, ciphertext, context?.length ? context : undefined);
@@ -558,7 +633,8 @@ export class StoreKeyring implements Keyring {
     this.usable(r, 'symmetric', 'compute an HMAC');
     const s = await this.secret(r, this.version(r));
     if (s.kind !== 'sym') throw err('UNSUPPORTED', `key '${name}' lives in a KMS: HMAC is not available there`);
-    if (!s.hmacKey) throw err('CONFLICT', `key '${name}' does not support HMAC (it was made without an HMAC key)`, { retryable: false, httpStatus: 409 });
+    if (!s.hmacKey)
+      throw err('CONFLICT', `key '${name}' does not support HMAC (it was made without an HMAC key)`, { retryable: false, httpStatus: 409 });
     return hmacSha256(s.hmacKey, message);
   }
 

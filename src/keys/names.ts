@@ -54,12 +54,13 @@ export function compilePattern(glob: string | undefined): Pattern {
       for (let j = 0; j < body.length; j++) {
         const c = body[j]!;
         if (c === '-' && j > 0 && j < body.length - 1) {
-          if (body[j - 1]! > body[j + 1]!) throw err('USAGE', `malformed pattern ${JSON.stringify(src)}: bad range ${body[j - 1]}-${body[j + 1]}`);
+          if (body[j - 1]! > body[j + 1]!)
+            throw err('USAGE', `malformed pattern ${JSON.stringify(src)}: bad range ${body[j - 1]}-${body[j + 1]}`);
           continue;
         }
         if (!LITERAL.test(c)) throw err('USAGE', `malformed pattern ${JSON.stringify(src)}: '${c}' cannot appear in a key name`);
       }
-      const cls = body.replace(/-(?=.)/g, (m, off: number) => (off === 0 ? '\\-' : '-'));
+      const cls = body.replace(/-(?=.)/g, (_m, off: number) => (off === 0 ? '\\-' : '-'));
       re += neg ? `[^${cls}]` : `[${cls}]`;
       i = end;
       literalSoFar = false;

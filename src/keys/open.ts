@@ -31,8 +31,14 @@ const Duration = z.union([z.string(), z.number()]);
 export const StoreConfigSchema = z
   .object({
     store: z.string().min(1),
-    envelope: z.object({ wrapper: z.string().min(1) }).strict().optional(),
-    external: z.object({ kms: z.string().min(1) }).strict().optional(),
+    envelope: z
+      .object({ wrapper: z.string().min(1) })
+      .strict()
+      .optional(),
+    external: z
+      .object({ kms: z.string().min(1) })
+      .strict()
+      .optional(),
     cache: z.object({ ttl: Duration.optional(), unused: Duration.optional() }).strict().optional(),
   })
   .strict()
@@ -80,14 +86,16 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
   let cfg: StoreConfig;
   if (typeof target !== 'string') {
     const r = StoreConfigSchema.safeParse(target);
-    if (!r.success) throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
+    if (!r.success)
+      throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
     cfg = r.data;
   } else if (isYamlPath(target)) cfg = loadStoreConfig(target);
   else {
     const u = parseUri(target);
     cfg = isKmsScheme(u.scheme) ? { store: defaultCatalog(target), external: { kms: target } } : { store: target };
   }
-  if (!isYamlPath(cfg.store) && isKmsScheme(parseUri(cfg.store).scheme) && !cfg.external) cfg = { ...cfg, store: defaultCatalog(cfg.store), external: { kms: cfg.store } };
+  if (!isYamlPath(cfg.store) && isKmsScheme(parseUri(cfg.store).scheme) && !cfg.external)
+    cfg = { ...cfg, store: defaultCatalog(cfg.store), external: { kms: cfg.store } };
   const store = await openRecordStore(cfg.store);
   const kr = new StoreKeyring(store, {
     ...opts,
@@ -99,14 +107,21 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
     if (cfg.external) {
       if (cur.mode === 'clear') {
         const first = await store.list({ limit: 1 });
-        if (first.names.length) throw err('CONFLICT', `${redactUri(cfg.store)} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`, { retryable: false });
+        if (first.names.length)
+          throw err(
+            'CONFLICT',
+            `${redactUri(cfg.store)} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`,
+            { retryable: false },
+          );
         await writeProtection(store, { mode: 'external', kms: cfg.external.kms });
-      } else if (cur.mode !== 'external' || cur.kms !== cfg.external.kms) throw err('CONFLICT', `${redactUri(cfg.store)} is not a catalog of ${redactUri(cfg.external.kms)}`, { retryable: false });
+      } else if (cur.mode !== 'external' || cur.kms !== cfg.external.kms)
+        throw err('CONFLICT', `${redactUri(cfg.store)} is not a catalog of ${redactUri(cfg.external.kms)}`, { retryable: false });
     } else if (cfg.envelope) {
       if (cur.mode === 'clear') {
         const r = await protectEnable(kr, cfg.envelope.wrapper);
         // a new, empty store is simply created protected: only sealing existing keys is news
-        if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
+        if (r.changed)
+          opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper && sameWrapperKey(cur.wrapper, cfg.envelope.wrapper)) {
         // the same wrapper key reached another way (new endpoint, port or credentials): follow the config,
         // once the new address is shown to work (wrong credentials must not rewrite the store)
@@ -114,7 +129,11 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
         await writeProtection(store, { mode: 'envelope', wrapper: cfg.envelope.wrapper });
         kr.invalidate();
       } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper)
-        throw err('CONFLICT', `store is protected by ${redactUri(cur.wrapper)}, not the configured wrapper: run 'keyport protect rotate' to change it`, { retryable: false });
+        throw err(
+          'CONFLICT',
+          `store is protected by ${redactUri(cur.wrapper)}, not the configured wrapper: run 'keyport protect rotate' to change it`,
+          { retryable: false },
+        );
     }
   } catch (e) {
     await kr.close().catch(() => undefined);

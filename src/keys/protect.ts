@@ -121,17 +121,33 @@ function strip(v: VersionRecord): VersionRecord {
 
 export async function protectEnable(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
   const cur = await readProtection(kr.store);
-  if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
+  if (cur.mode === 'external')
+    throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
   if (cur.mode === 'envelope' && cur.wrapper !== wrapper && !sameWrapperKey(cur.wrapper, wrapper))
-    throw err('CONFLICT', `store is already protected by ${redactUri(cur.wrapper)}: use 'keyport protect rotate' to change the wrapper key`, { retryable: false });
+    throw err(
+      'CONFLICT',
+      `store is already protected by ${redactUri(cur.wrapper)}: use 'keyport protect rotate' to change the wrapper key`,
+      { retryable: false },
+    );
   await kr.wrappers.check(wrapper);
-  return transform(kr, { mode: 'envelope', wrapper }, async (_r, v) => (v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) } : undefined), progress);
+  return transform(
+    kr,
+    { mode: 'envelope', wrapper },
+    async (_r, v) =>
+      v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) } : undefined,
+    progress,
+  );
 }
 
 export async function protectDisable(kr: StoreKeyring, progress?: Progress): Promise<ProtectResult> {
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): there is nothing to decrypt');
-  return transform(kr, { mode: 'clear' }, async (_r, v) => (v.sealed ? { ...strip(v), clear: (await kr.wrappers.unseal(v.sealed)).toString('base64') } : undefined), progress);
+  return transform(
+    kr,
+    { mode: 'clear' },
+    async (_r, v) => (v.sealed ? { ...strip(v), clear: (await kr.wrappers.unseal(v.sealed)).toString('base64') } : undefined),
+    progress,
+  );
 }
 
 export async function protectRotate(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
@@ -142,7 +158,8 @@ export async function protectRotate(kr: StoreKeyring, wrapper: string, progress?
     kr,
     { mode: 'envelope', wrapper },
     async (_r, v) => {
-      if (v.sealed && v.sealed.wrapper !== wrapper) return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, await kr.wrappers.unseal(v.sealed)) };
+      if (v.sealed && v.sealed.wrapper !== wrapper)
+        return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, await kr.wrappers.unseal(v.sealed)) };
       if (v.clear !== undefined) return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) };
       return undefined;
     },

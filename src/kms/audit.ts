@@ -44,7 +44,10 @@ export function fileAuditSink(path: string): AuditSink {
     closeSync(openSync(path, 'a', 0o600));
     if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
   } catch (e) {
-    throw err('USAGE', `cannot open the KMS audit log ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}): fix KEYPORT_KMS_AUDIT or the directory permissions`);
+    throw err(
+      'USAGE',
+      `cannot open the KMS audit log ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}): fix KEYPORT_KMS_AUDIT or the directory permissions`,
+    );
   }
   let warned = false;
   return {
@@ -55,7 +58,9 @@ export function fileAuditSink(path: string): AuditSink {
       } catch (e) {
         if (!warned) {
           warned = true;
-          process.stderr.write(`keyport: cannot write the KMS audit log ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}); audit lines are being lost\n`);
+          process.stderr.write(
+            `keyport: cannot write the KMS audit log ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}); audit lines are being lost\n`,
+          );
         }
       }
     },

@@ -71,7 +71,8 @@ class Fail extends Error {}
 /** the kit's own time limit (not the driver's TIMEOUT) */
 class KitTimeout extends Error {}
 
-const CREDENTIAL_PARAMS = /^(pin-value|pin|password|passphrase|secret|secret-key|secret-access-key|access-key-id|access-key|client-secret|api-key|token-secret|session-token)$/i;
+const CREDENTIAL_PARAMS =
+  /^(pin-value|pin|password|passphrase|secret|secret-key|secret-access-key|access-key-id|access-key|client-secret|api-key|token-secret|session-token)$/i;
 const WRONG_SECRET = 'keyport-conformance-wrong-credential';
 
 /**
@@ -170,7 +171,7 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
   };
 
   /** one check: a thrown Skip skips, any other throw fails; a returned string is the detail */
-  async function check(name: string, spec: string | undefined, fn: () => Promise<string | void>): Promise<boolean> {
+  async function check(name: string, spec: string | undefined, fn: () => Promise<string | undefined>): Promise<boolean> {
     const t0 = performance.now();
     let outcome: CheckResult['outcome'] = 'pass';
     let detail: string | undefined;
@@ -184,7 +185,8 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     push({ check: name, ...(spec ? { spec } : {}), outcome, ...(detail ? { detail } : {}), ms: Math.round(performance.now() - t0) });
     return outcome === 'pass';
   }
-  const skip = (name: string, spec: string | undefined, why: string) => push({ check: name, ...(spec ? { spec } : {}), outcome: 'skip', detail: why, ms: 0 });
+  const skip = (name: string, spec: string | undefined, why: string) =>
+    push({ check: name, ...(spec ? { spec } : {}), outcome: 'skip', detail: why, ms: 0 });
 
   /** a driver call under the kit's time limit (the abandoned call's late rejection is swallowed) */
   function call<T>(what: string, f: () => Promise<T>, ms = callTimeout): Promise<T> {
@@ -306,9 +308,19 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
           symNote = 'symmetric: generation failed';
         }
       }
-      symProbe = { check: 'symmetric.generate', spec: 'aes256', outcome, ...(detail ? { detail } : {}), ms: Math.round(performance.now() - t0) };
+      symProbe = {
+        check: 'symmetric.generate',
+        spec: 'aes256',
+        outcome,
+        ...(detail ? { detail } : {}),
+        ms: Math.round(performance.now() - t0),
+      };
     }
-    const empty = [signingSpecs.length ? '' : 'signing', encSpecs.length ? '' : 'encryption', symmetric || opts.specs?.symmetric === false ? '' : 'symmetric'].filter(Boolean);
+    const empty = [
+      signingSpecs.length ? '' : 'signing',
+      encSpecs.length ? '' : 'encryption',
+      symmetric || opts.specs?.symmetric === false ? '' : 'symmetric',
+    ].filter(Boolean);
     const summary = `signing: ${signingSpecs.join(' ') || 'none'}; encryption: ${encSpecs.join(' ') || 'none'}; ${symNote || (opts.specs?.symmetric === false ? 'symmetric: not tested' : 'symmetric: aes256')}`;
     if (!signingSpecs.length && !encSpecs.length && !symmetric) throw new Fail(`the driver supports nothing (${summary})`);
     return empty.length ? `${summary} (empty: ${empty.join(', ')})` : summary;
@@ -347,7 +359,10 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       ];
       variants[0]![1][ct.length - 1] ^= 0x01;
       variants[1]![1][ct.length >> 1] ^= 0x80;
-      for (const [what, bad] of variants) codes.push(`${what}: ${await mustFail(`decryptSymmetric of a ciphertext with the ${what}`, () => driver.decryptSymmetric(s.id, bad), ['INVALID_CIPHERTEXT'], ['INVALID_INPUT'])}`);
+      for (const [what, bad] of variants)
+        codes.push(
+          `${what}: ${await mustFail(`decryptSymmetric of a ciphertext with the ${what}`, () => driver.decryptSymmetric(s.id, bad), ['INVALID_CIPHERTEXT'], ['INVALID_INPUT'])}`,
+        );
       return codes.join('; ');
     });
   }
@@ -384,11 +399,13 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     await check('signing.sign-verify', spec, async () => {
       if (!pub) throw new Skip('no public key');
       const algo = SIGNING_ALGO_OF[spec];
-      if (!signingAlgos.includes(algo)) throw new Fail(`${spec} is supported but its algorithm ${algo} is not in supportedSigningAlgoSpecs`);
+      if (!signingAlgos.includes(algo))
+        throw new Fail(`${spec} is supported but its algorithm ${algo} is not in supportedSigningAlgoSpecs`);
       const msg = Buffer.from(`keyport conformance ${run} ${spec} ${randomBytes(8).toString('hex')}`);
       const sig = await call('sign', () => driver.sign(k.id, msg, algo));
       if (!Buffer.isBuffer(sig)) throw new Fail('sign did not return a Buffer');
-      if (!verifyData(spec, pub, msg, sig, 'der')) throw new Fail(`the ${algo} signature does not verify locally with the KMS's public key (ECDSA must be DER)`);
+      if (!verifyData(spec, pub, msg, sig, 'der'))
+        throw new Fail(`the ${algo} signature does not verify locally with the KMS's public key (ECDSA must be DER)`);
       const other = Buffer.concat([msg, Buffer.from('!')]);
       if (verifyData(spec, pub, other, sig, 'der')) throw new Fail('the signature also verifies for a different message');
       return algo;
@@ -432,11 +449,17 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
         const pt = randomBytes(n);
         const ct = algo === 'rsa-oaep-sha256' ? rsaOaepEncrypt(pub, pt) : eciesEncrypt(pub, pt);
         const back = await call('decryptAsymmetric', () => driver.decryptAsymmetric(k.id, ct, algo));
-        if (!Buffer.isBuffer(back) || !back.equals(pt)) throw new Fail(`decryptAsymmetric did not return the ${n}-byte plaintext encrypted locally with ${algo}`);
+        if (!Buffer.isBuffer(back) || !back.equals(pt))
+          throw new Fail(`decryptAsymmetric did not return the ${n}-byte plaintext encrypted locally with ${algo}`);
       }
       const bad = algo === 'rsa-oaep-sha256' ? rsaOaepEncrypt(pub, randomBytes(32)) : eciesEncrypt(pub, randomBytes(32));
       bad[bad.length - 1] ^= 0x01;
-      const code = await mustFail('decryptAsymmetric of a tampered ciphertext', () => driver.decryptAsymmetric(k.id, bad, algo), ['INVALID_CIPHERTEXT'], ['INVALID_INPUT']);
+      const code = await mustFail(
+        'decryptAsymmetric of a tampered ciphertext',
+        () => driver.decryptAsymmetric(k.id, bad, algo),
+        ['INVALID_CIPHERTEXT'],
+        ['INVALID_INPUT'],
+      );
       return `${algo}; tampered: ${code}`;
     });
   }
@@ -469,22 +492,38 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     const wrong = signingAlgos.find((a) => a !== right) ?? ALL_SIGNING_ALGOS.find((a) => a !== right)!;
     return `${wrong}: ${await mustFail(`sign with ${wrong} using a ${sk.spec} key`, () => driver.sign(sk.id, Buffer.from('x'), wrong), ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT'])}`;
   });
-  const nonEncSigner = signingKeys.find((k) => !(k.spec in ENCRYPTION_ALGO_OF)) ?? signingKeys.find((k) => k.spec !== 'ec-p256' && !k.spec.startsWith('rsa'));
+  const nonEncSigner =
+    signingKeys.find((k) => !(k.spec in ENCRYPTION_ALGO_OF)) ?? signingKeys.find((k) => k.spec !== 'ec-p256' && !k.spec.startsWith('rsa'));
   await check('wrong-usage.decrypt-with-signing-key', nonEncSigner?.spec ?? sk?.spec, async () => {
     const k = nonEncSigner ?? sk;
     if (!k) throw new Skip('no signing key');
     const algo = k.spec.startsWith('rsa') ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm';
-    return mustFail(`decryptAsymmetric with the signing key ${k.spec}`, () => driver.decryptAsymmetric(k.id, randomBytes(k.spec.startsWith('rsa') ? 256 : 120), algo), ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT', 'INVALID_CIPHERTEXT']);
+    return mustFail(
+      `decryptAsymmetric with the signing key ${k.spec}`,
+      () => driver.decryptAsymmetric(k.id, randomBytes(k.spec.startsWith('rsa') ? 256 : 120), algo),
+      ['KEY_USAGE', 'UNSUPPORTED'],
+      ['INVALID_INPUT', 'INVALID_CIPHERTEXT'],
+    );
   });
   const asym = signingKeys[0] ?? encKeys[0];
   await check('wrong-usage.symmetric-with-asymmetric-key', asym?.spec, async () => {
     if (!asym) throw new Skip('no asymmetric key');
-    return mustFail(`encryptSymmetric with the ${asym.kind} key ${asym.spec}`, () => driver.encryptSymmetric(asym.id, Buffer.from('x')), ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT']);
+    return mustFail(
+      `encryptSymmetric with the ${asym.kind} key ${asym.spec}`,
+      () => driver.encryptSymmetric(asym.id, Buffer.from('x')),
+      ['KEY_USAGE', 'UNSUPPORTED'],
+      ['INVALID_INPUT'],
+    );
   });
   await check('wrong-usage.asymmetric-with-symmetric-key', 'aes256', async () => {
     if (!sym) throw new Skip('no symmetric key');
     const algo = signingAlgos[0] ?? 'ecdsa-sha256';
-    return mustFail(`sign with the symmetric key`, () => driver.sign(sym!.id, Buffer.from('x'), algo), ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT']);
+    return mustFail(
+      `sign with the symmetric key`,
+      () => driver.sign(sym!.id, Buffer.from('x'), algo),
+      ['KEY_USAGE', 'UNSUPPORTED'],
+      ['INVALID_INPUT'],
+    );
   });
   const ek = encKeys.find((k) => k.spec in SIGNING_ALGO_OF && signingAlgos.includes(SIGNING_ALGO_OF[k.spec as SigningKeySpec]));
   await check('wrong-usage.sign-with-encryption-key', ek?.spec, async () => {
@@ -492,7 +531,8 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     const algo = SIGNING_ALGO_OF[ek.spec as SigningKeySpec];
     const r = await cleanOutcome(`sign with the encryption key ${ek.spec}`, () => driver.sign(ek.id, Buffer.from('x'), algo));
     if (r.ok) throw new Skip('not enforced: the KMS signed with a key created for encryption (keyport keeps the usage itself)');
-    if (!['KEY_USAGE', 'UNSUPPORTED', 'INVALID_INPUT'].includes(r.code)) throw new Fail(`sign with an encryption key failed with ${r.code} instead of KEY_USAGE`);
+    if (!['KEY_USAGE', 'UNSUPPORTED', 'INVALID_INPUT'].includes(r.code))
+      throw new Fail(`sign with an encryption key failed with ${r.code} instead of KEY_USAGE`);
     return r.code;
   });
 
@@ -514,13 +554,16 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     const r = await cleanOutcome('sign of 1 MiB', () => driver.sign(sk.id, msg, SIGNING_ALGO_OF[sk.spec as SigningKeySpec]));
     if (!r.ok) return `rejected: ${r.code}`;
     const pk = await call('getPublicKey', () => driver.getPublicKey(sk.id));
-    if (!verifyData(sk.spec as SigningKeySpec, publicKeyObject(pk.spki), msg, r.value, 'der')) throw new Fail('the signature over 1 MiB does not verify');
+    if (!verifyData(sk.spec as SigningKeySpec, publicKeyObject(pk.spki), msg, r.value, 'der'))
+      throw new Fail('the signature over 1 MiB does not verify');
     return 'accepted (signature verifies)';
   });
   await check('oversize.decrypt-asymmetric-1mib', encKeys[0]?.spec, async () => {
     const k = encKeys[0];
     if (!k) throw new Skip('no encryption key');
-    const r = await cleanOutcome('decryptAsymmetric of 1 MiB of garbage', () => driver.decryptAsymmetric(k.id, randomBytes(MiB), ENCRYPTION_ALGO_OF[k.spec as EncryptionKeySpec]));
+    const r = await cleanOutcome('decryptAsymmetric of 1 MiB of garbage', () =>
+      driver.decryptAsymmetric(k.id, randomBytes(MiB), ENCRYPTION_ALGO_OF[k.spec as EncryptionKeySpec]),
+    );
     if (r.ok) throw new Fail('decryptAsymmetric accepted 1 MiB of random bytes as a ciphertext');
     return `rejected: ${r.code}`;
   });
@@ -557,7 +600,9 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     const spki = kp.publicKey.export({ type: 'spki', format: 'der' }) as Buffer;
     let id: string;
     try {
-      id = await call('importKey', () => importKey({ kind: asSigning ? 'signing' : 'encryption', spec: 'ec-p256', secret: pkcs8 }, keyName('imp-ec-p256')));
+      id = await call('importKey', () =>
+        importKey({ kind: asSigning ? 'signing' : 'encryption', spec: 'ec-p256', secret: pkcs8 }, keyName('imp-ec-p256')),
+      );
     } catch (e) {
       if (isKeyportError(e, 'UNSUPPORTED')) throw new Skip(`importKey: ${oneLine(e)}`);
       throw e;
@@ -568,11 +613,14 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     if (asSigning) {
       const msg = randomBytes(100);
       const sig = await call('sign', () => driver.sign(id, msg, 'ecdsa-sha256'));
-      if (!verifyData('ec-p256', kp.publicKey, msg, sig, 'der')) throw new Fail('a signature by the imported key does not verify with its public key');
+      if (!verifyData('ec-p256', kp.publicKey, msg, sig, 'der'))
+        throw new Fail('a signature by the imported key does not verify with its public key');
       return 'imported as a signing key; sign/verify ok';
     }
     const pt = randomBytes(32);
-    const back = await call('decryptAsymmetric', () => driver.decryptAsymmetric(id, eciesEncrypt(kp.publicKey, pt), 'ecies-p256-hkdf-sha256-aes-gcm'));
+    const back = await call('decryptAsymmetric', () =>
+      driver.decryptAsymmetric(id, eciesEncrypt(kp.publicKey, pt), 'ecies-p256-hkdf-sha256-aes-gcm'),
+    );
     if (!back.equals(pt)) throw new Fail('the imported key does not decrypt');
     return 'imported as an encryption key; ECIES decrypt ok';
   });
@@ -605,7 +653,10 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
   const probeId = anyKey?.id ?? `${CONFORMANCE_PREFIX}probe`;
   await check('unreachable', undefined, async () => {
     const u = opts.unreachableUri ?? (opts.uri ? deriveUnreachableUri(opts.uri) : undefined);
-    if (!u) throw new Skip(opts.uri ? 'the URI names no network endpoint: pass --unreachable URI' : 'no URI to derive from: pass --unreachable URI');
+    if (!u)
+      throw new Skip(
+        opts.uri ? 'the URI names no network endpoint: pass --unreachable URI' : 'no URI to derive from: pass --unreachable URI',
+      );
     let d: Driver;
     try {
       d = await call('opening the unreachable URI', () => open(u));
@@ -630,7 +681,8 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       if (e === undefined) throw new Fail(`keyExistsAndIsActive succeeded against ${redactUri(u)}`);
       if (e instanceof KitTimeout) throw new Fail(`${e.message}: the driver must give up on a refused connection`);
       if (!isKeyportError(e)) throw new Fail(describe(e));
-      if (!e.retryable) throw new Fail(`a refused connection failed with ${e.code}, which is not retryable (want UNAVAILABLE): ${oneLine(e)}`);
+      if (!e.retryable)
+        throw new Fail(`a refused connection failed with ${e.code}, which is not retryable (want UNAVAILABLE): ${oneLine(e)}`);
       return `health ${h.state}; ${e.code} (retryable)`;
     } finally {
       await d.close?.().catch(() => undefined);
@@ -639,7 +691,12 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
   await check('bad-credentials', undefined, async () => {
     const given = opts.badCredentialsUri;
     const u = given ?? (opts.uri ? deriveBadCredentialsUri(opts.uri) : undefined);
-    if (!u) throw new Skip(opts.uri ? 'the URI carries no credentials to falsify: pass --bad-credentials URI' : 'no URI to derive from: pass --bad-credentials URI');
+    if (!u)
+      throw new Skip(
+        opts.uri
+          ? 'the URI carries no credentials to falsify: pass --bad-credentials URI'
+          : 'no URI to derive from: pass --bad-credentials URI',
+      );
     const judge = (e: unknown): string => {
       if (e instanceof KitTimeout) throw new Fail(e.message);
       if (!isKeyportError(e)) throw new Fail(describe(e));
@@ -660,7 +717,9 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
         return judge(e);
       }
       if (given) throw new Fail(`the KMS accepted the credentials of ${redactUri(u)}`);
-      throw new Skip('the KMS accepted wrong credentials (an emulator that does not check them?): pass --bad-credentials URI to test a real one');
+      throw new Skip(
+        'the KMS accepted wrong credentials (an emulator that does not check them?): pass --bad-credentials URI to test a real one',
+      );
     } finally {
       await d.close?.().catch(() => undefined);
     }
@@ -675,21 +734,38 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     await check(`${k.kind}.delete`, k.label.startsWith('imp-') ? `${k.spec} (imported)` : k.spec, async () => {
       await call('deleteKey', () => driver.deleteKey(k.id));
       k.deleted = true;
-      const c1 = await mustFail('keyExistsAndIsActive of a deleted key', () => driver.keyExistsAndIsActive(k.id), ['NOT_FOUND', 'KEY_DISABLED']);
+      const c1 = await mustFail('keyExistsAndIsActive of a deleted key', () => driver.keyExistsAndIsActive(k.id), [
+        'NOT_FOUND',
+        'KEY_DISABLED',
+      ]);
       const use =
         k.kind === 'symmetric'
           ? () => driver.encryptSymmetric(k.id, Buffer.from('x'))
           : k.kind === 'signing'
             ? () => driver.sign(k.id, Buffer.from('x'), SIGNING_ALGO_OF[k.spec as SigningKeySpec])
-            : () => driver.decryptAsymmetric(k.id, randomBytes(k.spec.startsWith('rsa') ? 256 : 120), ENCRYPTION_ALGO_OF[k.spec as EncryptionKeySpec]);
-      const c2 = await mustFail('using a deleted key', use, ['NOT_FOUND', 'KEY_DISABLED'], ['INVALID_CIPHERTEXT', 'INVALID_INPUT', 'KEY_USAGE']);
+            : () =>
+                driver.decryptAsymmetric(
+                  k.id,
+                  randomBytes(k.spec.startsWith('rsa') ? 256 : 120),
+                  ENCRYPTION_ALGO_OF[k.spec as EncryptionKeySpec],
+                );
+      const c2 = await mustFail(
+        'using a deleted key',
+        use,
+        ['NOT_FOUND', 'KEY_DISABLED'],
+        ['INVALID_CIPHERTEXT', 'INVALID_INPUT', 'KEY_USAGE'],
+      );
       return `then: exists ${c1}; use ${c2}`;
     });
   }
   const left = made.filter((m) => !m.deleted);
   if (left.length) {
     // a failed delete check may have left keys: one more quiet attempt each
-    for (const k of left) await call('deleteKey', () => driver.deleteKey(k.id)).then(() => (k.deleted = true), () => undefined);
+    for (const k of left)
+      await call('deleteKey', () => driver.deleteKey(k.id)).then(
+        () => (k.deleted = true),
+        () => undefined,
+      );
     const still = made.filter((m) => !m.deleted);
     if (still.length) push({ check: 'cleanup', outcome: 'fail', detail: `could not delete: ${still.map((m) => m.id).join(', ')}`, ms: 0 });
   }

@@ -67,7 +67,9 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
     case 'NOT_FOUND':
       return `check key-id= in the URI: ${ctx.what ?? 'the key'} does not exist in this KMS (or region/account)`;
     case 'KEY_DISABLED':
-      return aws ? 'enable the key (aws kms enable-key) or cancel its deletion (aws kms cancel-key-deletion)' : 'enable the key (or cancel its scheduled deletion) in the KMS';
+      return aws
+        ? 'enable the key (aws kms enable-key) or cancel its deletion (aws kms cancel-key-deletion)'
+        : 'enable the key (or cancel its scheduled deletion) in the KMS';
     case 'KEY_USAGE':
       return 'use a key whose usage fits: a wrapper key must be a symmetric ENCRYPT_DECRYPT key';
     case 'UNSUPPORTED':
@@ -81,7 +83,16 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
 }
 
 // kms:ListKeys: the driver's health check (which `keyport server` and `migrate` rely on) and listing
-const AWS_KEY_STORE_PERMISSIONS = ['kms:ListKeys', 'kms:ListAliases', 'kms:CreateKey', 'kms:TagResource', 'kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign', 'kms:Decrypt'];
+const AWS_KEY_STORE_PERMISSIONS = [
+  'kms:ListKeys',
+  'kms:ListAliases',
+  'kms:CreateKey',
+  'kms:TagResource',
+  'kms:DescribeKey',
+  'kms:GetPublicKey',
+  'kms:Sign',
+  'kms:Decrypt',
+];
 type KeyKind = 'symmetric' | 'signing' | 'encryption';
 const AWS_KEY_PERMISSIONS: Record<KeyKind | 'unknown', string[]> = {
   symmetric: ['kms:ListKeys', 'kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt'],
@@ -118,7 +129,13 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
     raw = await (opts.open ?? openDriver)(kms);
   } catch (e) {
     const ke = toKeyportError(e, scheme);
-    add({ check: 'open', status: 'problem', detail: `${ke.code}: ${oneLine(ke)}`, fix: fixFor(ke, { scheme }), ms: Math.round(performance.now() - t0) });
+    add({
+      check: 'open',
+      status: 'problem',
+      detail: `${ke.code}: ${oneLine(ke)}`,
+      fix: fixFor(ke, { scheme }),
+      ms: Math.round(performance.now() - t0),
+    });
     report.ok = false;
     return report;
   }
@@ -147,7 +164,13 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
     // not an outage and not bad credentials (AWS says "… is not authorized to perform: kms:ListKeys")
     const denied = h.state !== 'ok' && /AccessDenied|not authorized to perform|PERMISSION_DENIED/i.test(h.reason);
     if (h.state === 'ok') add({ check: 'reachable', status: 'ok', detail: `health ok in ${ms} ms`, ms });
-    else if (denied && aws) add({ check: 'reachable', status: 'ok', detail: `the KMS answers (${ms} ms) and accepted the credentials, but denied the health call (ListKeys)`, ms });
+    else if (denied && aws)
+      add({
+        check: 'reachable',
+        status: 'ok',
+        detail: `the KMS answers (${ms} ms) and accepted the credentials, but denied the health call (ListKeys)`,
+        ms,
+      });
     else
       add({
         check: 'reachable',
@@ -203,7 +226,12 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
                   : 'not checked: no call here exercises it without a suitable key',
           });
       }
-      if (keyRef?.startsWith('arn:')) add({ check: 'permission kms:CreateKey, kms:TagResource', status: 'info', detail: 'not needed: the key is given by ARN (possibly another account) and keyport creates nothing' });
+      if (keyRef?.startsWith('arn:'))
+        add({
+          check: 'permission kms:CreateKey, kms:TagResource',
+          status: 'info',
+          detail: 'not needed: the key is given by ARN (possibly another account) and keyport creates nothing',
+        });
     }
   } finally {
     await driver.close?.().catch(() => undefined);
@@ -244,7 +272,13 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
   if (driver.resolveKeyId) {
     const r = await timed(() => driver.resolveKeyId!(keyRef));
     if (!r.ok) {
-      add({ check: 'key', status: 'problem', detail: `resolving ${keyRef}: ${r.error.code}: ${oneLine(r.error)}`, fix: fixFor(r.error, { scheme, permission: 'kms:DescribeKey', what: keyRef }), ms: r.ms });
+      add({
+        check: 'key',
+        status: 'problem',
+        detail: `resolving ${keyRef}: ${r.error.code}: ${oneLine(r.error)}`,
+        fix: fixFor(r.error, { scheme, permission: 'kms:DescribeKey', what: keyRef }),
+        ms: r.ms,
+      });
       exercised('kms:DescribeKey', r.error, 'resolving the key');
       return;
     }
@@ -254,10 +288,22 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
   exercised('kms:DescribeKey', ex.ok ? undefined : ex.error, 'keyExistsAndIsActive');
   if (!ex.ok) {
     if (c.isLocal && ex.error.code === 'NOT_FOUND') {
-      add({ check: 'key', status: 'warning', detail: `${keyId} does not exist yet`, fix: 'nothing to do if this is a new wrapper: local: creates the key file on first use (keyport protect enable)', ms: ex.ms });
+      add({
+        check: 'key',
+        status: 'warning',
+        detail: `${keyId} does not exist yet`,
+        fix: 'nothing to do if this is a new wrapper: local: creates the key file on first use (keyport protect enable)',
+        ms: ex.ms,
+      });
       return;
     }
-    add({ check: 'key', status: 'problem', detail: `${keyRef}: ${ex.error.code}: ${oneLine(ex.error)}`, fix: fixFor(ex.error, { scheme, permission: 'kms:DescribeKey', what: keyRef }), ms: ex.ms });
+    add({
+      check: 'key',
+      status: 'problem',
+      detail: `${keyRef}: ${ex.error.code}: ${oneLine(ex.error)}`,
+      fix: fixFor(ex.error, { scheme, permission: 'kms:DescribeKey', what: keyRef }),
+      ms: ex.ms,
+    });
     return;
   }
   add({ check: 'key', status: 'ok', detail: `${keyRef}${keyId !== keyRef ? ` (${keyId})` : ''} exists and is enabled`, ms: ex.ms });
@@ -271,7 +317,12 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
     try {
       pub = publicKeyObject(pk.value.spki);
     } catch {
-      add({ check: 'key probe', status: 'problem', detail: `the KMS returned a public key that is not valid SPKI for ${spec}`, fix: `run \`keyport driver-test\` against this KMS and report it` });
+      add({
+        check: 'key probe',
+        status: 'problem',
+        detail: `the KMS returned a public key that is not valid SPKI for ${spec}`,
+        fix: `run \`keyport driver-test\` against this KMS and report it`,
+      });
       return undefined;
     }
     const data = randomBytes(32);
@@ -284,7 +335,9 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
         add({
           check: 'key probe',
           status: good ? 'ok' : 'problem',
-          detail: good ? `${spec} signing key: a probe ${algo} signature verifies (${s.ms} ms)` : `${spec}: the KMS's ${algo} signature does not verify with its public key`,
+          detail: good
+            ? `${spec} signing key: a probe ${algo} signature verifies (${s.ms} ms)`
+            : `${spec}: the KMS's ${algo} signature does not verify with its public key`,
           ...(good ? {} : { fix: 'the key or driver is broken: run `keyport driver-test` against this KMS' }),
           ms: s.ms,
         });
@@ -292,11 +345,23 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
       }
       if (s.error.code === 'PERMISSION') {
         exercised('kms:Sign', s.error, 'a probe signature');
-        add({ check: 'key probe', status: 'problem', detail: `signing: ${oneLine(s.error)}`, fix: fixFor(s.error, { scheme, permission: 'kms:Sign' }), ms: s.ms });
+        add({
+          check: 'key probe',
+          status: 'problem',
+          detail: `signing: ${oneLine(s.error)}`,
+          fix: fixFor(s.error, { scheme, permission: 'kms:Sign' }),
+          ms: s.ms,
+        });
         return 'signing';
       }
       if (!(spec in ENCRYPTION_ALGO_OF) || !['KEY_USAGE', 'UNSUPPORTED', 'INVALID_INPUT'].includes(s.error.code)) {
-        add({ check: 'key probe', status: 'problem', detail: `signing with ${algo}: ${s.error.code}: ${oneLine(s.error)}`, fix: fixFor(s.error, { scheme, permission: 'kms:Sign' }), ms: s.ms });
+        add({
+          check: 'key probe',
+          status: 'problem',
+          detail: `signing with ${algo}: ${s.error.code}: ${oneLine(s.error)}`,
+          fix: fixFor(s.error, { scheme, permission: 'kms:Sign' }),
+          ms: s.ms,
+        });
         return 'signing';
       }
     }
@@ -305,9 +370,28 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
       const ct = algo === 'rsa-oaep-sha256' ? rsaOaepEncrypt(pub, data) : eciesEncrypt(pub, data);
       const d = await timed(() => driver.decryptAsymmetric(keyId, ct, algo));
       exercised('kms:Decrypt', d.ok ? undefined : d.error, 'a probe decryption');
-      if (d.ok && d.value.equals(data)) add({ check: 'key probe', status: 'ok', detail: `${spec} encryption key: a probe encrypted locally (${algo}) decrypts in the KMS (${d.ms} ms)`, ms: d.ms });
-      else if (d.ok) add({ check: 'key probe', status: 'problem', detail: `${spec}: the KMS decrypted the probe to other bytes`, fix: 'the key or driver is broken: run `keyport driver-test` against this KMS' });
-      else add({ check: 'key probe', status: 'problem', detail: `decrypting with ${algo}: ${d.error.code}: ${oneLine(d.error)}`, fix: fixFor(d.error, { scheme, permission: 'kms:Decrypt' }), ms: d.ms });
+      if (d.ok && d.value.equals(data))
+        add({
+          check: 'key probe',
+          status: 'ok',
+          detail: `${spec} encryption key: a probe encrypted locally (${algo}) decrypts in the KMS (${d.ms} ms)`,
+          ms: d.ms,
+        });
+      else if (d.ok)
+        add({
+          check: 'key probe',
+          status: 'problem',
+          detail: `${spec}: the KMS decrypted the probe to other bytes`,
+          fix: 'the key or driver is broken: run `keyport driver-test` against this KMS',
+        });
+      else
+        add({
+          check: 'key probe',
+          status: 'problem',
+          detail: `decrypting with ${algo}: ${d.error.code}: ${oneLine(d.error)}`,
+          fix: fixFor(d.error, { scheme, permission: 'kms:Decrypt' }),
+          ms: d.ms,
+        });
       return 'encryption';
     }
     add({ check: 'key probe', status: 'not-checked', detail: `${spec} key: no probe for this key spec` });
@@ -321,14 +405,39 @@ async function checkKey(driver: Driver, keyRef: string, c: Ctx & { isLocal: bool
   const e = await timed(() => driver.encryptSymmetric(keyId, probe));
   exercised('kms:Encrypt', e.ok ? undefined : e.error, 'a probe encryption');
   if (!e.ok) {
-    add({ check: 'key probe', status: 'problem', detail: `encrypting a probe: ${e.error.code}: ${oneLine(e.error)}`, fix: fixFor(e.error, { scheme, permission: 'kms:Encrypt' }), ms: e.ms });
+    add({
+      check: 'key probe',
+      status: 'problem',
+      detail: `encrypting a probe: ${e.error.code}: ${oneLine(e.error)}`,
+      fix: fixFor(e.error, { scheme, permission: 'kms:Encrypt' }),
+      ms: e.ms,
+    });
     return e.error.code === 'PERMISSION' ? 'symmetric' : undefined;
   }
   const d = await timed(() => driver.decryptSymmetric(keyId, e.value));
   exercised('kms:Decrypt', d.ok ? undefined : d.error, 'a probe decryption');
-  if (!d.ok) add({ check: 'key probe', status: 'problem', detail: `decrypting the probe: ${d.error.code}: ${oneLine(d.error)}`, fix: fixFor(d.error, { scheme, permission: 'kms:Decrypt' }), ms: d.ms });
-  else if (!d.value.equals(probe)) add({ check: 'key probe', status: 'problem', detail: 'the probe decrypted to other bytes', fix: 'the key or driver is broken: run `keyport driver-test` against this KMS' });
-  else add({ check: 'key probe', status: 'ok', detail: `symmetric wrapper key: a probe encrypts and decrypts (${e.ms} + ${d.ms} ms)`, ms: e.ms + d.ms });
+  if (!d.ok)
+    add({
+      check: 'key probe',
+      status: 'problem',
+      detail: `decrypting the probe: ${d.error.code}: ${oneLine(d.error)}`,
+      fix: fixFor(d.error, { scheme, permission: 'kms:Decrypt' }),
+      ms: d.ms,
+    });
+  else if (!d.value.equals(probe))
+    add({
+      check: 'key probe',
+      status: 'problem',
+      detail: 'the probe decrypted to other bytes',
+      fix: 'the key or driver is broken: run `keyport driver-test` against this KMS',
+    });
+  else
+    add({
+      check: 'key probe',
+      status: 'ok',
+      detail: `symmetric wrapper key: a probe encrypts and decrypts (${e.ms} + ${d.ms} ms)`,
+      ms: e.ms + d.ms,
+    });
   return 'symmetric';
 }
 
@@ -351,15 +460,30 @@ async function checkKeyStoreMode(driver: Driver, c: Ctx): Promise<void> {
     // the AWS listing is ListAliases (for the names), then ListKeys: name the one that was denied
     const p = /not authorized to perform:? (kms:[A-Za-z]+)/.exec(ke.message)?.[1] ?? 'kms:ListKeys';
     exercised(p, ke, 'listing keys');
-    add({ check: 'keys', status: 'problem', detail: `listing keys: ${ke.code}: ${oneLine(ke)}`, fix: fixFor(ke, { scheme, permission: p }), ms: Math.round(performance.now() - t) });
+    add({
+      check: 'keys',
+      status: 'problem',
+      detail: `listing keys: ${ke.code}: ${oneLine(ke)}`,
+      fix: fixFor(ke, { scheme, permission: p }),
+      ms: Math.round(performance.now() - t),
+    });
     return;
   }
   exercised('kms:ListAliases', undefined, 'listing keys');
-  add({ check: 'keys', status: 'ok', detail: seen.length ? `listing works (${seen.length}${seen.length >= 20 ? '+' : ''} key(s) seen)` : 'listing works (no keys yet)', ms: Math.round(performance.now() - t) });
+  add({
+    check: 'keys',
+    status: 'ok',
+    detail: seen.length ? `listing works (${seen.length}${seen.length >= 20 ? '+' : ''} key(s) seen)` : 'listing works (no keys yet)',
+    ms: Math.round(performance.now() - t),
+  });
   const first = seen[0];
   if (first) {
     const r = await timed(() => driver.keyExistsAndIsActive(first.keyId));
-    exercised('kms:DescribeKey', r.ok || r.error.code === 'KEY_DISABLED' || r.error.code === 'NOT_FOUND' ? undefined : r.error, `keyExistsAndIsActive(${first.keyId})`);
+    exercised(
+      'kms:DescribeKey',
+      r.ok || r.error.code === 'KEY_DISABLED' || r.error.code === 'NOT_FOUND' ? undefined : r.error,
+      `keyExistsAndIsActive(${first.keyId})`,
+    );
   }
   const asym = seen.find((k) => k.kind === 'signing' || k.kind === 'encryption');
   if (asym) {

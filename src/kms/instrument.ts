@@ -10,7 +10,7 @@
  *  - one audit line per call (see src/kms/audit.ts): sizes, never bytes.
  * health() never throws: a failing or hanging health check reports `failed`.
  */
-import { err, isKeyportError, KeyportError, oneLine, type ErrorCode } from '../errors.js';
+import { err, isKeyportError, type KeyportError, oneLine, type ErrorCode } from '../errors.js';
 import { parseUri, redactUri, type ParsedUri } from '../config/uri.js';
 import { openDriver } from './registry.js';
 import { auditSinkFromEnv, type AuditRecord, type AuditSink } from './audit.js';
@@ -49,7 +49,8 @@ function requestIdsOf(e: unknown): string[] {
   for (let depth = 0; cur && typeof cur === 'object' && depth < 4 && !seen.has(cur); depth++) {
     seen.add(cur);
     const o = cur as { requestId?: unknown; $metadata?: { requestId?: unknown; extendedRequestId?: unknown }; cause?: unknown };
-    for (const v of [o.requestId, o.$metadata?.requestId, o.$metadata?.extendedRequestId]) if (typeof v === 'string' && v && !out.includes(v)) out.push(v);
+    for (const v of [o.requestId, o.$metadata?.requestId, o.$metadata?.extendedRequestId])
+      if (typeof v === 'string' && v && !out.includes(v)) out.push(v);
     cur = o.cause;
   }
   return out;
@@ -98,7 +99,9 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     return new Promise<T>((resolve, reject) => {
       const t = setTimeout(() => {
         p.catch(() => undefined);
-        reject(err('TIMEOUT', `KMS ${kms} did not answer ${op} within ${timeoutMs} ms: check the network and the KMS, or raise the timeout`));
+        reject(
+          err('TIMEOUT', `KMS ${kms} did not answer ${op} within ${timeoutMs} ms: check the network and the KMS, or raise the timeout`),
+        );
       }, timeoutMs);
       p.then(
         (v) => {
@@ -168,7 +171,8 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
       let h: Health;
       try {
         h = await attempt('health', () => driver.health());
-        if (!h || typeof h !== 'object' || !['ok', 'degraded', 'failed', 'fatal'].includes((h as Health).state)) h = { state: 'failed', reason: `driver ${dname} returned an invalid health value` };
+        if (!h || typeof h !== 'object' || !['ok', 'degraded', 'failed', 'fatal'].includes((h as Health).state))
+          h = { state: 'failed', reason: `driver ${dname} returned an invalid health value` };
       } catch (e) {
         h = { state: 'failed', reason: toKeyportError(e, dname).message };
       }
@@ -188,13 +192,29 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     supportedSigningAlgoSpecs: () => driver.supportedSigningAlgoSpecs(),
     supportedEncryptionKeySpecs: () => driver.supportedEncryptionKeySpecs(),
     supportedEncryptionAlgoSpecs: () => driver.supportedEncryptionAlgoSpecs(),
-    generateSigningKeyPair: (spec, name) => call('generateSigningKeyPair', { spec, name }, () => driver.generateSigningKeyPair(spec, name), { creates: true, keyIdOf: (r) => r }),
-    generateEncryptionKeyPair: (spec, name) => call('generateEncryptionKeyPair', { spec, name }, () => driver.generateEncryptionKeyPair(spec, name), { creates: true, keyIdOf: (r) => r }),
-    generateSymmetricKey: (name) => call('generateSymmetricKey', { spec: 'aes256', name }, () => driver.generateSymmetricKey(name), { creates: true, keyIdOf: (r) => r }),
-    sign: (keyId, data, algo) => call('sign', { keyId, inputBytes: data.length, spec: algo }, () => driver.sign(keyId, data, algo), { outputBytes: (r) => r?.length }),
-    decryptAsymmetric: (keyId, ct, algo) => call('decryptAsymmetric', { keyId, inputBytes: ct.length, spec: algo }, () => driver.decryptAsymmetric(keyId, ct, algo), { outputBytes: (r) => r?.length }),
-    encryptSymmetric: (keyId, pt) => call('encryptSymmetric', { keyId, inputBytes: pt.length }, () => driver.encryptSymmetric(keyId, pt), { outputBytes: (r) => r?.length }),
-    decryptSymmetric: (keyId, ct) => call('decryptSymmetric', { keyId, inputBytes: ct.length }, () => driver.decryptSymmetric(keyId, ct), { outputBytes: (r) => r?.length }),
+    generateSigningKeyPair: (spec, name) =>
+      call('generateSigningKeyPair', { spec, name }, () => driver.generateSigningKeyPair(spec, name), { creates: true, keyIdOf: (r) => r }),
+    generateEncryptionKeyPair: (spec, name) =>
+      call('generateEncryptionKeyPair', { spec, name }, () => driver.generateEncryptionKeyPair(spec, name), {
+        creates: true,
+        keyIdOf: (r) => r,
+      }),
+    generateSymmetricKey: (name) =>
+      call('generateSymmetricKey', { spec: 'aes256', name }, () => driver.generateSymmetricKey(name), { creates: true, keyIdOf: (r) => r }),
+    sign: (keyId, data, algo) =>
+      call('sign', { keyId, inputBytes: data.length, spec: algo }, () => driver.sign(keyId, data, algo), { outputBytes: (r) => r?.length }),
+    decryptAsymmetric: (keyId, ct, algo) =>
+      call('decryptAsymmetric', { keyId, inputBytes: ct.length, spec: algo }, () => driver.decryptAsymmetric(keyId, ct, algo), {
+        outputBytes: (r) => r?.length,
+      }),
+    encryptSymmetric: (keyId, pt) =>
+      call('encryptSymmetric', { keyId, inputBytes: pt.length }, () => driver.encryptSymmetric(keyId, pt), {
+        outputBytes: (r) => r?.length,
+      }),
+    decryptSymmetric: (keyId, ct) =>
+      call('decryptSymmetric', { keyId, inputBytes: ct.length }, () => driver.decryptSymmetric(keyId, ct), {
+        outputBytes: (r) => r?.length,
+      }),
     getPublicKey: (keyId) => call('getPublicKey', { keyId }, () => driver.getPublicKey(keyId)),
     keyExistsAndIsActive: (keyId) => call('keyExistsAndIsActive', { keyId }, () => driver.keyExistsAndIsActive(keyId)),
     deleteKey: (keyId) => call('deleteKey', { keyId }, () => driver.deleteKey(keyId), { deletes: true }),
@@ -231,7 +251,15 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     let recorded = false;
     const done = (outcome: 'ok' | 'error', code?: ErrorCode) => {
       recorded = true;
-      record({ time: new Date().toISOString(), kms, operation: 'listKeys', latencyMs: Math.round((performance.now() - started) * 10) / 10, outcome, ...(code ? { code } : {}), attempts });
+      record({
+        time: new Date().toISOString(),
+        kms,
+        operation: 'listKeys',
+        latencyMs: Math.round((performance.now() - started) * 10) / 10,
+        outcome,
+        ...(code ? { code } : {}),
+        attempts,
+      });
     };
     try {
       for (;;) {

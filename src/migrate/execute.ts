@@ -58,9 +58,22 @@ async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
   if (e.f) throw err('UNSUPPORTED', `re-keying cannot replace the existing target key '${e.n}'`);
   const created = await ctx.dst.kr.create(e.n, { type: old.type, purpose: old.purpose, usage: old.usage, createdBy: old.createdBy });
   const oldV = old.versions[old.versions.length - 1]!;
-  const entry: Record<string, unknown> = { name: e.n, type: old.type, old: { fingerprint: oldV.fingerprint, kms: oldV.external?.kms, keyId: oldV.external?.keyId }, new: { fingerprint: created.fingerprint }, at: new Date().toISOString() };
+  const entry: Record<string, unknown> = {
+    name: e.n,
+    type: old.type,
+    old: { fingerprint: oldV.fingerprint, kms: oldV.external?.kms, keyId: oldV.external?.keyId },
+    new: { fingerprint: created.fingerprint },
+    at: new Date().toISOString(),
+  };
   if (old.purpose === 'signing' && created.publicKey) {
-    const statement = JSON.stringify({ type: 'keyport-key-delegation-v1', name: e.n, delegator: oldV.fingerprint, delegate: created.fingerprint, delegatePublicKey: toPem(Buffer.from(created.publicKey, 'base64'), 'PUBLIC KEY'), issuedAt: entry['at'] });
+    const statement = JSON.stringify({
+      type: 'keyport-key-delegation-v1',
+      name: e.n,
+      delegator: oldV.fingerprint,
+      delegate: created.fingerprint,
+      delegatePublicKey: toPem(Buffer.from(created.publicKey, 'base64'), 'PUBLIC KEY'),
+      issuedAt: entry['at'],
+    });
     const usage = old.usage.includes('any') ? undefined : old.usage.includes('namespace') ? 'namespace' : old.usage[0];
     const sig = await ctx.src.kr.sign(e.n, Buffer.from(statement), { usage });
     entry['delegation'] = { statement, signature: sig.toString('base64'), algorithm: old.type };
@@ -76,7 +89,8 @@ async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean):
   const [s, d] = [ctx.src.kr, ctx.dst.kr] as StoreKeyring[];
   const name = srcRec.name;
   const dstRec = await d!.store.get(name);
-  if (!rekeyed && material(srcRec) !== material(dstRec)) throw err('VERIFY_FAILED', `'${name}': fingerprints differ between source and target`);
+  if (!rekeyed && material(srcRec) !== material(dstRec))
+    throw err('VERIFY_FAILED', `'${name}': fingerprints differ between source and target`);
   const probe = randomBytes(32);
   if (srcRec.purpose === 'signing') {
     const usage = dstRec.usage.includes('any') ? undefined : dstRec.usage[0];
@@ -85,7 +99,10 @@ async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean):
     if (!ok) throw err('VERIFY_FAILED', `'${name}': a signature made at the target does not verify with the source key`);
   } else {
     // an aes256 key inside a KMS encrypts in the KMS's own format, not KES's: check it round-trips there
-    const kmsSymmetric = dstRec.type === 'aes256' && dstRec.versions[dstRec.versions.length - 1]!.external && !srcRec.versions[srcRec.versions.length - 1]!.external;
+    const kmsSymmetric =
+      dstRec.type === 'aes256' &&
+      dstRec.versions[dstRec.versions.length - 1]!.external &&
+      !srcRec.versions[srcRec.versions.length - 1]!.external;
     const ct = rekeyed || kmsSymmetric ? await d!.encryptRecord(dstRec, probe) : await s!.encryptRecord(srcRec, probe);
     const back = await d!.decryptRecord(dstRec, ct);
     if (!back.equals(probe)) throw err('VERIFY_FAILED', `'${name}': data encrypted at the source does not decrypt at the target`);
@@ -105,11 +122,13 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     batch.map(async (e) => {
       try {
         if (e.s === 'rekey') {
-          await ctx.pool.run(() => rekey(ctx, e).catch(async (x) => {
-            // resumed after a crash: the re-keyed key may already be there
-            if (isKeyportError(x, 'EXISTS')) return;
-            throw x;
-          }));
+          await ctx.pool.run(() =>
+            rekey(ctx, e).catch(async (x) => {
+              // resumed after a crash: the re-keyed key may already be there
+              if (isKeyportError(x, 'EXISTS')) return;
+              throw x;
+            }),
+          );
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }

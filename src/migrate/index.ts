@@ -9,7 +9,16 @@ import { redactUri } from '../config/uri.js';
 import { openKeyring } from '../keys/open.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
-import { Journal, PlanWriter, defaultJournalPath, migrationId, readPlan, type PlanEntry, type JournalEvent, type Strategy } from './journal.js';
+import {
+  Journal,
+  PlanWriter,
+  defaultJournalPath,
+  migrationId,
+  readPlan,
+  type PlanEntry,
+  type JournalEvent,
+  type Strategy,
+} from './journal.js';
 import { planMigration, type Mode, type PlanSummary, type Side } from './plan.js';
 import { AdaptivePool } from './pool.js';
 
@@ -76,8 +85,22 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const srcKr = await openKeyring(o.from, { cacheTtlMs: 0 });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
-    from: redactUri(o.from), to: redactUri(o.to), dryRun: !!o.dryRun, resumed: false, alreadyFinished: false, planned: 0, migrated: 0, skipped: 0,
-    conflicts: [], failed: [], refused: [], errors: [], verified: 0, strategies: { copy: 0, import: 0, rekey: 0 }, durationMs: 0, keysPerSecond: 0,
+    from: redactUri(o.from),
+    to: redactUri(o.to),
+    dryRun: !!o.dryRun,
+    resumed: false,
+    alreadyFinished: false,
+    planned: 0,
+    migrated: 0,
+    skipped: 0,
+    conflicts: [],
+    failed: [],
+    refused: [],
+    errors: [],
+    verified: 0,
+    strategies: { copy: 0, import: 0, rekey: 0 },
+    durationMs: 0,
+    keysPerSecond: 0,
   };
   try {
     dstKr = await openKeyring(o.to, { cacheTtlMs: 0 });
@@ -94,7 +117,15 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
 
     if (o.dryRun) {
       const plan: PlanEntry[] = [];
-      apply(await planMigration(src, dst, opts, (e) => void (plan.length < 10_000 && plan.push(e)), (n) => o.onProgress?.('plan', n)));
+      apply(
+        await planMigration(
+          src,
+          dst,
+          opts,
+          (e) => void (plan.length < 10_000 && plan.push(e)),
+          (n) => o.onProgress?.('plan', n),
+        ),
+      );
       report.plan = plan;
       return report;
     }
@@ -105,7 +136,9 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     const rekeyMap = join(dirname(journal.path), `keyport-rekey-${id}.jsonl`);
     const events = journal.read();
     const mine = events[0]?.t === 'start' && events[0].id === id;
-    const planned = mine ? (events.find((e) => e.t === 'planned') as (JournalEvent & { t: 'planned' }) & { summary?: PlanSummary } | undefined) : undefined;
+    const planned = mine
+      ? (events.find((e) => e.t === 'planned') as ((JournalEvent & { t: 'planned' }) & { summary?: PlanSummary }) | undefined)
+      : undefined;
     const finished = mine && events.some((e) => e.t === 'finished');
     const doneBatches = new Set(events.filter((e): e is JournalEvent & { t: 'batch' } => e.t === 'batch').map((e) => e.i));
 
@@ -139,7 +172,14 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         report.planned = 0;
         return report;
       }
-      journal.append({ t: 'planned', entries: summary.total, migrate: summary.migrate, batchSize, batches: Math.ceil(summary.migrate / batchSize), summary } as JournalEvent);
+      journal.append({
+        t: 'planned',
+        entries: summary.total,
+        migrate: summary.migrate,
+        batchSize,
+        batches: Math.ceil(summary.migrate / batchSize),
+        summary,
+      } as JournalEvent);
       rmSync(prevPlan, { force: true });
       if (finished) {
         report.alreadyFinished = summary.migrate === 0;
@@ -194,4 +234,3 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     await dstKr?.close().catch(() => undefined);
   }
 }
-

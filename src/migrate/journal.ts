@@ -3,7 +3,19 @@
  * plus the plan, one line per key. A migration is identified by its source, target, pattern and mode;
  * running the same command again resumes it (after a crash) or reports it finished (changes nothing).
  */
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync, createReadStream } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  createReadStream,
+} from 'node:fs';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { homedir } from 'node:os';
@@ -31,7 +43,10 @@ export type JournalEvent =
   | { t: 'finished'; at: string };
 
 export function migrationId(from: string, to: string, pattern: string, mode: string): string {
-  return createHash('sha256').update(JSON.stringify([redactUri(from), redactUri(to), pattern, mode])).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify([redactUri(from), redactUri(to), pattern, mode]))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** the default journal path: beside a file-based target, else under $KEYPORT_HOME/journals */
@@ -129,7 +144,8 @@ export class PlanWriter {
 }
 
 export async function* readPlan(path: string): AsyncGenerator<PlanEntry> {
-  if (!existsSync(path)) throw err('INVALID_INPUT', `migration plan ${path} is missing: delete the journal ${path.replace(/\.plan$/, '')} and run again`);
+  if (!existsSync(path))
+    throw err('INVALID_INPUT', `migration plan ${path} is missing: delete the journal ${path.replace(/\.plan$/, '')} and run again`);
   const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
   for await (const line of rl) if (line) yield JSON.parse(line) as PlanEntry;
 }

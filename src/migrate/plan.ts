@@ -45,7 +45,7 @@ async function* names(kr: StoreKeyring, pat: Pattern): AsyncGenerator<string> {
 /** the fingerprints of every version: equal lists mean the same key material */
 export const material = (r: KeyRecord) => r.versions.map((v) => v.fingerprint).join(',');
 
-export function strategyFor(src: Side, dst: Side, r: KeyRecord, rekey: boolean): { s: Strategy } | { reason: string } {
+export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean): { s: Strategy } | { reason: string } {
   const external = r.versions.filter((v) => v.external);
   const dstExternal = dst.protection.mode === 'external';
   if (dst.kesOnly) {
@@ -54,14 +54,22 @@ export function strategyFor(src: Side, dst: Side, r: KeyRecord, rekey: boolean):
   }
   if (external.length === 0) {
     if (!dstExternal) return { s: 'copy' };
-    if (!dst.canImport) return rekey ? { s: 'rekey' } : { reason: `${redactUri(dst.uri)} cannot import key material: pass --rekey to create new keys there` };
+    if (!dst.canImport)
+      return rekey ? { s: 'rekey' } : { reason: `${redactUri(dst.uri)} cannot import key material: pass --rekey to create new keys there` };
     return { s: 'import' };
   }
   // the source cannot export: keep the reference when the target is a catalog of the same KMS
-  if (dstExternal && external.every((v) => v.external!.kms === (dst.protection as { kms: string }).kms) && external.length === r.versions.length) return { s: 'copy' };
+  if (
+    dstExternal &&
+    external.every((v) => v.external!.kms === (dst.protection as { kms: string }).kms) &&
+    external.length === r.versions.length
+  )
+    return { s: 'copy' };
   if (dst.kesOnly) return { reason: 'the key lives in a KMS and cannot be exported into a KES keystore' };
   if (rekey) return { s: 'rekey' };
-  return { reason: `the key lives in KMS ${redactUri(external[0]!.external!.kms)} and cannot be exported: pass --rekey for a new key with a delegation` };
+  return {
+    reason: `the key lives in KMS ${redactUri(external[0]!.external!.kms)} and cannot be exported: pass --rekey for a new key with a delegation`,
+  };
 }
 
 export async function planMigration(

@@ -34,16 +34,33 @@ export const ServerConfigSchema = z
     policy: z
       .record(
         z.string(),
-        z.object({ allow: z.array(z.string()).default([]), deny: z.array(z.string()).default([]), identities: z.array(z.string()).default([]) }).passthrough(),
+        z
+          .object({
+            allow: z.array(z.string()).default([]),
+            deny: z.array(z.string()).default([]),
+            identities: z.array(z.string()).default([]),
+          })
+          .passthrough(),
       )
       .optional(),
-    cache: z.object({ expiry: z.object({ any: Duration.optional(), unused: Duration.optional(), offline: Duration.optional() }).passthrough().optional() }).passthrough().optional(),
+    cache: z
+      .object({
+        expiry: z.object({ any: Duration.optional(), unused: Duration.optional(), offline: Duration.optional() }).passthrough().optional(),
+      })
+      .passthrough()
+      .optional(),
     log: z.object({ error: OnOff.optional(), audit: OnOff.optional() }).passthrough().optional(),
     keys: z.array(z.object({ name: z.string() })).optional(),
     keystore: z
       .object({
         fs: z.object({ path: z.string() }).optional(),
-        keyport: z.object({ store: z.string(), envelope: z.object({ wrapper: z.string() }).optional(), external: z.object({ kms: z.string() }).optional() }).optional(),
+        keyport: z
+          .object({
+            store: z.string(),
+            envelope: z.object({ wrapper: z.string() }).optional(),
+            external: z.object({ kms: z.string() }).optional(),
+          })
+          .optional(),
       })
       .passthrough(),
     /** keyport: worker processes sharing the port (0 = one per CPU) */
@@ -138,19 +155,32 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
     }
   }
   const routes: ServerConfig['routes'] = {};
-  for (const [path, a] of Object.entries(c.api ?? {})) routes[path] = { skipAuth: a.skip_auth, ...(a.timeout !== undefined ? { timeoutMs: parseDuration(a.timeout, `api.${path}.timeout`) } : {}) };
+  for (const [path, a] of Object.entries(c.api ?? {}))
+    routes[path] = {
+      skipAuth: a.skip_auth,
+      ...(a.timeout !== undefined ? { timeoutMs: parseDuration(a.timeout, `api.${path}.timeout`) } : {}),
+    };
   const exp = c.cache?.expiry ?? {};
   const ks = c.keystore;
   let store: ServerConfig['store'];
   if (ks.keyport) store = ks.keyport;
   else if (ks.fs) store = `kes-fs:${resolve(base, ks.fs.path)}`;
-  else throw err('INVALID_INPUT', `${where}: keystore: use fs: {path: …} or keyport: {store: URI} (other KES keystores: migrate them with 'keyport migrate')`);
+  else
+    throw err(
+      'INVALID_INPUT',
+      `${where}: keystore: use fs: {path: …} or keyport: {store: URI} (other KES keystores: migrate them with 'keyport migrate')`,
+    );
   const { host, port } = parseAddress(c.address);
   return {
     host,
     port,
     admin,
-    tls: { key: file(c.tls.key, 'tls.key'), cert: file(c.tls.cert, 'tls.cert'), ...(c.tls.password ? { password: c.tls.password } : {}), ...(c.tls.ca ? { ca: file(c.tls.ca, 'tls.ca') } : {}) },
+    tls: {
+      key: file(c.tls.key, 'tls.key'),
+      cert: file(c.tls.cert, 'tls.cert'),
+      ...(c.tls.password ? { password: c.tls.password } : {}),
+      ...(c.tls.ca ? { ca: file(c.tls.ca, 'tls.ca') } : {}),
+    },
     policies,
     identities,
     routes,

@@ -33,12 +33,24 @@ function once(path: string, make: () => Buffer | string): Buffer {
 export function devSetup(opts: { dir?: string; host?: string; port?: number } = {}): DevSetup {
   const dir = opts.dir ?? join(process.env.KEYPORT_HOME ?? join(homedir(), '.keyport'), 'dev');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const keyPem = once(join(dir, 'server.key'), () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const keyPem = once(
+    join(dir, 'server.key'),
+    () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  );
   const certPath = join(dir, 'server.cert');
   const cert = once(certPath, () => {
-    return certToPem(selfSignedCertificate(createPrivateKey(keyPem), { commonName: 'keyport dev server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usage: ['server'] }));
+    return certToPem(
+      selfSignedCertificate(createPrivateKey(keyPem), {
+        commonName: 'keyport dev server',
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1', '::1'],
+        usage: ['server'],
+      }),
+    );
   });
-  const apiKey = once(join(dir, 'admin.key'), () => generateApiKey().key + '\n').toString().trim();
+  const apiKey = once(join(dir, 'admin.key'), () => generateApiKey().key + '\n')
+    .toString()
+    .trim();
   const admin = parseApiKey(apiKey).identity;
   return {
     dir,
@@ -60,4 +72,3 @@ export function devSetup(opts: { dir?: string; host?: string; port?: number } = 
     },
   };
 }
-

@@ -20,7 +20,7 @@ function identify(req: IncomingMessage): string {
     id = '';
     try {
       const peer = sock.getPeerCertificate?.();
-      if (peer && peer.raw) id = identityOfCertificate(peer.raw);
+      if (peer?.raw) id = identityOfCertificate(peer.raw);
     } catch {
       id = '';
     }
@@ -28,7 +28,7 @@ function identify(req: IncomingMessage): string {
   }
   if (id) return id;
   const auth = req.headers.authorization;
-  if (auth && auth.startsWith('Bearer kes:v1:')) {
+  if (auth?.startsWith('Bearer kes:v1:')) {
     const token = auth.slice(7).trim();
     let b = bearerIdentity.get(token);
     if (b === undefined) {
@@ -57,7 +57,8 @@ function send(res: ServerResponse, status: number, body?: unknown, extra: Record
   res.end(text);
 }
 
-const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) => send(res, status, { message }, extra);
+const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) =>
+  send(res, status, { message }, extra);
 
 /** what a client may send past a limit before we stop reading and close (answered 413 either way) */
 const DRAIN_LIMIT = 16 << 20;
@@ -88,7 +89,10 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-larg
 
 /** answer and forget a request we refuse before reading its body */
 function drain(req: IncomingMessage): Promise<void> {
-  return readBody(req, 0).then(() => undefined, () => undefined);
+  return readBody(req, 0).then(
+    () => undefined,
+    () => undefined,
+  );
 }
 
 export interface RunningServer {
@@ -126,7 +130,12 @@ export function createKesServer(state: ServerState): Server {
     const finish = (status: number) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       state.metrics.observe(status, seconds);
-      if (route && route.path !== '/v1/log/audit') state.logs.audit.emit({ time: new Date().toISOString(), request: { ip: req.socket.remoteAddress, path, ...(identity ? { identity } : {}) }, response: { code: status, time: Math.round(seconds * 1e6) } });
+      if (route && route.path !== '/v1/log/audit')
+        state.logs.audit.emit({
+          time: new Date().toISOString(),
+          request: { ip: req.socket.remoteAddress, path, ...(identity ? { identity } : {}) },
+          response: { code: status, time: Math.round(seconds * 1e6) },
+        });
     };
     if (!route) {
       await drain(req);
@@ -160,9 +169,10 @@ export function createKesServer(state: ServerState): Server {
       const resource = path.length >= route.path.length ? path.slice(route.path.length) : '';
       const ctx: Ctx = { identity, admin: !!cfg.admin && identity === cfg.admin, resource, query, body, state };
       const work = route.handler(ctx);
-      const reply: Reply | 'timeout' = route.timeoutMs > 0
-        ? await Promise.race([work, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), route.timeoutMs)))])
-        : await work;
+      const reply: Reply | 'timeout' =
+        route.timeoutMs > 0
+          ? await Promise.race([work, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), route.timeoutMs)))])
+          : await work;
       if (reply === 'timeout') {
         work.catch(() => undefined);
         fail(res, 503, 'request timed out');
@@ -183,7 +193,8 @@ export function createKesServer(state: ServerState): Server {
     } catch (e) {
       const subject = path.startsWith('/v1/policy/') ? 'policy' : path.startsWith('/v1/identity/') ? 'identity' : 'key';
       const { status, message } = kesError(e, subject);
-      if (!isKeyportError(e) || status >= 500) state.logs.logError(`${req.method} ${route.path}: ${isKeyportError(e) ? oneLine(e) : 'internal error: ' + oneLine(e)}`);
+      if (!isKeyportError(e) || status >= 500)
+        state.logs.logError(`${req.method} ${route.path}: ${isKeyportError(e) ? oneLine(e) : 'internal error: ' + oneLine(e)}`);
       fail(res, status, message);
       return finish(status);
     } finally {
@@ -216,7 +227,9 @@ export function createKesServer(state: ServerState): Server {
   server.on('clientError', (_e, socket) => {
     if (socket.writable) {
       const body = '{"message":"bad request"}';
-      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
     } else socket.destroy();
   });
   return server;

@@ -168,8 +168,14 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
         ...(p.unreachable ? { keystore_unreachable: true } : { keystore_latency: Math.max(1, Math.round(p.latencyMs)) }),
       });
     }),
-    r('GET', '/v1/metrics', 0, S15, 'verify', async (c) => ({ status: 200, text: await c.state.metrics.registry.metrics(), contentType: c.state.metrics.registry.contentType })),
-    r('GET', '/v1/api', 0, 10_000, 'verify', async () => ok(routes.map((x) => ({ method: x.method, path: x.path, max_body: x.maxBody, timeout: Math.floor(x.timeoutMs / 1000) })))),
+    r('GET', '/v1/metrics', 0, S15, 'verify', async (c) => ({
+      status: 200,
+      text: await c.state.metrics.registry.metrics(),
+      contentType: c.state.metrics.registry.contentType,
+    })),
+    r('GET', '/v1/api', 0, 10_000, 'verify', async () =>
+      ok(routes.map((x) => ({ method: x.method, path: x.path, max_body: x.maxBody, timeout: Math.floor(x.timeoutMs / 1000) }))),
+    ),
 
     r('PUT', '/v1/key/create/', 4096, S15, 'verify', async (c) => {
       // KES sends no body; keyport clients may ask for a type
@@ -177,7 +183,8 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const type = (str(b, 'type') ?? c.query.get('type') ?? 'aes256') as KeyType;
       if (!(KEY_TYPES as readonly string[]).includes(type)) throw err('INVALID_INPUT', `unknown key type '${type}'`);
       const usage = (b['usage'] as KeyUsage[] | undefined) ?? undefined;
-      if (usage !== undefined && (!Array.isArray(usage) || usage.some((u) => !(KEY_USAGES as readonly string[]).includes(u)))) throw err('INVALID_INPUT', 'invalid usage');
+      if (usage !== undefined && (!Array.isArray(usage) || usage.some((u) => !(KEY_USAGES as readonly string[]).includes(u))))
+        throw err('INVALID_INPUT', 'invalid usage');
       await c.state.kr.create(c.resource, { type, purpose: str(b, 'purpose') as never, usage, createdBy: c.identity });
       return ok();
     }),
@@ -188,7 +195,15 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const type = str(b, 'type');
       if (type === undefined || type === 'aes256') {
         if (cipher !== undefined && !['AES256', 'AES256-GCM_SHA256', ''].includes(cipher))
-          return { status: 406, json: { message: cipher === 'ChaCha20' || cipher === 'XCHACHA20-POLY1305' ? `algorithm '${cipher}' is not supported for import: use AES256` : `algorithm '${cipher}' is not supported` } };
+          return {
+            status: 406,
+            json: {
+              message:
+                cipher === 'ChaCha20' || cipher === 'XCHACHA20-POLY1305'
+                  ? `algorithm '${cipher}' is not supported for import: use AES256`
+                  : `algorithm '${cipher}' is not supported`,
+            },
+          };
         if (key.length !== 32) return { status: 406, json: { message: `invalid key size for '${cipher ?? 'AES256'}'` } };
       }
       await c.state.kr.import(c.resource, key, { type: (type ?? 'aes256') as KeyType, createdBy: c.identity });
@@ -243,13 +258,18 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const b = jsonBody(c);
       const format = str(b, 'format');
       if (format !== undefined && format !== 'der' && format !== 'raw') throw err('INVALID_INPUT', "format must be 'der' or 'raw'");
-      const sig = await c.state.kr.sign(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), { format: format as 'der' | 'raw' | undefined, usage: str(b, 'usage') as KeyUsage | undefined });
+      const sig = await c.state.kr.sign(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), {
+        format: format as 'der' | 'raw' | undefined,
+        usage: str(b, 'usage') as KeyUsage | undefined,
+      });
       return ok({ signature: sig.toString('base64') });
     }),
     r('PUT', '/v1/key/verify/', MB, S15, 'verify', async (c) => {
       const b = jsonBody(c);
       const format = str(b, 'format');
-      const valid = await c.state.kr.verify(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), bytes(b, 'signature', true)!, { format: format === 'raw' ? 'raw' : 'der' });
+      const valid = await c.state.kr.verify(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), bytes(b, 'signature', true)!, {
+        format: format === 'raw' ? 'raw' : 'der',
+      });
       return ok({ valid });
     }),
     r('GET', '/v1/key/public/', 0, S15, 'verify', async (c) => {
@@ -317,7 +337,13 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
 function policyJson(s: ServerState, name: string) {
   const p = s.config.policies.get(name)!;
   const set = (l: string[]) => (l.length ? Object.fromEntries(l.map((x) => [x, {}])) : undefined);
-  return { name, allow: set(p.allow), deny: set(p.deny), created_at: new Date(s.startedAt).toISOString(), created_by: s.config.admin ?? '' };
+  return {
+    name,
+    allow: set(p.allow),
+    deny: set(p.deny),
+    created_at: new Date(s.startedAt).toISOString(),
+    created_by: s.config.admin ?? '',
+  };
 }
 
 /** KES's policy match: a trailing '*' is a prefix match, anything else must be equal */

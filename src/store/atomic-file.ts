@@ -39,7 +39,11 @@ export function writeFileAtomic(path: string, data: Buffer | string, mode = 0o60
   try {
     renameSync(tmp, path);
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
     throw e;
   }
   fsyncDir(dirname(path));
@@ -52,7 +56,11 @@ export function createFileAtomic(path: string, data: Buffer | string, mode = 0o6
   try {
     linkSync(tmp, path);
   } finally {
-    try { unlinkSync(tmp); } catch { /* gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
   }
   fsyncDir(dirname(path));
 }

@@ -44,7 +44,10 @@ export async function openAwsSmStore(params: Record<string, string>, uri: string
   try {
     sdk = await import('@aws-sdk/client-secrets-manager');
   } catch (e) {
-    throw err('UNSUPPORTED', `awssm: @aws-sdk/client-secrets-manager cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`);
+    throw err(
+      'UNSUPPORTED',
+      `awssm: @aws-sdk/client-secrets-manager cannot be loaded (${(e as Error).message.split('\n')[0]}): install it`,
+    );
   }
   const client = new sdk.SecretsManagerClient(clientConfig(p) as import('@aws-sdk/client-secrets-manager').SecretsManagerClientConfig);
   decodeXmlErrors(client.middlewareStack); // moto-style XML errors (auth, IAM) get their AWS error names
@@ -89,7 +92,8 @@ class AwsSmStore implements RecordStore {
     } catch (e) {
       const k = mapAwsError(e, what, SVC);
       // AWS keeps a deleted name reserved for a short while after a forced delete
-      if (/scheduled for deletion|marked for deletion/i.test(k.message)) return Promise.reject(err('CONFLICT', `${SVC} ${what}: the secret name is still being deleted: retry shortly`));
+      if (/scheduled for deletion|marked for deletion/i.test(k.message))
+        return Promise.reject(err('CONFLICT', `${SVC} ${what}: the secret name is still being deleted: retry shortly`));
       throw k;
     }
   }
@@ -262,4 +266,3 @@ class AwsSmStore implements RecordStore {
     this.client.destroy();
   }
 }
-

@@ -74,7 +74,8 @@ export class WrapperKeys {
     try {
       return await driver.decryptSymmetric(keyId, Buffer.from(s.blob, 'base64'));
     } catch (e) {
-      if (isKeyportError(e, 'INVALID_CIPHERTEXT')) throw err('INVALID_CIPHERTEXT', `sealed key does not open with wrapper ${redactUri(s.wrapper)}: wrong or rotated wrapper key`);
+      if (isKeyportError(e, 'INVALID_CIPHERTEXT'))
+        throw err('INVALID_CIPHERTEXT', `sealed key does not open with wrapper ${redactUri(s.wrapper)}: wrong or rotated wrapper key`);
       throw e;
     }
   }

@@ -120,7 +120,10 @@ class FsStore implements RecordStore {
   async createMany(recs: KeyRecord[]): Promise<string[]> {
     this.listing.invalidate();
     try {
-      const existed = await createFilesAtomic(this.dir, recs.map((r) => ({ path: this.file(r.name), data: JSON.stringify(r) })));
+      const existed = await createFilesAtomic(
+        this.dir,
+        recs.map((r) => ({ path: this.file(r.name), data: JSON.stringify(r) })),
+      );
       return existed.map((p) => p.slice(this.dir.length + 1, -EXT.length));
     } catch (e) {
       ioError(e, `cannot write keys into ${this.dir}`);

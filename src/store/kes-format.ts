@@ -38,7 +38,12 @@ export interface DecodedKesKey extends KesKey {
 
 const bad = (why: string) => err('INVALID_INPUT', `not a KES key: ${why}`);
 
-const ALGORITHM_NAMES: Record<string, KesKeyAlgorithm> = { AES256: 'AES256', 'AES256-GCM_SHA256': 'AES256', ChaCha20: 'ChaCha20', 'XCHACHA20-POLY1305': 'ChaCha20' };
+const ALGORITHM_NAMES: Record<string, KesKeyAlgorithm> = {
+  AES256: 'AES256',
+  'AES256-GCM_SHA256': 'AES256',
+  ChaCha20: 'ChaCha20',
+  'XCHACHA20-POLY1305': 'ChaCha20',
+};
 const TYPE_OF: Record<KesKeyAlgorithm, number> = { AES256: 1, ChaCha20: 2 };
 
 // ---------- time: RFC 3339 <-> (seconds, nanos), exact to the nanosecond ----------
@@ -179,7 +184,13 @@ function decodeProtobuf(raw: Buffer): KesKey {
   } catch {
     throw bad('created_by is not valid UTF-8');
   }
-  return { secret: Buffer.from(secret), algorithm, ...(hmacKey ? { hmacKey: Buffer.from(hmacKey) } : {}), createdAt: formatRfc3339(seconds, nanos), createdBy };
+  return {
+    secret: Buffer.from(secret),
+    algorithm,
+    ...(hmacKey ? { hmacKey: Buffer.from(hmacKey) } : {}),
+    createdAt: formatRfc3339(seconds, nanos),
+    createdBy,
+  };
 }
 
 function encodeProtobuf(k: KesKey): Buffer {
@@ -236,7 +247,14 @@ function decodeJson(o: unknown): KesKey {
 
 function encodeJson(k: KesKey): Buffer {
   const { seconds, nanos } = parseRfc3339(k.createdAt);
-  return Buffer.from(JSON.stringify({ bytes: k.secret.toString('base64'), algorithm: k.algorithm, created_at: formatRfc3339(seconds, nanos), created_by: k.createdBy }));
+  return Buffer.from(
+    JSON.stringify({
+      bytes: k.secret.toString('base64'),
+      algorithm: k.algorithm,
+      created_at: formatRfc3339(seconds, nanos),
+      created_by: k.createdBy,
+    }),
+  );
 }
 
 // ---------- public API ----------

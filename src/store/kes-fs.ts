@@ -42,7 +42,8 @@ function ioError(e: unknown, what: string): never {
 
 /** a name KES can hold as a file (KES's fs keystore refuses '/', '\' and '.') */
 function fileName(name: string): string {
-  if (!name || /[/\\.]/.test(name) || name.length > 255) throw err('INVALID_NAME', `'${name.slice(0, 80)}' cannot be a key file name in a KES keystore`);
+  if (!name || /[/\\.]/.test(name) || name.length > 255)
+    throw err('INVALID_NAME', `'${name.slice(0, 80)}' cannot be a key file name in a KES keystore`);
   return name;
 }
 
@@ -66,12 +67,19 @@ export function kesKeyToRecord(name: string, k: KesKey): KeyRecord {
 export function recordToKesKey(r: KeyRecord): KesKey {
   const no = (why: string) => err('UNSUPPORTED', `key '${r.name}': a KES keystore ${why}`);
   if (r.type !== 'aes256') throw no(`holds only aes256 keys, this one is ${r.type}`);
-  if (r.versions.length !== 1) throw no(`holds one key version, this key has ${r.versions.length}: migrate it before rotating, or to another store`);
+  if (r.versions.length !== 1)
+    throw no(`holds one key version, this key has ${r.versions.length}: migrate it before rotating, or to another store`);
   if (r.state !== 'active') throw no('cannot mark a key disabled: enable it first');
   const v = r.versions[0]!;
-  if (v.clear === undefined) throw no(v.sealed ? 'stores keys in clear and cannot hold envelope-sealed keys: unseal (protect disable) first' : 'cannot hold a key that lives in a KMS');
+  if (v.clear === undefined)
+    throw no(
+      v.sealed
+        ? 'stores keys in clear and cannot hold envelope-sealed keys: unseal (protect disable) first'
+        : 'cannot hold a key that lives in a KMS',
+    );
   const bytes = Buffer.from(v.clear, 'base64');
-  if (bytes.length !== 32 && bytes.length !== 64) throw err('INVALID_INPUT', `key '${r.name}': an aes256 secret is 32 bytes (or 64 with its HMAC key), got ${bytes.length}`);
+  if (bytes.length !== 32 && bytes.length !== 64)
+    throw err('INVALID_INPUT', `key '${r.name}': an aes256 secret is 32 bytes (or 64 with its HMAC key), got ${bytes.length}`);
   const alg = r.meta?.['kes_algorithm'];
   if (alg !== undefined && alg !== 'AES256' && alg !== 'ChaCha20') throw no(`does not know the algorithm '${alg.slice(0, 40)}'`);
   return {

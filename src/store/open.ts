@@ -18,9 +18,15 @@ const lazy = <T>(file: string): Promise<T> => import(`./${file}.js`) as Promise<
 const OPENERS: Record<string, Opener> = {
   sqlite: async (u, uri) => (await import('./sqlite.js')).openSqliteStore(needPath(u, 'sqlite:keys.db'), uri),
   fs: async (u, uri) => (await import('./fs.js')).openFsStore(needPath(u, 'fs:./keys'), uri),
-  'kes-fs': async (u, uri) => (await lazy<{ openKesFsStore(d: string, uri: string): Promise<RecordStore> }>('kes-fs')).openKesFsStore(needPath(u, 'kes-fs:/var/lib/kes/keys'), uri),
-  postgres: async (u, uri) => (await lazy<{ openPostgresStore(c: string, uri: string): Promise<RecordStore> }>('postgres')).openPostgresStore(u.path!, uri),
-  awssm: async (u, uri) => (await lazy<{ openAwsSmStore(p: Record<string, string>, uri: string): Promise<RecordStore> }>('awssm')).openAwsSmStore(u.params, uri),
+  'kes-fs': async (u, uri) =>
+    (await lazy<{ openKesFsStore(d: string, uri: string): Promise<RecordStore> }>('kes-fs')).openKesFsStore(
+      needPath(u, 'kes-fs:/var/lib/kes/keys'),
+      uri,
+    ),
+  postgres: async (u, uri) =>
+    (await lazy<{ openPostgresStore(c: string, uri: string): Promise<RecordStore> }>('postgres')).openPostgresStore(u.path!, uri),
+  awssm: async (u, uri) =>
+    (await lazy<{ openAwsSmStore(p: Record<string, string>, uri: string): Promise<RecordStore> }>('awssm')).openAwsSmStore(u.params, uri),
 };
 
 export const STORE_SCHEMES = Object.keys(OPENERS);

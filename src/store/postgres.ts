@@ -13,7 +13,7 @@
  * before the rest goes to the driver.
  */
 import type PgT from 'pg';
-import { err, isKeyportError, KeyportError } from '../errors.js';
+import { err, isKeyportError, type KeyportError } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { checkUpdated, parseRecord } from './record.js';
 
@@ -76,9 +76,17 @@ export function parseConnection(conn: string): Parsed {
       if (v !== 'disable') config.ssl = v === 'verify-full' || v === 'verify-ca' ? true : { rejectUnauthorized: false };
     } else if (k === 'connect_timeout') params['connect-timeout'] = v;
     else if (LIBPQ_KEYS[k]) (config as Record<string, unknown>)[LIBPQ_KEYS[k]] = k === 'port' ? Number(v) : v;
-    else throw err('USAGE', `postgres: unknown connection parameter '${k}': use host, port, user, password, dbname, sslmode, or a postgresql:// URL`);
+    else
+      throw err(
+        'USAGE',
+        `postgres: unknown connection parameter '${k}': use host, port, user, password, dbname, sslmode, or a postgresql:// URL`,
+      );
   }
-  if (pos < s.length || s === '') throw err('USAGE', `postgres: cannot read the connection string: use postgresql://USER:PASSWORD@HOST:PORT/DATABASE or host=… user=… dbname=…`);
+  if (pos < s.length || s === '')
+    throw err(
+      'USAGE',
+      `postgres: cannot read the connection string: use postgresql://USER:PASSWORD@HOST:PORT/DATABASE or host=… user=… dbname=…`,
+    );
   const label = `${config.user ? config.user + '@' : ''}${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''}`;
   return { config, label, password: typeof config.password === 'string' ? config.password : undefined, params };
 }
@@ -138,7 +146,9 @@ function mapError(e: unknown, where: string, secret: string | undefined): Keypor
   if (isKeyportError(e)) return e;
   const x = e as { code?: string; message?: string; errno?: number };
   const code = typeof x.code === 'string' ? x.code : '';
-  let msg = String(x.message ?? e).replace(/\s*\n\s*/g, ' ').trim();
+  let msg = String(x.message ?? e)
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
   if (secret) msg = msg.split(secret).join('***');
   msg = msg.replace(/(\/\/[^:/@\s]+:)[^@\s]*@/g, '$1***@');
   const cls = code.slice(0, 2);
@@ -162,7 +172,10 @@ function mapError(e: unknown, where: string, secret: string | undefined): Keypor
     case code === '22021' || code === '22P02' || code === '22P05':
       return err('INVALID_INPUT', `${where}: the database refused a value (${msg})`);
     case /^E[A-Z]+$/.test(code) || (!sqlState && /connect|terminat|timeout|socket|closed|not queryable/i.test(msg)):
-      return err('UNAVAILABLE', `${where}: cannot reach PostgreSQL (${msg || code}): check host and port, and that the server is running; retry`);
+      return err(
+        'UNAVAILABLE',
+        `${where}: cannot reach PostgreSQL (${msg || code}): check host and port, and that the server is running; retry`,
+      );
     case !sqlState && /SSL|TLS|certificate/i.test(msg):
       return err('UNAVAILABLE', `${where}: TLS problem (${msg}): fix sslmode or the server certificate`, { retryable: false });
     default:
@@ -329,7 +342,11 @@ class PostgresStore implements RecordStore {
     });
   }
 
-  async updateMany(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void> {
+  async updateMany(
+    names: string[],
+    fn: (cur: KeyRecord) => KeyRecord | undefined,
+    meta?: Record<string, string | undefined>,
+  ): Promise<void> {
     // rows locked in name order, so two such transactions cannot deadlock each other
     await this.tx(async (c) => {
       const sorted = [...new Set(names)].sort();
@@ -378,7 +395,8 @@ class PostgresStore implements RecordStore {
     });
     const skipped: string[] = [];
     for (const r of recs) {
-      if (inserted.has(r.name)) inserted.delete(r.name); // a repeated name in the batch: the later ones were skipped
+      if (inserted.has(r.name))
+        inserted.delete(r.name); // a repeated name in the batch: the later ones were skipped
       else skipped.push(r.name);
     }
     return skipped;

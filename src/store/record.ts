@@ -34,7 +34,11 @@ export function parseRecord(json: string, where: string): KeyRecord {
     throw err('INVALID_INPUT', `${where}: stored key record is not valid JSON`);
   }
   const r = KeyRecordSchema.safeParse(v);
-  if (!r.success) throw err('INVALID_INPUT', `${where}: stored key record is malformed (${r.error.issues[0]?.path.join('.') || 'root'}: ${r.error.issues[0]?.message})`);
+  if (!r.success)
+    throw err(
+      'INVALID_INPUT',
+      `${where}: stored key record is malformed (${r.error.issues[0]?.path.join('.') || 'root'}: ${r.error.issues[0]?.message})`,
+    );
   return r.data as KeyRecord;
 }
 

@@ -155,7 +155,11 @@ class SqliteStore implements RecordStore {
     }
   }
 
-  async updateMany(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void> {
+  async updateMany(
+    names: string[],
+    fn: (cur: KeyRecord) => KeyRecord | undefined,
+    meta?: Record<string, string | undefined>,
+  ): Promise<void> {
     const tx = this.db.transaction(() => {
       for (const name of names) {
         const raw = this.q.get.get(name) as string | undefined;

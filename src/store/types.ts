@@ -137,11 +137,13 @@ const serialChains = new Map<string, Promise<unknown>>();
 export async function updateRecord(store: RecordStore, name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
   if (store.update) return store.update(name, fn);
   const key = `${store.uri}\0${name}`;
-  const run = (serialChains.get(key) ?? Promise.resolve()).catch(() => undefined).then(async () => {
-    const next = fn(await store.get(name));
-    await store.replace(next);
-    return next;
-  });
+  const run = (serialChains.get(key) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(async () => {
+      const next = fn(await store.get(name));
+      await store.replace(next);
+      return next;
+    });
   serialChains.set(key, run);
   try {
     return await run;

@@ -11,7 +11,11 @@ const dir = tempDir();
 const BIN = join(ROOT, 'bin', 'keyport.js');
 
 function kp(args: string[], input?: Buffer | string, env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input, env: { ...process.env, KEYPORT_STORE: '', KES_SERVER: '', KEYPORT_SERVER: '', ...env }, cwd: dir });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    input,
+    env: { ...process.env, KEYPORT_STORE: '', KES_SERVER: '', KEYPORT_SERVER: '', ...env },
+    cwd: dir,
+  });
   return { code: r.status, out: r.stdout, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -36,7 +40,13 @@ test('a tour: create, ls --json, sign, verify, encrypt, decrypt, export/import, 
   assert.equal(kp(['key', 'create', 'data-key', ...S]).code, 0);
   assert.equal(kp(['key', 'create', 'sig-key', '--type', 'ec-p256', ...S]).code, 0);
   const ls = JSON.parse(kp(['key', 'ls', '--json', ...S]).stdout) as { name: string; type: string; fingerprint: string }[];
-  assert.deepEqual(ls.map((k) => [k.name, k.type]), [['data-key', 'aes256'], ['sig-key', 'ec-p256']]);
+  assert.deepEqual(
+    ls.map((k) => [k.name, k.type]),
+    [
+      ['data-key', 'aes256'],
+      ['sig-key', 'ec-p256'],
+    ],
+  );
   assert.ok(ls.every((k) => k.fingerprint.length > 10));
   writeFileSync(join(dir, 'msg'), 'hello');
   assert.equal(kp(['key', 'sign', 'sig-key', '--in', 'msg', '--out', 'msg.sig', ...S]).code, 0);
@@ -56,10 +66,24 @@ test('a tour: create, ls --json, sign, verify, encrypt, decrypt, export/import, 
   assert.equal(imp.fingerprint, ls[1]!.fingerprint);
   // rotate, then versions lists both (table and JSON)
   assert.equal(kp(['key', 'rotate', 'data-key', ...S]).code, 0);
-  const vs = JSON.parse(kp(['key', 'versions', 'data-key', '--json', ...S]).stdout) as { version: number; current: boolean; fingerprint: string }[];
-  assert.deepEqual(vs.map((v) => [v.version, v.current]), [[1, false], [2, true]]);
+  const vs = JSON.parse(kp(['key', 'versions', 'data-key', '--json', ...S]).stdout) as {
+    version: number;
+    current: boolean;
+    fingerprint: string;
+  }[];
+  assert.deepEqual(
+    vs.map((v) => [v.version, v.current]),
+    [
+      [1, false],
+      [2, true],
+    ],
+  );
   assert.match(kp(['key', 'versions', 'data-key', ...S]).stdout, /^2 \(current\)\s/m);
-  assert.equal(kp(['key', 'decrypt', 'data-key', '--in', 'msg.enc', '--out', '-', '--context', 'c1', ...S]).stdout, 'hello', 'version 1 still decrypts');
+  assert.equal(
+    kp(['key', 'decrypt', 'data-key', '--in', 'msg.enc', '--out', '-', '--context', 'c1', ...S]).stdout,
+    'hello',
+    'version 1 still decrypts',
+  );
   const pem = kp(['key', 'public', 'sig-key', '--pem', ...S]).stdout;
   assert.match(pem, /BEGIN PUBLIC KEY/);
   const pr = kp(['protect', 'enable', '--wrapper', `local:${join(dir, 'w.key')}`, '--json', ...S]);

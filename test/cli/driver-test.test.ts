@@ -14,7 +14,12 @@ import { tempDir } from '../support/tmp.js';
 const BIN = join(ROOT, 'bin', 'keyport.js');
 
 function kp(args: string[], cwd = ROOT) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...process.env, KEYPORT_STORE: '', KEYPORT_KMS_AUDIT: '' }, timeout: 180_000 });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, KEYPORT_STORE: '', KEYPORT_KMS_AUDIT: '' },
+    timeout: 180_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -18,8 +18,11 @@ describe('external AWS KMS keys through the CLI (moto)', { skip: skipUnless('mot
   const kms = `awskms:region=${env['MOTO_REGION']};endpoint=${env['MOTO_ENDPOINT']};access-key-id=${env['MOTO_ACCESS_KEY_ID']};secret-access-key=${env['MOTO_SECRET_ACCESS_KEY']}`;
   const kp = (args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) =>
-      execFile(process.execPath, [join(ROOT, 'bin/keyport.js'), ...args], { cwd: dir, env: { ...process.env, KEYPORT_HOME: join(dir, 'home'), KEYPORT_STORE: '' } }, (e, out, err) =>
-        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/keyport.js'), ...args],
+        { cwd: dir, env: { ...process.env, KEYPORT_HOME: join(dir, 'home'), KEYPORT_STORE: '' } },
+        (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
       ),
     );
   const run = randomBytes(3).toString('hex');
@@ -34,7 +37,15 @@ describe('external AWS KMS keys through the CLI (moto)', { skip: skipUnless('mot
     assert.equal(r.code, 0, r.err);
     r = await kp(['key', 'public', name, '--store', kms, '--pem', '--out', 'pub.pem']);
     assert.equal(r.code, 0, r.err);
-    const out = execFileSync('openssl', ['dgst', '-sha256', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'data.sig'), join(dir, 'data')]).toString();
+    const out = execFileSync('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      join(dir, 'pub.pem'),
+      '-signature',
+      join(dir, 'data.sig'),
+      join(dir, 'data'),
+    ]).toString();
     assert.match(out, /Verified OK/);
     r = await kp(['key', 'export', name, '--store', kms, '--out', 'x']);
     assert.equal(r.code, 1);
@@ -43,9 +54,28 @@ describe('external AWS KMS keys through the CLI (moto)', { skip: skipUnless('mot
 
   test('a pre-generated KMS key is registered by alias and used', async () => {
     const { factory } = await import('../../src/kms/aws/index.js');
-    const d = await factory({ region: env['MOTO_REGION']!, endpoint: env['MOTO_ENDPOINT']!, 'access-key-id': env['MOTO_ACCESS_KEY_ID']!, 'secret-access-key': env['MOTO_SECRET_ACCESS_KEY']! }, 'awskms:');
+    const d = await factory(
+      {
+        region: env['MOTO_REGION']!,
+        endpoint: env['MOTO_ENDPOINT']!,
+        'access-key-id': env['MOTO_ACCESS_KEY_ID']!,
+        'secret-access-key': env['MOTO_SECRET_ACCESS_KEY']!,
+      },
+      'awskms:',
+    );
     await d.generateSigningKeyPair('ec-p384', `pregen-${run}`);
-    const r = await kp(['key', 'register', `adopted-${run}`, '--store', kms, '--key-id', `alias/pregen-${run}`, '--usage', 'namespace', '--json']);
+    const r = await kp([
+      'key',
+      'register',
+      `adopted-${run}`,
+      '--store',
+      kms,
+      '--key-id',
+      `alias/pregen-${run}`,
+      '--usage',
+      'namespace',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.err);
     const info = JSON.parse(r.out) as { type: string; usage: string[]; fingerprint: string };
     assert.equal(info.type, 'ec-p384');

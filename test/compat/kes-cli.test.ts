@@ -15,8 +15,11 @@ describe('kes CLI v0.24.0 against keyport server', { skip: skipUnless('kes') }, 
   // asynchronous: the server answering it runs in this process
   const kes = (args: string[], apiKey = t.admin) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(bin, args, { env: { ...process.env, KES_SERVER: t.url, KES_API_KEY: apiKey, NO_COLOR: '1' }, encoding: 'utf8', timeout: 30_000 }, (e, out, errOut) =>
-        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err: errOut }),
+      execFile(
+        bin,
+        args,
+        { env: { ...process.env, KES_SERVER: t.url, KES_API_KEY: apiKey, NO_COLOR: '1' }, encoding: 'utf8', timeout: 30_000 },
+        (e, out, errOut) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err: errOut }),
       );
     });
 

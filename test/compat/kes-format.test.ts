@@ -19,14 +19,16 @@ import { tempDir } from '../support/tmp.js';
 
 // KES v0.24.0: POST /v1/key/create/k1 by the admin identity below, then describe said
 // created_at "2026-11-24T10:28:59.107837878Z"
-const K1_FILE = 'CiQKIHBWMJI1kHiD8PVF8lHcESNLGp0Tqpwkkaqsg8wRHdpEEAESJAogW9E0PJ0/N/NCiIYqVznWPFymeegNCjmgmdZC2bol64IQARoLCOvNldgGELbztTMiQGJhYzgwMWU2MjU3YzZjM2E5YTVkYmIxNDYyNDIxYTEyNDMzNjFkNTA5MmEyMDI4MTRlMDNkMDQxZTU4Nzk0NjY=';
+const K1_FILE =
+  'CiQKIHBWMJI1kHiD8PVF8lHcESNLGp0Tqpwkkaqsg8wRHdpEEAESJAogW9E0PJ0/N/NCiIYqVznWPFymeegNCjmgmdZC2bol64IQARoLCOvNldgGELbztTMiQGJhYzgwMWU2MjU3YzZjM2E5YTVkYmIxNDYyNDIxYTEyNDMzNjFkNTA5MmEyMDI4MTRlMDNkMDQxZTU4Nzk0NjY=';
 const ADMIN = 'bac801e6257c6c3a9a5dbb1462421a1243361d5092a202814e03d041e5879466';
 // POST /v1/key/encrypt/k1 {plaintext: "keyport fixture plaintext", context: "bucket/object"}
 const K1_CT = 'wPv09twWqrCJ+o52j44KQ6o3CdGGqQ/RwTehJyV8pSVIu/9ITJ3z2uJEyxbwByfGS+6Hy+t3TaaUH83ymtwAv7Lv3z59';
 // POST /v1/key/hmac/k1 {message: "hmac me"}
 const K1_HMAC = 'm0bjYZXIH5NkBmlU8CXo9kgYKCgyoB0s+ryJoirGMWs=';
 // POST /v1/key/import/c1 {key: random, cipher: "ChaCha20"}, then encrypt "chacha fixture" (no context)
-const C1_FILE = 'CiQKIC4kQg51F4e6/j9VLD2CqwA1i5pNTilY/jip1Lc1PdeOEAISJAogcrCsdH5x8RQyykxF7sDNqeR/KnZ0KMFbY9QEjN4YRWMQARoMCLfPldgGEIKH/M4BIkBiYWM4MDFlNjI1N2M2YzNhOWE1ZGJiMTQ2MjQyMWExMjQzMzYxZDUwOTJhMjAyODE0ZTAzZDA0MWU1ODc5NDY2';
+const C1_FILE =
+  'CiQKIC4kQg51F4e6/j9VLD2CqwA1i5pNTilY/jip1Lc1PdeOEAISJAogcrCsdH5x8RQyykxF7sDNqeR/KnZ0KMFbY9QEjN4YRWMQARoMCLfPldgGEIKH/M4BIkBiYWM4MDFlNjI1N2M2YzNhOWE1ZGJiMTQ2MjQyMWExMjQzMzYxZDUwOTJhMjAyODE0ZTAzZDA0MWU1ODc5NDY2';
 const C1_CT = 'wquXHZOtuKgr9PdxcmPIAMFJndTwGSwZlRG/55/xk7HIUvItzOg0nbS0iMxn6mYtF9bdR6Uk82dgdg==';
 
 function rejects(f: () => unknown, code: ErrorCode) {
@@ -75,12 +77,24 @@ describe('KES stored key format', () => {
 
   test('legacy JSON form: decode, encode, aliases, defaults; protobuf <-> JSON keep the key', () => {
     const secret = randomBytes(32);
-    const j = Buffer.from(JSON.stringify({ bytes: secret.toString('base64'), algorithm: 'AES256', created_at: '2021-03-04T05:06:07.5+01:00', created_by: 'someone' }));
+    const j = Buffer.from(
+      JSON.stringify({
+        bytes: secret.toString('base64'),
+        algorithm: 'AES256',
+        created_at: '2021-03-04T05:06:07.5+01:00',
+        created_by: 'someone',
+      }),
+    );
     const k = decodeKesKey(j);
     assert.deepEqual(k, { secret, algorithm: 'AES256', createdAt: '2021-03-04T04:06:07.5Z', createdBy: 'someone', form: 'json' });
     assert.equal(k.hmacKey, undefined);
     const enc = encodeKesKey(k, 'json');
-    assert.deepEqual(JSON.parse(enc.toString()), { bytes: secret.toString('base64'), algorithm: 'AES256', created_at: '2021-03-04T04:06:07.5Z', created_by: 'someone' });
+    assert.deepEqual(JSON.parse(enc.toString()), {
+      bytes: secret.toString('base64'),
+      algorithm: 'AES256',
+      created_at: '2021-03-04T04:06:07.5Z',
+      created_by: 'someone',
+    });
     assert.deepEqual(decodeKesKey(enc), k);
     // Go's encoding/json: field names case-insensitive, empty algorithm = AES256, aliases, missing time = zero time
     const a = decodeKesKey(Buffer.from(` {"Bytes":"${secret.toString('base64')}","ALGORITHM":"XCHACHA20-POLY1305"}\n`));
@@ -94,7 +108,13 @@ describe('KES stored key format', () => {
     assert.equal(p.hmacKey!.length, 32);
     assert.equal(p.createdAt, k.createdAt);
     // protobuf with whole seconds omits nanos; zero time and epoch survive
-    for (const t of ['2024-01-01T00:00:00Z', '0001-01-01T00:00:00Z', '1970-01-01T00:00:00Z', '1969-12-31T23:59:59.999999999Z', '9999-12-31T23:59:59.000000001Z']) {
+    for (const t of [
+      '2024-01-01T00:00:00Z',
+      '0001-01-01T00:00:00Z',
+      '1970-01-01T00:00:00Z',
+      '1969-12-31T23:59:59.999999999Z',
+      '9999-12-31T23:59:59.000000001Z',
+    ]) {
       assert.equal(decodeKesKey(encodeKesKey({ secret, algorithm: 'ChaCha20', createdAt: t, createdBy: '' })).createdAt, t);
     }
   });
@@ -126,7 +146,10 @@ describe('KES stored key format', () => {
         assert.ok(isKeyportError(e, 'INVALID_INPUT'), String(e));
       }
     }
-    rejects(() => encodeKesKey({ secret: randomBytes(16), algorithm: 'AES256', createdAt: '2024-01-01T00:00:00Z', createdBy: '' }), 'INVALID_INPUT');
+    rejects(
+      () => encodeKesKey({ secret: randomBytes(16), algorithm: 'AES256', createdAt: '2024-01-01T00:00:00Z', createdBy: '' }),
+      'INVALID_INPUT',
+    );
   });
 });
 
@@ -161,7 +184,9 @@ describe('KES ciphertext format', () => {
       assert.deepEqual(kesDecrypt(key, cc, Buffer.from('ctx'), 'ChaCha20'), pt);
       // the ChaCha20 form: chacha20-poly1305 under HChaCha20(key, iv) with the 12-byte nonce
       const n = cc.length;
-      const d = createDecipheriv('chacha20-poly1305', hchacha20(key, cc.subarray(n - 28, n - 12)), cc.subarray(n - 12), { authTagLength: 16 });
+      const d = createDecipheriv('chacha20-poly1305', hchacha20(key, cc.subarray(n - 28, n - 12)), cc.subarray(n - 12), {
+        authTagLength: 16,
+      });
       d.setAAD(Buffer.from('ctx'), { plaintextLength: pt.length });
       d.setAuthTag(cc.subarray(n - 44, n - 28));
       assert.deepEqual(Buffer.concat([d.update(cc.subarray(0, n - 44)), d.final()]), pt);
@@ -175,7 +200,15 @@ describe('KES ciphertext format', () => {
     const c = createCipheriv('aes-256-gcm', createHmac('sha256', key).update(iv).digest(), nonce);
     c.setAAD(Buffer.from('ad'));
     const sealed = Buffer.concat([c.update('legacy data'), c.final(), c.getAuthTag()]);
-    const json = Buffer.from(JSON.stringify({ aead: 'AES-256-GCM-HMAC-SHA-256', id: 'k', iv: iv.toString('base64'), nonce: nonce.toString('base64'), bytes: sealed.toString('base64') }));
+    const json = Buffer.from(
+      JSON.stringify({
+        aead: 'AES-256-GCM-HMAC-SHA-256',
+        id: 'k',
+        iv: iv.toString('base64'),
+        nonce: nonce.toString('base64'),
+        bytes: sealed.toString('base64'),
+      }),
+    );
     assert.equal(kesDecrypt(key, json, Buffer.from('ad')).toString(), 'legacy data');
     const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
     const bin = (b: Buffer) => Buffer.concat([Buffer.from([0xc4, b.length]), b]);
@@ -184,7 +217,14 @@ describe('KES ciphertext format', () => {
     // ChaCha20Poly1305 JSON ciphertexts of older KES
     const cc = kesEncrypt(key, Buffer.from('old chacha'), undefined, 'ChaCha20');
     const n = cc.length;
-    const legacyCc = Buffer.from(JSON.stringify({ aead: 'ChaCha20Poly1305', iv: cc.subarray(n - 28, n - 12).toString('base64'), nonce: cc.subarray(n - 12).toString('base64'), bytes: cc.subarray(0, n - 28).toString('base64') }));
+    const legacyCc = Buffer.from(
+      JSON.stringify({
+        aead: 'ChaCha20Poly1305',
+        iv: cc.subarray(n - 28, n - 12).toString('base64'),
+        nonce: cc.subarray(n - 12).toString('base64'),
+        bytes: cc.subarray(0, n - 28).toString('base64'),
+      }),
+    );
     assert.equal(kesDecrypt(key, legacyCc).toString(), 'old chacha');
     rejects(() => kesDecrypt(key, json, Buffer.from('other')), 'INVALID_CIPHERTEXT');
     rejects(() => kesDecrypt(key, Buffer.from('{"aead":"ROT13","iv":"","nonce":"","bytes":""}')), 'INVALID_CIPHERTEXT');
@@ -193,7 +233,15 @@ describe('KES ciphertext format', () => {
   test('bad ciphertexts are INVALID_CIPHERTEXT on one line, never a crash', () => {
     const key = randomBytes(32);
     const ct = kesEncrypt(key, Buffer.from('some plaintext'), Buffer.from('c'));
-    const cases = [Buffer.alloc(0), Buffer.alloc(43), Buffer.from('{'), Buffer.from([0x95]), Buffer.from([0x95, 0xa1]), randomBytes(100), ct.subarray(1)];
+    const cases = [
+      Buffer.alloc(0),
+      Buffer.alloc(43),
+      Buffer.from('{'),
+      Buffer.from([0x95]),
+      Buffer.from([0x95, 0xa1]),
+      randomBytes(100),
+      ct.subarray(1),
+    ];
     for (const c of cases) rejects(() => kesDecrypt(key, c, Buffer.from('c')), 'INVALID_CIPHERTEXT');
     for (let i = 0; i < 2000; i++) {
       const b = Buffer.from(ct);
@@ -256,11 +304,18 @@ describe('kes-fs store on a directory', () => {
     const cases: KeyRecord[] = [
       rec('ec', { type: 'ec-p256' }),
       rec('two', { versions: [one, { ...one, version: 2 }] }),
-      rec('sealed', { versions: [{ version: 1, createdAt: one.createdAt, fingerprint: one.fingerprint, sealed: { wrapper: 'local:/w', blob: 'AAAA' } }] }),
-      rec('ext', { versions: [{ version: 1, createdAt: one.createdAt, fingerprint: one.fingerprint, external: { kms: 'awskms:region=x', keyId: 'k' } }] }),
+      rec('sealed', {
+        versions: [{ version: 1, createdAt: one.createdAt, fingerprint: one.fingerprint, sealed: { wrapper: 'local:/w', blob: 'AAAA' } }],
+      }),
+      rec('ext', {
+        versions: [
+          { version: 1, createdAt: one.createdAt, fingerprint: one.fingerprint, external: { kms: 'awskms:region=x', keyId: 'k' } },
+        ],
+      }),
       rec('off', { state: 'disabled' }),
     ];
-    for (const c of cases) await assert.rejects(s.create(c), (e) => isKeyportError(e, 'UNSUPPORTED') && !(e as Error).message.includes('\n'));
+    for (const c of cases)
+      await assert.rejects(s.create(c), (e) => isKeyportError(e, 'UNSUPPORTED') && !(e as Error).message.includes('\n'));
     await assert.rejects(s.putMany([rec('fine'), cases[0]!]), (e) => isKeyportError(e, 'UNSUPPORTED'));
     assert.deepEqual(readdirSync(dir), []);
   });
@@ -291,7 +346,10 @@ describe('kes-fs store on a directory', () => {
       if (!p.next) break;
       after = p.next;
     }
-    assert.deepEqual(all, [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    assert.deepEqual(
+      all,
+      [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+    );
     assert.deepEqual((await s.list({ prefix: 'k-10', limit: 1000 })).names.length, 100);
     assert.deepEqual((await s.list({ prefix: 'k-109', after: 'k-1095' })).names, ['k-1096', 'k-1097', 'k-1098', 'k-1099']);
     assert.equal((await s.get('linked')).versions[0]!.fingerprint, (await s.get('A')).versions[0]!.fingerprint);
@@ -301,7 +359,15 @@ describe('kes-fs store on a directory', () => {
     const dir = tempDir('kesfs-');
     const s = await openKesFsStore(dir, `kes-fs:${dir}`);
     const secret = randomBytes(32);
-    writeFileSync(join(dir, 'old'), JSON.stringify({ bytes: secret.toString('base64'), algorithm: 'ChaCha20', created_at: '2020-05-06T07:08:09Z', created_by: 'kes-admin' }));
+    writeFileSync(
+      join(dir, 'old'),
+      JSON.stringify({
+        bytes: secret.toString('base64'),
+        algorithm: 'ChaCha20',
+        created_at: '2020-05-06T07:08:09Z',
+        created_by: 'kes-admin',
+      }),
+    );
     const r = await s.get('old');
     assert.deepEqual(r.meta, { kes_algorithm: 'ChaCha20' });
     assert.equal(r.createdBy, 'kes-admin');

@@ -51,10 +51,17 @@ describe('real KES v0.24.0: key files and ciphertexts', { skip: skipUnless('kes'
   };
   const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64');
   const kesEnc = async (name: string, pt: Buffer, ctx?: Buffer) =>
-    Buffer.from((await ok('POST', `/v1/key/encrypt/${name}`, { plaintext: b64(pt), ...(ctx ? { context: b64(ctx) } : {}) }))['ciphertext'] as string, 'base64');
+    Buffer.from(
+      (await ok('POST', `/v1/key/encrypt/${name}`, { plaintext: b64(pt), ...(ctx ? { context: b64(ctx) } : {}) }))['ciphertext'] as string,
+      'base64',
+    );
   const kesDec = async (name: string, ct: Buffer, ctx?: Buffer) =>
-    Buffer.from((await ok('POST', `/v1/key/decrypt/${name}`, { ciphertext: b64(ct), ...(ctx ? { context: b64(ctx) } : {}) }))['plaintext'] as string, 'base64');
-  const kesHmac = async (name: string, msg: Buffer) => Buffer.from((await ok('POST', `/v1/key/hmac/${name}`, { message: b64(msg) }))['hmac'] as string, 'base64');
+    Buffer.from(
+      (await ok('POST', `/v1/key/decrypt/${name}`, { ciphertext: b64(ct), ...(ctx ? { context: b64(ctx) } : {}) }))['plaintext'] as string,
+      'base64',
+    );
+  const kesHmac = async (name: string, msg: Buffer) =>
+    Buffer.from((await ok('POST', `/v1/key/hmac/${name}`, { message: b64(msg) }))['hmac'] as string, 'base64');
   const file = (name: string) => join(env['KES_FS_DIR']!, name);
 
   test('keys KES creates: base64 protobuf KeyVersion, decoded fields match describe and /hmac, byte-exact re-encoding', async () => {
@@ -104,7 +111,10 @@ describe('real KES v0.24.0: key files and ciphertexts', { skip: skipUnless('kes'
       assert.deepEqual(await kesDec(n('peer'), kesEncrypt(k.secret, pt, ctx), ctx), pt);
       assert.deepEqual(await kesDec(n('peer-cc'), kesEncrypt(chachaSecret, pt, ctx, 'ChaCha20'), ctx), pt);
     }
-    const r = await api('POST', `/v1/key/decrypt/${n('peer')}`, { ciphertext: b64(kesEncrypt(k.secret, Buffer.from('x'), Buffer.from('a'))), context: b64('b') });
+    const r = await api('POST', `/v1/key/decrypt/${n('peer')}`, {
+      ciphertext: b64(kesEncrypt(k.secret, Buffer.from('x'), Buffer.from('a'))),
+      context: b64('b'),
+    });
     assert.notEqual(r.status, 200);
   });
 
@@ -116,7 +126,9 @@ describe('real KES v0.24.0: key files and ciphertexts', { skip: skipUnless('kes'
     const c = createCipheriv('aes-256-gcm', createHmac('sha256', k.secret).update(iv).digest(), nonce);
     c.setAAD(Buffer.from('ad'));
     const sealed = Buffer.concat([c.update('legacy'), c.final(), c.getAuthTag()]);
-    const json = Buffer.from(JSON.stringify({ aead: 'AES-256-GCM-HMAC-SHA-256', id: n('legacy'), iv: b64(iv), nonce: b64(nonce), bytes: b64(sealed) }));
+    const json = Buffer.from(
+      JSON.stringify({ aead: 'AES-256-GCM-HMAC-SHA-256', id: n('legacy'), iv: b64(iv), nonce: b64(nonce), bytes: b64(sealed) }),
+    );
     const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
     const bin = (b: Buffer) => Buffer.concat([Buffer.from([0xc4, b.length]), b]);
     const msgp = Buffer.concat([Buffer.from([0x95]), str('AES256'), str('k'), bin(iv), bin(nonce), bin(sealed)]);
@@ -133,7 +145,13 @@ describe('real KES v0.24.0: key files and ciphertexts', { skip: skipUnless('kes'
         cases.push({
           name: n(`w-${form}-${algorithm}`),
           form,
-          key: { secret: randomBytes(32), ...(form === 'protobuf' ? { hmacKey: randomBytes(32) } : {}), algorithm, createdAt: '2024-02-03T04:05:06.123456789Z', createdBy: 'keyport-test' },
+          key: {
+            secret: randomBytes(32),
+            ...(form === 'protobuf' ? { hmacKey: randomBytes(32) } : {}),
+            algorithm,
+            createdAt: '2024-02-03T04:05:06.123456789Z',
+            createdBy: 'keyport-test',
+          },
         });
     for (const c of cases) {
       writeFileSync(file(c.name), encodeKesKey(c.key, c.form), { mode: 0o600 });

@@ -16,13 +16,19 @@ import { testServer } from '../support/server.js';
 describe('switching from a real KES to keyport server', { skip: skipUnless('kes') }, () => {
   test('ciphertexts and data keys made by KES decrypt through keyport after migrating its keystore', async () => {
     const env = serviceEnv('kes');
-    const tls = { ca: readFileSync(env['KES_CA']!), cert: readFileSync(env['KES_CLIENT_CERT']!), key: readFileSync(env['KES_CLIENT_KEY']!) };
+    const tls = {
+      ca: readFileSync(env['KES_CA']!),
+      cert: readFileSync(env['KES_CLIENT_CERT']!),
+      key: readFileSync(env['KES_CLIENT_KEY']!),
+    };
     const kes = (method: string, path: string, body?: unknown) =>
       new Promise<Record<string, string>>((resolve, reject) => {
         const req = request(env['KES_SERVER']! + path, { method, ...tls }, (res) => {
           let s = '';
           res.on('data', (d) => (s += d));
-          res.on('end', () => (res.statusCode === 200 ? resolve(s ? JSON.parse(s) : {}) : reject(new Error(`KES ${path}: ${res.statusCode} ${s}`))));
+          res.on('end', () =>
+            res.statusCode === 200 ? resolve(s ? JSON.parse(s) : {}) : reject(new Error(`KES ${path}: ${res.statusCode} ${s}`)),
+          );
         });
         req.on('error', reject);
         req.end(body === undefined ? undefined : JSON.stringify(body));
@@ -30,7 +36,10 @@ describe('switching from a real KES to keyport server', { skip: skipUnless('kes'
     const name = `minio-sse-${randomBytes(4).toString('hex')}`;
     await kes('POST', `/v1/key/create/${name}`);
     const ctx = Buffer.from('{"bucket":"photos","object":"cat.png"}');
-    const sealed = await kes('POST', `/v1/key/encrypt/${name}`, { plaintext: Buffer.from('object encryption key').toString('base64'), context: ctx.toString('base64') });
+    const sealed = await kes('POST', `/v1/key/encrypt/${name}`, {
+      plaintext: Buffer.from('object encryption key').toString('base64'),
+      context: ctx.toString('base64'),
+    });
     const dek = await kes('POST', `/v1/key/generate/${name}`, { context: ctx.toString('base64') });
     const hmac = await kes('POST', `/v1/key/hmac/${name}`, { message: Buffer.from('m').toString('base64') });
 

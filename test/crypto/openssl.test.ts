@@ -24,9 +24,24 @@ test('openssl verifies keyport signatures of every signing type', async () => {
       const sig = join(dir, `${name}.sig`);
       writeFileSync(sig, await kr.sign(name, readFileSync(data)));
       let out: string;
-      if (type === 'ed25519') out = openssl(['pkeyutl', '-verify', '-pubin', '-inkey', pub, '-rawin', '-in', data, '-sigfile', sig]).toString();
+      if (type === 'ed25519')
+        out = openssl(['pkeyutl', '-verify', '-pubin', '-inkey', pub, '-rawin', '-in', data, '-sigfile', sig]).toString();
       else if (type.startsWith('rsa'))
-        out = openssl(['dgst', '-sha256', '-verify', pub, '-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:32', '-sigopt', 'rsa_mgf1_md:sha256', '-signature', sig, data]).toString();
+        out = openssl([
+          'dgst',
+          '-sha256',
+          '-verify',
+          pub,
+          '-sigopt',
+          'rsa_padding_mode:pss',
+          '-sigopt',
+          'rsa_pss_saltlen:32',
+          '-sigopt',
+          'rsa_mgf1_md:sha256',
+          '-signature',
+          sig,
+          data,
+        ]).toString();
       else out = openssl(['dgst', type === 'ec-p384' ? '-sha384' : '-sha256', '-verify', pub, '-signature', sig, data]).toString();
       assert.match(out, /Verified OK|Signature Verified Successfully/, type);
     }
@@ -43,7 +58,22 @@ test('data openssl encrypts to a keyport RSA key (OAEP-SHA256) decrypts with key
       const pub = join(dir, `enc-${type}.pem`);
       writeFileSync(pub, toPem(await kr.publicKey(`enc-${type}`), 'PUBLIC KEY'));
       const secret = Buffer.from(`secret for ${type}`);
-      const ct = openssl(['pkeyutl', '-encrypt', '-pubin', '-inkey', pub, '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', 'rsa_oaep_md:sha256', '-pkeyopt', 'rsa_mgf1_md:sha256'], secret);
+      const ct = openssl(
+        [
+          'pkeyutl',
+          '-encrypt',
+          '-pubin',
+          '-inkey',
+          pub,
+          '-pkeyopt',
+          'rsa_padding_mode:oaep',
+          '-pkeyopt',
+          'rsa_oaep_md:sha256',
+          '-pkeyopt',
+          'rsa_mgf1_md:sha256',
+        ],
+        secret,
+      );
       assert.deepEqual(await kr.decrypt(`enc-${type}`, ct), secret);
     }
   } finally {

@@ -21,8 +21,15 @@ import type { KeyType } from '../../src/crypto/keytypes.js';
 const DIR = process.env.KEYPORT_WYCHEPROOF ?? join(ROOT, 'test', 'vectors', 'wycheproof');
 const hex = (s: string) => Buffer.from(s, 'hex');
 
-interface Case { tcId: number; result: 'valid' | 'invalid' | 'acceptable'; [k: string]: any }
-interface Group { tests: Case[]; [k: string]: any }
+interface Case {
+  tcId: number;
+  result: 'valid' | 'invalid' | 'acceptable';
+  [k: string]: any;
+}
+interface Group {
+  tests: Case[];
+  [k: string]: any;
+}
 
 function load(file: string): Group[] {
   return JSON.parse(readFileSync(join(DIR, file), 'utf8')).testGroups;
@@ -53,17 +60,24 @@ function check(file: string, fn: (g: Group, c: Case) => boolean, applicable: (g:
   });
 }
 
-check('aes_gcm_test.json', (g, c) => {
-  if (g.ivSize === 0 || c.iv === '') return false; // an empty nonce is never valid
-  const tagLen = g.tagSize / 8;
-  const ct = Buffer.concat([hex(c.ct), hex(c.tag)]);
-  const pt = gcmOpen(hex(c.key), hex(c.iv), ct, hex(c.aad), tagLen);
-  if (!pt.equals(hex(c.msg))) return false;
-  // and encryption reproduces the vector
-  return gcmSeal(hex(c.key), hex(c.iv), hex(c.msg), hex(c.aad), tagLen).equals(ct);
-}, (_g, c) => c.iv.length / 2 <= 256); // keyport only uses 12-byte nonces; OpenSSL caps GCM IVs at 256 bytes
+check(
+  'aes_gcm_test.json',
+  (g, c) => {
+    if (g.ivSize === 0 || c.iv === '') return false; // an empty nonce is never valid
+    const tagLen = g.tagSize / 8;
+    const ct = Buffer.concat([hex(c.ct), hex(c.tag)]);
+    const pt = gcmOpen(hex(c.key), hex(c.iv), ct, hex(c.aad), tagLen);
+    if (!pt.equals(hex(c.msg))) return false;
+    // and encryption reproduces the vector
+    return gcmSeal(hex(c.key), hex(c.iv), hex(c.msg), hex(c.aad), tagLen).equals(ct);
+  },
+  (_g, c) => c.iv.length / 2 <= 256,
+); // keyport only uses 12-byte nonces; OpenSSL caps GCM IVs at 256 bytes
 
-for (const [file, pad] of [['aes_wrap_test.json', false], ['aes_kwp_test.json', true]] as const) {
+for (const [file, pad] of [
+  ['aes_wrap_test.json', false],
+  ['aes_kwp_test.json', true],
+] as const) {
   check(file, (_g, c) => {
     const pt = aesKeyUnwrap(hex(c.key), hex(c.ct), pad);
     if (!pt.equals(hex(c.msg))) return false;
@@ -95,4 +109,8 @@ check('rsa_oaep_2048_sha256_mgf1sha256_test.json', (g, c) => {
 
 check('hkdf_sha256_test.json', (_g, c) => hkdfSha256(hex(c.ikm), hex(c.salt), hex(c.info), c.size).equals(hex(c.okm)));
 
-check('hmac_sha256_test.json', (g, c) => hmacSha256(hex(c.key), hex(c.msg)).subarray(0, g.tagSize / 8).equals(hex(c.tag)));
+check('hmac_sha256_test.json', (g, c) =>
+  hmacSha256(hex(c.key), hex(c.msg))
+    .subarray(0, g.tagSize / 8)
+    .equals(hex(c.tag)),
+);

@@ -16,7 +16,10 @@ const TRIALS = Number(process.env.KEYPORT_CRASH_TRIALS ?? 12);
 
 function runAndKill(args: string[], afterMs: number): Promise<string> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/crash-worker.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/crash-worker.ts'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let started = false;
     child.stdout.on('data', (d: Buffer) => {

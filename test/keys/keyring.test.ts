@@ -78,7 +78,10 @@ for (const scheme of ['sqlite', 'fs'] as const) {
         const sig2 = await kr.sign('rot-s', Buffer.from('x'));
         assert.ok(await kr.verify('rot-s', Buffer.from('x'), sig2, { version: 2 }));
         const exported = await kr.export('rot-a');
-        assert.deepEqual(exported.map((e) => e.version), [1, 2]);
+        assert.deepEqual(
+          exported.map((e) => e.version),
+          [1, 2],
+        );
       } finally {
         await kr.close();
       }
@@ -136,7 +139,9 @@ for (const scheme of ['sqlite', 'fs'] as const) {
         const s2 = await other.import('imp-aes', sym);
         assert.equal(s1.fingerprint, s2.fingerprint);
         assert.deepEqual((await kr.export('imp-aes'))[0]!.secret, sym);
-        await assert.rejects(kr.import('imp-bad', Buffer.from('not a key at all, not 32 bytes')), (e) => isKeyportError(e, 'INVALID_INPUT'));
+        await assert.rejects(kr.import('imp-bad', Buffer.from('not a key at all, not 32 bytes')), (e) =>
+          isKeyportError(e, 'INVALID_INPUT'),
+        );
         await assert.rejects(kr.import('imp-wrong', pem, { type: 'ec-p256' }), (e) => isKeyportError(e, 'INVALID_INPUT'));
       } finally {
         await kr.close();
@@ -161,7 +166,8 @@ for (const scheme of ['sqlite', 'fs'] as const) {
         assert.deepEqual((await kr.list('page-000?')).names.length, 10);
         assert.deepEqual((await kr.list('page-00[0-1]0')).names, ['page-0000', 'page-0010']);
         assert.deepEqual((await kr.list('page-1099')).names, ['page-1099']);
-        for (const bad of ['page-[', 'a]', 'x/y', '[]', '[z-a]']) await assert.rejects(kr.list(bad), (e) => isKeyportError(e, 'USAGE'), bad);
+        for (const bad of ['page-[', 'a]', 'x/y', '[]', '[z-a]'])
+          await assert.rejects(kr.list(bad), (e) => isKeyportError(e, 'USAGE'), bad);
       } finally {
         await kr.close();
       }

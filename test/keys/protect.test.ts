@@ -78,7 +78,7 @@ for (const scheme of ['sqlite', 'fs'] as const) {
     test('rotate re-wraps every key; the old wrapper can then be removed', async () => {
       const kr = await openKeyring(uri);
       try {
-        const ct = await kr.encrypt('k-aes256', Buffer.from('before rotate'));
+        const _ct = await kr.encrypt('k-aes256', Buffer.from('before rotate'));
         const r = await protectRotate(kr, w2);
         assert.equal(r.changed, TYPES.length + 1);
         unlinkSync(join(dir, `${scheme}-w1.key`));
@@ -135,7 +135,12 @@ test('YAML envelope config protects existing clear keys on open; a wrong wrapper
 
 test('a wrapper key reached at a new address (same scheme and key id) keeps the store readable', async () => {
   const { sameWrapperKey } = await import('../../src/store/envelope.js');
-  assert.ok(sameWrapperKey('awskms:region=eu-west-1;endpoint=http://10.0.0.1:4566;key-id=alias/w', 'awskms:region=eu-west-1;endpoint=http://10.0.0.9:4599;key-id=alias/w'));
+  assert.ok(
+    sameWrapperKey(
+      'awskms:region=eu-west-1;endpoint=http://10.0.0.1:4566;key-id=alias/w',
+      'awskms:region=eu-west-1;endpoint=http://10.0.0.9:4599;key-id=alias/w',
+    ),
+  );
   assert.ok(!sameWrapperKey('awskms:region=eu-west-1;key-id=alias/w', 'awskms:region=eu-west-1;key-id=alias/other'));
   assert.ok(!sameWrapperKey('kmip:host=a;port=1;key-id=7', 'awskms:key-id=7'));
   const db = join(dir, 'moved.db');
@@ -145,7 +150,7 @@ test('a wrapper key reached at a new address (same scheme and key id) keeps the 
   await kr.close();
   // the config now reaches the same key another way: the store follows, the sealed key still opens
   const kr2 = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:${w};note=moved` } });
-  assert.equal((await kr2.protection() as { wrapper: string }).wrapper, `local:${w};note=moved`);
+  assert.equal(((await kr2.protection()) as { wrapper: string }).wrapper, `local:${w};note=moved`);
   const sig = await kr2.sign('moved-key', Buffer.from('x'));
   assert.ok(await kr2.verify('moved-key', Buffer.from('x'), sig));
   await kr2.close();

@@ -98,7 +98,12 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
 
   /** KMS URI through the counting proxy; credentials in the URI unless omitted (then the env chain) */
   const kmsUri = (id?: string, secret?: string, extra: Record<string, string> = {}) =>
-    formatUri('awskms', { region, endpoint: proxy.endpoint, ...(id !== undefined ? { 'access-key-id': id, 'secret-access-key': secret! } : {}), ...extra });
+    formatUri('awskms', {
+      region,
+      endpoint: proxy.endpoint,
+      ...(id !== undefined ? { 'access-key-id': id, 'secret-access-key': secret! } : {}),
+      ...extra,
+    });
   const params = (id: string, secret: string) => ({ region, endpoint: proxy.endpoint, 'access-key-id': id, 'secret-access-key': secret });
   /** the requests counted on the wire while f runs */
   const wire = async (f: () => Promise<void>): Promise<string[]> => {
@@ -173,10 +178,18 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
       } finally {
         await d.close?.();
       }
-      const lines = readFileSync(audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+      const lines = readFileSync(audit, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as AuditRecord);
       assert.deepEqual(
         lines.filter((l) => l.operation !== 'health').map((l) => [l.operation, l.outcome, l.code, l.attempts]),
-        ['keyExistsAndIsActive', 'decryptSymmetric', 'encryptSymmetric', 'sign', 'getPublicKey', 'generateSymmetricKey'].map((op) => [op, 'error', 'AUTH', 1]),
+        ['keyExistsAndIsActive', 'decryptSymmetric', 'encryptSymmetric', 'sign', 'getPublicKey', 'generateSymmetricKey'].map((op) => [
+          op,
+          'error',
+          'AUTH',
+          1,
+        ]),
       );
       assert.ok(!readFileSync(audit, 'utf8').includes(secret), 'no secret in the audit trail');
     });
@@ -184,14 +197,22 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
 
   it('control: the same path DOES retry a retryable answer (ThrottlingException), so the single requests above are no accident of counting', async () => {
     const lines: AuditRecord[] = [];
-    const d = instrument(await factory(params(adminId, adminSecret), 'awskms:'), { kmsUri: 'awskms:', retries: 2, baseDelayMs: 1, audit: { write: (r) => lines.push(r) } });
+    const d = instrument(await factory(params(adminId, adminSecret), 'awskms:'), {
+      kmsUri: 'awskms:',
+      retries: 2,
+      baseDelayMs: 1,
+      audit: { write: (r) => lines.push(r) },
+    });
     proxy.fake = { status: 400, body: JSON.stringify({ __type: 'ThrottlingException', message: 'slow down' }) };
     try {
       const seen = await wire(async () => {
         await assert.rejects(d.keyExistsAndIsActive(symId), (e) => isKeyportError(e, 'THROTTLED') && e.retryable);
       });
       assert.deepEqual(seen, Array(3).fill('TrentService.DescribeKey'));
-      assert.deepEqual(lines.map((l) => [l.code, l.attempts]), [['THROTTLED', 3]]);
+      assert.deepEqual(
+        lines.map((l) => [l.code, l.attempts]),
+        [['THROTTLED', 3]],
+      );
     } finally {
       delete proxy.fake;
       await d.close?.();
@@ -200,12 +221,22 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
 
   it('the restricted user: CreateKey and Sign are PERMISSION (one line, one request, nothing created); Decrypt, DescribeKey and GetPublicKey work', async () => {
     const lines: AuditRecord[] = [];
-    const d = instrument(await factory(params(restrictedId, restrictedSecret), 'awskms:'), { kmsUri: 'awskms:', retries: 4, baseDelayMs: 1, audit: { write: (r) => lines.push(r) } });
+    const d = instrument(await factory(params(restrictedId, restrictedSecret), 'awskms:'), {
+      kmsUri: 'awskms:',
+      retries: 4,
+      baseDelayMs: 1,
+      audit: { write: (r) => lines.push(r) },
+    });
     try {
       const keysBefore = (await collect(admin)).length;
       for (const [what, call, target, action] of [
         ['generateSymmetricKey', () => d.generateSymmetricKey(`denied-${run}`), 'TrentService.CreateKey', 'kms:CreateKey'],
-        ['generateSigningKeyPair', () => d.generateSigningKeyPair('ec-p256', `denied-sig-${run}`), 'TrentService.CreateKey', 'kms:CreateKey'],
+        [
+          'generateSigningKeyPair',
+          () => d.generateSigningKeyPair('ec-p256', `denied-sig-${run}`),
+          'TrentService.CreateKey',
+          'kms:CreateKey',
+        ],
         ['sign', () => d.sign(sigId, randomBytes(32), 'ecdsa-sha256'), 'TrentService.Sign', 'kms:Sign'],
         ['encryptSymmetric', () => d.encryptSymmetric(symId, randomBytes(16)), 'TrentService.Encrypt', 'kms:Encrypt'],
       ] as const) {
@@ -288,7 +319,11 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
     assert.equal(sig.code, 1, sig.err);
     assert.equal(sig.rep.ok, false);
     assert.deepEqual(sig.problems.sort(), ['key probe', 'permission kms:ListKeys', 'permission kms:Sign']);
-    assert.equal(sig.st('reachable')!.status, 'ok', 'a KMS that denies ListKeys answered and accepted the credentials: no outage, no credential problem');
+    assert.equal(
+      sig.st('reachable')!.status,
+      'ok',
+      'a KMS that denies ListKeys answered and accepted the credentials: no outage, no credential problem',
+    );
     assert.match(sig.st('permission kms:Sign')!.fix!, /^grant kms:Sign to the identity keyport runs as/);
     assert.match(sig.st('permission kms:ListKeys')!.fix!, /^grant kms:ListKeys/);
     assert.equal(sig.st('permission kms:DescribeKey')!.status, 'ok');
@@ -372,13 +407,21 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
     const pub = createPublicKey(readFileSync(join(dir, 'pub.pem')));
     r = await kp(['key', 'sign', 'node-key', '--store', store, '--in', 'msg', '--out', 'ok.sig'], ADMIN());
     assert.equal(r.code, 0, r.err);
-    assert.ok(verify('sha256', readFileSync(join(dir, 'msg')), pub, readFileSync(join(dir, 'ok.sig'))), 'sealed key signs (node:crypto verifies)');
+    assert.ok(
+      verify('sha256', readFileSync(join(dir, 'msg')), pub, readFileSync(join(dir, 'ok.sig'))),
+      'sealed key signs (node:crypto verifies)',
+    );
 
     const snapshot = () =>
       readdirSync(dir)
         .filter((f) => f.startsWith('env.db'))
         .sort()
-        .map((f) => `${f}:${createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')}`);
+        .map(
+          (f) =>
+            `${f}:${createHash('sha256')
+              .update(readFileSync(join(dir, f)))
+              .digest('hex')}`,
+        );
     const before = snapshot();
     for (const [creds, said] of [
       [{ id: adminId, secret: WRONG }, 'SignatureDoesNotMatch'],
@@ -396,9 +439,15 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
       assert.ok(!r.err.includes(WRONG) && !r.err.includes(adminSecret), 'no secret in the message');
       assert.equal(existsSync(join(dir, 'bad.sig')), false, 'no signature written');
       // the first KMS call (resolving the wrapper alias) fails and nothing follows: one request, one audit line, one attempt
-      const a = readFileSync(audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+      const a = readFileSync(audit, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as AuditRecord);
       assert.deepEqual(seen, ['TrentService.DescribeKey']);
-      assert.deepEqual(a.map((l) => [l.operation, l.keyId, l.outcome, l.code, l.attempts]), [['resolveKeyId', `alias/auth-wrapper-${run}`, 'error', 'AUTH', 1]]);
+      assert.deepEqual(
+        a.map((l) => [l.operation, l.keyId, l.outcome, l.code, l.attempts]),
+        [['resolveKeyId', `alias/auth-wrapper-${run}`, 'error', 'AUTH', 1]],
+      );
     }
     assert.deepEqual(snapshot(), before, 'the store files are byte for byte unchanged');
     // and the right credentials still unseal and sign

@@ -34,7 +34,6 @@ import type { Driver } from '../../src/kms/driver.js';
 import { rejectsCode } from '../support/rejects.js';
 import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
 
-
 const uniq = () => `lk${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
 /**
@@ -199,14 +198,21 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
 
   for (const spec of ['ec-p256', 'rsa-2048'] as const) {
     it(`${spec} private key import fails with UNSUPPORTED naming the limitation, and leaves no key`, async () => {
-      const kp = spec === 'ec-p256' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const kp =
+        spec === 'ec-p256' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
       const pkcs8 = kp.privateKey.export({ type: 'pkcs8', format: 'der' }) as Buffer;
       const before = await countKeys();
-      const e = await rejectsCode(d.importKey!({ kind: spec === 'ec-p256' ? 'signing' : 'encryption', spec, secret: pkcs8 }, uniq()), 'UNSUPPORTED');
+      const e = await rejectsCode(
+        d.importKey!({ kind: spec === 'ec-p256' ? 'signing' : 'encryption', spec, secret: pkcs8 }, uniq()),
+        'UNSUPPORTED',
+      );
       assert.match(e.message, new RegExp(`does not support ${spec} private key import`));
       assert.match(e.message, new RegExp(`Origin EXTERNAL and KeySpec ${spec === 'ec-p256' ? 'ECC_NIST_P256' : 'RSA_2048'}`));
       assert.match(e.message, /not supported for Origin EXTERNAL/);
-      assert.ok(!e.message.includes(pkcs8.toString('hex').slice(-40)) && !e.message.includes(pkcs8.toString('base64').slice(-40)), 'no key bytes');
+      assert.ok(
+        !e.message.includes(pkcs8.toString('hex').slice(-40)) && !e.message.includes(pkcs8.toString('base64').slice(-40)),
+        'no key bytes',
+      );
       assert.equal(await countKeys(), before);
     });
   }
@@ -242,7 +248,7 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
     });
   }
 
-  it('rsa-2048 RSASSA_PSS_SHA_256: local-kms uses the largest PSS salt, not AWS\'s 32 bytes (a deviation, asserted as it is)', async () => {
+  it("rsa-2048 RSASSA_PSS_SHA_256: local-kms uses the largest PSS salt, not AWS's 32 bytes (a deviation, asserted as it is)", async () => {
     const id = await d.generateSigningKeyPair('rsa-2048', uniq());
     const key = createPublicKey({ key: (await d.getPublicKey(id)).spki, format: 'der', type: 'spki' });
     const msg = randomBytes(100);
@@ -266,8 +272,7 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
       spec: 'aes256',
       outcome: 'fail',
       detail: /^decryptSymmetric of a ciphertext with the middle byte flipped succeeded/,
-      why:
-        "the middle of local-kms's blob is the key ARN header, which is not authenticated (not GCM AAD, src/cmk/aes_encryption.go) and is ignored when a KeyId is given (src/handler/decrypt.go); AWS refuses any changed byte. The flipped last byte and the truncation are refused",
+      why: "the middle of local-kms's blob is the key ARN header, which is not authenticated (not GCM AAD, src/cmk/aes_encryption.go) and is ignored when a KeyId is given (src/handler/decrypt.go); AWS refuses any changed byte. The flipped last byte and the truncation are refused",
     },
     ...(['rsa-2048', 'rsa-3072'] as const).map((spec) => ({
       check: 'signing.sign-verify',
@@ -280,7 +285,8 @@ describe('awskms driver on nsmithuk/local-kms', { skip: skipUnless('localkms') }
       check: 'import.ec-p256',
       spec: 'ec-p256',
       outcome: 'skip',
-      detail: /^importKey: this AWS KMS endpoint does not support ec-p256 private key import .*KeySpec ECC_NIST_P256 is not supported for Origin EXTERNAL/,
+      detail:
+        /^importKey: this AWS KMS endpoint does not support ec-p256 private key import .*KeySpec ECC_NIST_P256 is not supported for Origin EXTERNAL/,
       why: 'local-kms makes Origin EXTERNAL keys only of SYMMETRIC_DEFAULT (src/handler/create_key.go) and has no RSA_AES_KEY_WRAP_SHA_256 (src/handler/get_parameters_for_import.go): no private-key import',
     },
     {

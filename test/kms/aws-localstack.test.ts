@@ -31,7 +31,6 @@ import { isKeyportError } from '../../src/errors.js';
 import { rejectsCode } from '../support/rejects.js';
 import { assertOnlyDeviations, type Deviation } from '../support/deviations.js';
 
-
 const uniq = () => `ls${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
 /**
@@ -51,7 +50,10 @@ function openLocalStackBlob(blob: Buffer, key: Buffer): { keyId: string; plainte
   return { keyId, plaintext: padded.subarray(0, padded.length - n) };
 }
 
-const SIGN: Record<'ec-p256' | 'ec-p384' | 'secp256k1' | 'rsa-2048' | 'rsa-3072', { gen: () => { publicKey: KeyObject; privateKey: KeyObject }; algo: 'ecdsa-sha256' | 'ecdsa-sha384' | 'rsa-pss-sha256'; hash: string }> = {
+const SIGN: Record<
+  'ec-p256' | 'ec-p384' | 'secp256k1' | 'rsa-2048' | 'rsa-3072',
+  { gen: () => { publicKey: KeyObject; privateKey: KeyObject }; algo: 'ecdsa-sha256' | 'ecdsa-sha384' | 'rsa-pss-sha256'; hash: string }
+> = {
   'ec-p256': { gen: () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }), algo: 'ecdsa-sha256', hash: 'sha256' },
   'ec-p384': { gen: () => generateKeyPairSync('ec', { namedCurve: 'secp384r1' }), algo: 'ecdsa-sha384', hash: 'sha384' },
   secp256k1: { gen: () => generateKeyPairSync('ec', { namedCurve: 'secp256k1' }), algo: 'ecdsa-sha256', hash: 'sha256' },
@@ -118,7 +120,10 @@ describe('awskms driver on LocalStack KMS', { skip: skipUnless('localstack') }, 
         await assert.rejects(d.decryptAsymmetric(id, wrong, 'rsa-oaep-sha256'), (e: unknown) => {
           assert.ok(isKeyportError(e), String(e));
           assert.ok(!e.message.includes('\n') && !e.message.includes(pt.toString('hex')));
-          assert.ok(e.code === 'INVALID_CIPHERTEXT' || (e.code === 'UNAVAILABLE' && /InternalError: .*Decryption failed/.test(e.message)), `${e.code}: ${e.message}`);
+          assert.ok(
+            e.code === 'INVALID_CIPHERTEXT' || (e.code === 'UNAVAILABLE' && /InternalError: .*Decryption failed/.test(e.message)),
+            `${e.code}: ${e.message}`,
+          );
           return true;
         });
       }
@@ -225,7 +230,8 @@ describe('awskms driver on LocalStack KMS', { skip: skipUnless('localstack') }, 
       check: 'encryption.decrypt',
       spec,
       outcome: 'fail' as const,
-      detail: /^decryptAsymmetric of a tampered ciphertext failed with UNAVAILABLE instead of INVALID_CIPHERTEXT: .*InternalError: exception while calling kms\.Decrypt: Decryption failed/,
+      detail:
+        /^decryptAsymmetric of a tampered ciphertext failed with UNAVAILABLE instead of INVALID_CIPHERTEXT: .*InternalError: exception while calling kms\.Decrypt: Decryption failed/,
       why: 'LocalStack answers a bad RSA-OAEP ciphertext with HTTP 500 InternalError, AWS with InvalidCiphertextException (the round trips of 1, 32 and 190 bytes before it pass)',
     })),
     {
@@ -246,7 +252,14 @@ describe('awskms driver on LocalStack KMS', { skip: skipUnless('localstack') }, 
   it('conformance kit: no failure but the listed LocalStack deviations', async () => {
     const results: CheckResult[] = await runConformance(d, { uri: uri(), callTimeoutMs: 30_000 });
     const passed = assertOnlyDeviations(results, LOCALSTACK_UNTRUTHFUL);
-    for (const c of ['symmetric.tampered-ciphertext[aes256]', 'signing.sign-verify[secp256k1]', 'import.aes256[aes256]', 'import.ec-p256[ec-p256]', 'unreachable', 'list-keys']) {
+    for (const c of [
+      'symmetric.tampered-ciphertext[aes256]',
+      'signing.sign-verify[secp256k1]',
+      'import.aes256[aes256]',
+      'import.ec-p256[ec-p256]',
+      'unreachable',
+      'list-keys',
+    ]) {
       assert.ok(passed.includes(c), `${c} passes`);
     }
     assert.ok(passed.length >= 50, `${passed.length} checks passed`);

@@ -26,16 +26,22 @@ import { factory } from '../../src/kms/aws/index.js';
 import type { Driver } from '../../src/kms/driver.js';
 import { rejectsCode } from '../support/rejects.js';
 
-
 const uniq = () => `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
 function opensslVerify(spki: Buffer, sig: Buffer, data: Buffer, digest: 'sha256' | 'sha384'): { status: number | null; out: string } {
   const dir = mkdtempSync(join(tmpdir(), 'keyport-aws-'));
   try {
-    writeFileSync(join(dir, 'pub.pem'), createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }));
+    writeFileSync(
+      join(dir, 'pub.pem'),
+      createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }),
+    );
     writeFileSync(join(dir, 'sig.der'), sig);
     writeFileSync(join(dir, 'data'), data);
-    const r = spawnSync('openssl', ['dgst', `-${digest}`, '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'data')], { encoding: 'utf8' });
+    const r = spawnSync(
+      'openssl',
+      ['dgst', `-${digest}`, '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'data')],
+      { encoding: 'utf8' },
+    );
     return { status: r.status, out: (r.stdout + r.stderr).trim() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -170,7 +176,10 @@ describe('awskms driver on moto', { skip: skipUnless('moto') }, () => {
     const id = await d.generateEncryptionKeyPair('rsa-2048');
     const pub = await d.getPublicKey(id);
     assert.equal(pub.spec, 'rsa-2048');
-    const ct = publicEncrypt({ key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, randomBytes(32));
+    const ct = publicEncrypt(
+      { key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+      randomBytes(32),
+    );
     await rejectsCode(d.decryptAsymmetric(id, ct, 'rsa-oaep-sha256'), 'INVALID_CIPHERTEXT');
   });
 
@@ -236,4 +245,3 @@ describe('awskms driver: unreachable endpoints (no emulator)', () => {
     await rejectsCode(factory({ region: 'us-east-1', 'timeout-ms': '0' }, 'awskms:'), 'USAGE');
   });
 });
-

@@ -36,7 +36,6 @@ import { rejectsKeyport as failure } from '../support/rejects.js';
 
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-
 async function closedPort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -55,7 +54,10 @@ describe('azurekv driver without a vault', () => {
     assert.equal((await failure(factory({ vault: 'not a url' }, 'azurekv:vault=not a url'))).code, 'USAGE');
     assert.equal((await failure(factory({ vault: 'http://127.0.0.1:1' }, 'azurekv:vault=http://127.0.0.1:1'))).code, 'USAGE');
     assert.equal((await failure(factory({ vault: 'https://x.vault.azure.net', 'dev-token': 'maybe' }, 'u'))).code, 'USAGE');
-    assert.equal((await failure(factory({ vault: 'https://x.vault.azure.net', ca: '/nonexistent.pem', 'dev-token': 'true' }, 'u'))).code, 'USAGE');
+    assert.equal(
+      (await failure(factory({ vault: 'https://x.vault.azure.net', ca: '/nonexistent.pem', 'dev-token': 'true' }, 'u'))).code,
+      'USAGE',
+    );
   });
 
   it('without any credential says AUTH and how to fix it (no @azure/identity installed)', async () => {
@@ -95,11 +97,20 @@ describe('azurekv driver without a vault', () => {
     assert.equal(await d.resolveKeyId!('wrapper'), 'wrapper');
     // import: material checked against the spec, ed25519 and symmetric refused
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    assert.equal((await failure(d.importKey!({ kind: 'signing', spec: 'ec-p384', secret: pkcs8(ec.privateKey) }, 'k'))).code, 'INVALID_INPUT');
+    assert.equal(
+      (await failure(d.importKey!({ kind: 'signing', spec: 'ec-p384', secret: pkcs8(ec.privateKey) }, 'k'))).code,
+      'INVALID_INPUT',
+    );
     const ed = generateKeyPairSync('ed25519');
-    assert.equal((await failure(d.importKey!({ kind: 'signing', spec: 'ed25519', secret: pkcs8(ed.privateKey) }, 'k'))).code, 'UNSUPPORTED');
+    assert.equal(
+      (await failure(d.importKey!({ kind: 'signing', spec: 'ed25519', secret: pkcs8(ed.privateKey) }, 'k'))).code,
+      'UNSUPPORTED',
+    );
     assert.equal((await failure(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, 'k'))).code, 'UNSUPPORTED');
-    assert.equal((await failure(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: Buffer.from('not der') }, 'k'))).code, 'INVALID_INPUT');
+    assert.equal(
+      (await failure(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: Buffer.from('not der') }, 'k'))).code,
+      'INVALID_INPUT',
+    );
     await d.close?.();
   });
 
@@ -123,7 +134,8 @@ describe('azurekv driver without a vault', () => {
 
   it('maps the SDK RestError by status and code', () => {
     const m = (status: number | undefined, code: string | undefined, message = 'x') =>
-      mapAzureError(new RestError(message, { ...(status ? { statusCode: status } : {}), ...(code ? { code } : {}) }), 'op', 'https://v').code;
+      mapAzureError(new RestError(message, { ...(status ? { statusCode: status } : {}), ...(code ? { code } : {}) }), 'op', 'https://v')
+        .code;
     assert.equal(m(401, 'Unauthorized'), 'AUTH');
     assert.equal(m(403, 'Forbidden', 'Caller is not authorized to perform action on resource.'), 'PERMISSION');
     assert.equal(m(403, 'Forbidden', 'Operation "sign" is not allowed on a disabled key.'), 'KEY_DISABLED');
@@ -146,7 +158,8 @@ function lowkeyGate(): false | string {
   const cached = join(process.env['KEYPORT_CACHE'] ?? join(homedir(), '.cache', 'keyport-testbed'), 'lowkey-vault');
   const haveJar = !!process.env['LOWKEY_VAULT_JAR'] || (existsSync(cached) && readdirSync(cached).some((f) => f.endsWith('.jar')));
   if (haveJar) return skipUnless('lowkeyvault');
-  const reason = 'lowkeyvault: the lowkey-vault-app jar is not served by this machine\'s Maven Central proxy; set LOWKEY_VAULT_JAR=/path/to/lowkey-vault-app.jar';
+  const reason =
+    "lowkeyvault: the lowkey-vault-app jar is not served by this machine's Maven Central proxy; set LOWKEY_VAULT_JAR=/path/to/lowkey-vault-app.jar";
   mkdirSync(TESTBED_STATE, { recursive: true });
   appendFileSync(join(TESTBED_STATE, 'skipped.txt'), `${reason}\n`);
   return `SKIPPED (service unavailable): ${reason}`;
@@ -192,7 +205,14 @@ describe('azurekv driver against lowkey-vault', { skip: lowkeyGate() }, () => {
         ? nodeVerify(hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig)
         : nodeVerify(hash, data, { key, dsaEncoding: 'der' }, sig);
       assert.ok(ok, `${spec} signature verifies`);
-      assert.ok(!nodeVerify(hash, Buffer.concat([data, Buffer.from('x')]), spec.startsWith('rsa') ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : key, sig));
+      assert.ok(
+        !nodeVerify(
+          hash,
+          Buffer.concat([data, Buffer.from('x')]),
+          spec.startsWith('rsa') ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : key,
+          sig,
+        ),
+      );
       assert.equal((await failure(d.sign(id, data, spec === 'ec-p384' ? 'ecdsa-sha256' : 'ecdsa-sha384'))).code, 'KEY_USAGE');
     });
   }
@@ -203,7 +223,14 @@ describe('azurekv driver against lowkey-vault', { skip: lowkeyGate() }, () => {
       made.push(id);
       const pub = await d.getPublicKey(id);
       const msg = randomBytes(100);
-      const ct = publicEncrypt({ key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, msg);
+      const ct = publicEncrypt(
+        {
+          key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }),
+          padding: constants.RSA_PKCS1_OAEP_PADDING,
+          oaepHash: 'sha256',
+        },
+        msg,
+      );
       assert.deepEqual(await d.decryptAsymmetric(id, ct, 'rsa-oaep-sha256'), msg);
       const bad = Buffer.from(ct);
       bad[10]! ^= 1;
@@ -242,7 +269,9 @@ describe('azurekv driver against lowkey-vault', { skip: lowkeyGate() }, () => {
       assert.deepEqual(pub.spki, kp.publicKey.export({ format: 'der', type: 'spki' }), 'the vault holds the imported key');
       const data = randomBytes(64);
       const sig = await d.sign(id, data, algo);
-      const opts = spec.startsWith('rsa') ? { key: kp.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : { key: kp.publicKey, dsaEncoding: 'der' as const };
+      const opts = spec.startsWith('rsa')
+        ? { key: kp.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
+        : { key: kp.publicKey, dsaEncoding: 'der' as const };
       assert.ok(nodeVerify(hash, data, opts, sig), `imported ${spec} signs`);
     }
     // a local signature of the same digest verifies the same way (sanity of our DER conversion path)

@@ -19,13 +19,16 @@ async function kit(uri: string, extra: { badCredentialsUri?: string } = {}): Pro
   }
 }
 
-const failures = (r: CheckResult[]) => r.filter((x) => x.outcome === 'fail').map((x) => `${x.check}${x.spec ? `[${x.spec}]` : ''}: ${x.detail ?? ''}`);
+const failures = (r: CheckResult[]) =>
+  r.filter((x) => x.outcome === 'fail').map((x) => `${x.check}${x.spec ? `[${x.spec}]` : ''}: ${x.detail ?? ''}`);
 
 describe('conformance kit: kmip on PyKMIP', { skip: skipUnless('pykmip') }, () => {
   test('every check passes', async () => {
     const e = serviceEnv('pykmip');
     const uri = `kmip:host=${e['KMIP_HOST']};port=${e['KMIP_PORT']};cert=${e['KMIP_CERT']};key=${e['KMIP_KEY']};ca=${e['KMIP_CA']}`;
-    const r = await kit(uri, { badCredentialsUri: `kmip:host=${e['KMIP_HOST']};port=${e['KMIP_PORT']};cert=${e['KMIP_ROGUE_CERT']};key=${e['KMIP_ROGUE_KEY']};ca=${e['KMIP_CA']}` });
+    const r = await kit(uri, {
+      badCredentialsUri: `kmip:host=${e['KMIP_HOST']};port=${e['KMIP_PORT']};cert=${e['KMIP_ROGUE_CERT']};key=${e['KMIP_ROGUE_KEY']};ca=${e['KMIP_CA']}`,
+    });
     assert.deepEqual(failures(r), []);
     assert.ok(r.filter((x) => x.outcome === 'pass').length >= 10);
   });

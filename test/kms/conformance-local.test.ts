@@ -16,7 +16,8 @@ import { tempDir } from '../support/tmp.js';
 function assertAllPass(results: CheckResult[], allowedSkips: RegExp) {
   const failed = results.filter((r) => r.outcome === 'fail');
   assert.deepEqual(failed, [], `failed checks:\n${failed.map((r) => `${r.check} ${r.spec ?? ''}: ${r.detail}`).join('\n')}`);
-  for (const r of results.filter((x) => x.outcome === 'skip')) assert.match(r.check, allowedSkips, `unexpected skip ${r.check}: ${r.detail}`);
+  for (const r of results.filter((x) => x.outcome === 'skip'))
+    assert.match(r.check, allowedSkips, `unexpected skip ${r.check}: ${r.detail}`);
 }
 
 describe('conformance kit', () => {
@@ -26,11 +27,27 @@ describe('conformance kit', () => {
     const driver = await openDriver(uri);
     const seen: string[] = [];
     const results = await runConformance(driver, { uri, onResult: (r) => seen.push(r.check) });
-    assert.deepEqual(seen, results.map((r) => r.check));
+    assert.deepEqual(
+      seen,
+      results.map((r) => r.check),
+    );
     // local: has no network endpoint nor credentials, and does not bind a key to one usage
     assertAllPass(results, /^(unreachable|bad-credentials|wrong-usage\.sign-with-encryption-key)$/);
     const checks = new Set(results.map((r) => r.check));
-    for (const c of ['health', 'supported-specs', 'symmetric.round-trip', 'symmetric.tampered-ciphertext', 'signing.sign-verify', 'encryption.decrypt', 'unknown-key', 'wrong-usage.sign-algorithm', 'oversize.symmetric-1mib', 'import.aes256', 'import.ec-p256', 'signing.delete']) {
+    for (const c of [
+      'health',
+      'supported-specs',
+      'symmetric.round-trip',
+      'symmetric.tampered-ciphertext',
+      'signing.sign-verify',
+      'encryption.decrypt',
+      'unknown-key',
+      'wrong-usage.sign-algorithm',
+      'oversize.symmetric-1mib',
+      'import.aes256',
+      'import.ec-p256',
+      'signing.delete',
+    ]) {
       assert.ok(checks.has(c), `check ${c} ran`);
     }
     // every signing and encryption spec was exercised
@@ -41,11 +58,17 @@ describe('conformance kit', () => {
 
   test('local: --keep leaves the keys, named keyport-conformance-*', async () => {
     const dir = tempDir();
-    const results = await runConformance(await openDriver(`local:${dir}/`), { specs: { signing: ['ed25519'], encryption: [] }, cleanup: false });
+    const results = await runConformance(await openDriver(`local:${dir}/`), {
+      specs: { signing: ['ed25519'], encryption: [] },
+      cleanup: false,
+    });
     assert.equal(summarize(results).failed, 0);
     const files = readdirSync(dir);
     assert.ok(files.length >= 2);
-    assert.ok(files.every((f) => f.startsWith('keyport-conformance-')), files.join(' '));
+    assert.ok(
+      files.every((f) => f.startsWith('keyport-conformance-')),
+      files.join(' '),
+    );
   });
 
   test('driver:./examples/driver-example (the example third-party module) passes every check', async () => {
@@ -102,24 +125,42 @@ describe('conformance kit', () => {
     assert.match(byCheck('signing.sign-verify')[0]!.detail!, /does not verify/);
     assert.equal(byCheck('unknown-key')[0]!.outcome, 'fail');
     assert.match(byCheck('unknown-key')[0]!.detail!, /non-keyport error/);
-    assert.ok(byCheck('symmetric.delete').every((r) => r.outcome === 'fail'), 'deleted key check sees the raw error');
+    assert.ok(
+      byCheck('symmetric.delete').every((r) => r.outcome === 'fail'),
+      'deleted key check sees the raw error',
+    );
     assert.ok(summarize(results).failed >= 3);
   });
 
   test('a driver whose health never gets ok fails health and skips the rest', async () => {
     const real = await openDriver(`local:${tempDir()}/`);
-    const results = await runConformance({ ...real, name: 'sick', health: async () => ({ state: 'failed', reason: 'down' }) } as typeof real, { healthWaitMs: 1500 });
-    assert.deepEqual(results.map((r) => [r.check, r.outcome]), [['health', 'fail'], ['remaining checks', 'skip']]);
+    const results = await runConformance(
+      { ...real, name: 'sick', health: async () => ({ state: 'failed', reason: 'down' }) } as typeof real,
+      { healthWaitMs: 1500 },
+    );
+    assert.deepEqual(
+      results.map((r) => [r.check, r.outcome]),
+      [
+        ['health', 'fail'],
+        ['remaining checks', 'skip'],
+      ],
+    );
     assert.match(results[0]!.detail!, /failed: down/);
   });
 
   test('unreachable and bad-credentials URIs are derived from endpoint, host/port and credential attributes', () => {
-    assert.equal(deriveUnreachableUri('awskms:region=us-east-1;endpoint=http://127.0.0.1:5000'), 'awskms:region=us-east-1;endpoint=http://127.0.0.1:1');
+    assert.equal(
+      deriveUnreachableUri('awskms:region=us-east-1;endpoint=http://127.0.0.1:5000'),
+      'awskms:region=us-east-1;endpoint=http://127.0.0.1:1',
+    );
     assert.equal(deriveUnreachableUri('kmip:host=kms.example;port=5696;cert=c.pem'), 'kmip:host=127.0.0.1;port=1;cert=c.pem');
     assert.equal(deriveUnreachableUri('azurekv:vault=https://myvault.vault.azure.net/'), 'azurekv:vault=https://127.0.0.1:1');
     assert.equal(deriveUnreachableUri('local:/tmp/x/'), undefined);
     assert.equal(deriveUnreachableUri('pkcs11:module-path=/usr/lib/softhsm.so;token=t?pin-value=1234'), undefined);
-    assert.equal(deriveBadCredentialsUri('pkcs11:module-path=/m.so;token=t?pin-value=1234'), 'pkcs11:module-path=/m.so;token=t;pin-value=000000');
+    assert.equal(
+      deriveBadCredentialsUri('pkcs11:module-path=/m.so;token=t?pin-value=1234'),
+      'pkcs11:module-path=/m.so;token=t;pin-value=000000',
+    );
     assert.equal(deriveBadCredentialsUri('awskms:region=r;endpoint=http://h:1'), undefined);
   });
 });
@@ -130,7 +171,10 @@ describe('driver: loader', () => {
 
   test('accepts export default factory and export function createDriver(params)', async () => {
     writeFileSync(join(dir, 'default.mjs'), `import { factory } from '${example}';\nexport default factory;\n`);
-    writeFileSync(join(dir, 'create.mjs'), `import { factory } from '${example}';\nexport function createDriver(params) { return factory(params, ''); }\n`);
+    writeFileSync(
+      join(dir, 'create.mjs'),
+      `import { factory } from '${example}';\nexport function createDriver(params) { return factory(params, ''); }\n`,
+    );
     for (const f of ['default.mjs', 'create.mjs']) {
       const d = await openDriver(`driver:${join(dir, f)};max-plaintext=10`);
       const id = await d.generateSymmetricKey('x');
@@ -143,7 +187,10 @@ describe('driver: loader', () => {
   });
 
   test('a module that is not a driver gets one error naming what is missing', async () => {
-    writeFileSync(join(dir, 'half.mjs'), `export const factory = async () => ({ name: 'half', health: async () => ({ state: 'ok' }), sign: async () => Buffer.alloc(0) });\n`);
+    writeFileSync(
+      join(dir, 'half.mjs'),
+      `export const factory = async () => ({ name: 'half', health: async () => ({ state: 'ok' }), sign: async () => Buffer.alloc(0) });\n`,
+    );
     await assert.rejects(openDriver(`driver:${join(dir, 'half.mjs')}`), (e) => {
       assert.ok(isKeyportError(e, 'INVALID_INPUT'));
       assert.match((e as Error).message, /missing supportedSigningKeySpecs, .*deleteKey/);
@@ -153,7 +200,10 @@ describe('driver: loader', () => {
     writeFileSync(join(dir, 'nothing.mjs'), `export const x = 1;\n`);
     await assert.rejects(openDriver(`driver:${join(dir, 'nothing.mjs')}`), /exports no driver factory/);
     await assert.rejects(openDriver(`driver:${join(dir, 'absent.mjs')}`), (e) => isKeyportError(e, 'USAGE'));
-    await assert.rejects(openDriver('driver:keyport-no-such-driver-package'), (e) => isKeyportError(e, 'USAGE') && /not found/.test((e as Error).message));
+    await assert.rejects(
+      openDriver('driver:keyport-no-such-driver-package'),
+      (e) => isKeyportError(e, 'USAGE') && /not found/.test((e as Error).message),
+    );
   });
 
   test('raw errors thrown by a module become one-line INTERNAL errors naming it', async () => {
@@ -162,6 +212,9 @@ describe('driver: loader', () => {
       `import { factory as f } from '${example}';\nexport const factory = async (p, u) => { const d = await f(p, u); d.sign = async () => { throw new RangeError('bad\\nthings'); }; return d; };\n`,
     );
     const d = await openDriver(`driver:${join(dir, 'raw.mjs')}`);
-    await assert.rejects(d.sign('k', Buffer.from('x'), 'ed25519'), (e) => isKeyportError(e, 'INTERNAL') && !/\n/.test((e as Error).message) && /raw\.mjs/.test((e as Error).message));
+    await assert.rejects(
+      d.sign('k', Buffer.from('x'), 'ed25519'),
+      (e) => isKeyportError(e, 'INTERNAL') && !/\n/.test((e as Error).message) && /raw\.mjs/.test((e as Error).message),
+    );
   });
 });

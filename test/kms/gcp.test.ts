@@ -17,7 +17,17 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes, verify, constants as C } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  generateKeyPairSync,
+  privateDecrypt,
+  publicEncrypt,
+  randomBytes,
+  verify,
+  constants as C,
+} from 'node:crypto';
 import { factory, parseGcpParams, parseGcpEndpoint, parseKeyRef, crc32c, mapGcpError, wrapRsaAes } from '../../src/kms/gcp/index.js';
 import type { Driver, SigningAlgoSpec, SigningKeySpec } from '../../src/kms/driver.js';
 import { isKeyportError, type ErrorCode } from '../../src/errors.js';
@@ -30,7 +40,6 @@ function grpcJs(): typeof import('@grpc/grpc-js') {
   const req = createRequire(import.meta.url);
   return (createRequire(req.resolve('@google-cloud/kms'))('google-gax') as { grpc: typeof import('@grpc/grpc-js') }).grpc;
 }
-
 
 function throwsCode(f: () => unknown, code: ErrorCode): void {
   assert.throws(f, (e: unknown) => isKeyportError(e, code), `expected ${code}`);
@@ -45,7 +54,10 @@ describe('gcpkms URI and key names (no KMS needed)', () => {
     assert.deepEqual(p.endpoint, { host: '127.0.0.1', port: 9010, tls: false });
     assert.equal(p.timeoutMs, 2500);
     assert.equal(p.protection, 'SOFTWARE');
-    assert.equal(parseGcpParams({ project: 'p1', location: 'europe-west1', keyring: 'ring1', 'protection-level': 'hsm' }).protection, 'HSM');
+    assert.equal(
+      parseGcpParams({ project: 'p1', location: 'europe-west1', keyring: 'ring1', 'protection-level': 'hsm' }).protection,
+      'HSM',
+    );
     const saved = process.env.GOOGLE_CLOUD_PROJECT;
     delete process.env.GOOGLE_CLOUD_PROJECT;
     try {
@@ -78,7 +90,11 @@ describe('gcpkms URI and key names (no KMS needed)', () => {
     });
     const other = 'projects/x/locations/us/keyRings/r2/cryptoKeys/k_1-a';
     assert.deepEqual(parseKeyRef(other, RING), { key: other, id: 'k_1-a' });
-    assert.deepEqual(parseKeyRef(`${other}/cryptoKeyVersions/12`, RING), { key: other, id: 'k_1-a', version: `${other}/cryptoKeyVersions/12` });
+    assert.deepEqual(parseKeyRef(`${other}/cryptoKeyVersions/12`, RING), {
+      key: other,
+      id: 'k_1-a',
+      version: `${other}/cryptoKeyVersions/12`,
+    });
     throwsCode(() => parseKeyRef('', RING), 'INVALID_NAME');
     throwsCode(() => parseKeyRef('a'.repeat(64), RING), 'INVALID_NAME');
     throwsCode(() => parseKeyRef('has space', RING), 'INVALID_NAME');
@@ -112,9 +128,18 @@ describe('gcpkms URI and key names (no KMS needed)', () => {
       assert.equal(e.retryable, retryable);
       assert.ok(!e.message.includes('\n'));
     }
-    assert.equal(mapGcpError({ code: 3, details: 'Decryption failed: the ciphertext is invalid.' }, 'Decrypt', true).code, 'INVALID_CIPHERTEXT');
-    assert.equal(mapGcpError(new Error('Getting metadata from plugin failed with error: Could not load the default credentials.'), 'Op').code, 'AUTH');
-    assert.equal(mapGcpError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'Op').code, 'UNAVAILABLE');
+    assert.equal(
+      mapGcpError({ code: 3, details: 'Decryption failed: the ciphertext is invalid.' }, 'Decrypt', true).code,
+      'INVALID_CIPHERTEXT',
+    );
+    assert.equal(
+      mapGcpError(new Error('Getting metadata from plugin failed with error: Could not load the default credentials.'), 'Op').code,
+      'AUTH',
+    );
+    assert.equal(
+      mapGcpError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'Op').code,
+      'UNAVAILABLE',
+    );
     assert.equal(mapGcpError(new Error('something odd\n    at stack'), 'Op').code, 'INTERNAL');
     assert.ok(!mapGcpError(new Error('something odd\n    at stack'), 'Op').message.includes('\n'));
   });
@@ -227,7 +252,10 @@ const noEmulator = 'SKIPPED: no Cloud KMS emulator on this machine (set KEYPORT_
 if (!ENDPOINT) {
   try {
     mkdirSync(TESTBED_STATE, { recursive: true });
-    appendFileSync(join(TESTBED_STATE, 'skipped.txt'), 'gcpkms: no Cloud KMS emulator can be had here; the GCP driver is verified only for parsing and network failures\n');
+    appendFileSync(
+      join(TESTBED_STATE, 'skipped.txt'),
+      'gcpkms: no Cloud KMS emulator can be had here; the GCP driver is verified only for parsing and network failures\n',
+    );
   } catch {
     /* the notice is best effort */
   }
@@ -249,7 +277,10 @@ describe('gcpkms driver against a Cloud KMS emulator (KEYPORT_GCPKMS_ENDPOINT)',
   const keyring = `ring-${run}`;
 
   before(async () => {
-    d = await factory({ project, location, keyring, endpoint: ENDPOINT!, 'timeout-ms': '15000' }, `gcpkms:project=${project};keyring=${keyring}`);
+    d = await factory(
+      { project, location, keyring, endpoint: ENDPOINT!, 'timeout-ms': '15000' },
+      `gcpkms:project=${project};keyring=${keyring}`,
+    );
     assert.equal((await d.health()).state, 'ok');
   });
   after(async () => {
@@ -279,10 +310,21 @@ describe('gcpkms driver against a Cloud KMS emulator (KEYPORT_GCPKMS_ENDPOINT)',
         ? verify(hash, data, { key, padding: C.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig)
         : verify(hash, data, { key, dsaEncoding: 'der' }, sig);
       assert.ok(ok, `${spec} signature verifies with node:crypto`);
-      assert.ok(!verify(hash, Buffer.concat([data, Buffer.from([1])]), spec.startsWith('rsa') ? { key, padding: C.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : { key, dsaEncoding: 'der' }, sig));
+      assert.ok(
+        !verify(
+          hash,
+          Buffer.concat([data, Buffer.from([1])]),
+          spec.startsWith('rsa') ? { key, padding: C.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : { key, dsaEncoding: 'der' },
+          sig,
+        ),
+      );
       // the short name in the ring works too
       const sig2 = await d.sign(`sig-${spec}-${run}`, data, algo);
-      assert.ok(spec.startsWith('rsa') ? verify(hash, data, { key, padding: C.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig2) : verify(hash, data, { key, dsaEncoding: 'der' }, sig2));
+      assert.ok(
+        spec.startsWith('rsa')
+          ? verify(hash, data, { key, padding: C.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig2)
+          : verify(hash, data, { key, dsaEncoding: 'der' }, sig2),
+      );
       // a wrong algorithm for the key is KEY_USAGE, decided before any signature is made
       await rejectsCode(d.sign(id, data, spec === 'ec-p384' ? 'ecdsa-sha256' : 'ecdsa-sha384'), 'KEY_USAGE');
     });
@@ -293,7 +335,10 @@ describe('gcpkms driver against a Cloud KMS emulator (KEYPORT_GCPKMS_ENDPOINT)',
     const pub = await d.getPublicKey(id);
     assert.equal(pub.spec, 'rsa-3072');
     const secret = randomBytes(32);
-    const ct = publicEncrypt({ key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret);
+    const ct = publicEncrypt(
+      { key: createPublicKey({ key: pub.spki, format: 'der', type: 'spki' }), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+      secret,
+    );
     assert.deepEqual(await d.decryptAsymmetric(id, ct, 'rsa-oaep-sha256'), secret);
     await rejectsCode(d.sign(id, secret, 'rsa-pss-sha256'), 'KEY_USAGE');
   });
@@ -342,7 +387,10 @@ describe('gcpkms driver against a Cloud KMS emulator (KEYPORT_GCPKMS_ENDPOINT)',
     }
     assert.deepEqual(await d.decryptSymmetric(symId, await d.encryptSymmetric(symId, Buffer.from('imported'))), Buffer.from('imported'));
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const ecId = await d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: privateKey.export({ type: 'pkcs8', format: 'der' }) }, `imp-ec-${run}`);
+    const ecId = await d.importKey!(
+      { kind: 'signing', spec: 'ec-p256', secret: privateKey.export({ type: 'pkcs8', format: 'der' }) },
+      `imp-ec-${run}`,
+    );
     const pub = await d.getPublicKey(ecId);
     assert.deepEqual(pub.spki, publicKey.export({ type: 'spki', format: 'der' }), 'the KMS holds exactly the imported key');
     const data = Buffer.from('signed by an imported key');

@@ -47,7 +47,12 @@ function scripted(steps: Step[] = [], answers: Partial<Record<string, unknown>> 
   return { d, calls };
 }
 
-const fast = { kmsUri: 'test:endpoint=http://127.0.0.1:9;secret-access-key=SHOULD-NOT-APPEAR', baseDelayMs: 1, maxDelayMs: 5, timeoutMs: 2000 };
+const fast = {
+  kmsUri: 'test:endpoint=http://127.0.0.1:9;secret-access-key=SHOULD-NOT-APPEAR',
+  baseDelayMs: 1,
+  maxDelayMs: 5,
+  timeoutMs: 2000,
+};
 
 describe('instrument: retries', () => {
   test('a call failing retryably N times then succeeding is retried with back-off and succeeds', async () => {
@@ -163,8 +168,14 @@ describe('instrument: audit', () => {
 
     const text = readFileSync(path, 'utf8');
     assert.equal(text, mem.text());
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.deepEqual(lines.map((l) => l.operation), ['encryptSymmetric', 'decryptSymmetric', 'sign', 'importKey', 'health']);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((l) => l.operation),
+      ['encryptSymmetric', 'decryptSymmetric', 'sign', 'importKey', 'health'],
+    );
     for (const l of lines) {
       for (const f of ['time', 'kms', 'operation', 'latencyMs', 'outcome', 'attempts']) assert.ok(f in l, `${f} in ${JSON.stringify(l)}`);
     }
@@ -173,7 +184,12 @@ describe('instrument: audit', () => {
     assert.equal(lines[2]!.outputBytes, sig.length);
     assert.equal(lines[3]!.keyId, 'imp-1');
     for (const bytes of [secret, ct, sig, imported]) {
-      for (const enc of [bytes.toString('hex'), bytes.toString('base64'), bytes.toString('base64url'), bytes.subarray(0, 12).toString('hex')]) {
+      for (const enc of [
+        bytes.toString('hex'),
+        bytes.toString('base64'),
+        bytes.toString('base64url'),
+        bytes.subarray(0, 12).toString('hex'),
+      ]) {
         assert.ok(!text.toLowerCase().includes(enc.toLowerCase()), 'audit log holds key or data bytes');
       }
     }
@@ -197,12 +213,15 @@ describe('instrument: audit', () => {
     const pt = randomBytes(24);
     assert.ok((await d.decryptSymmetric(id, await d.encryptSymmetric(id, pt))).equals(pt));
     await assert.rejects(d.keyExistsAndIsActive(`${dir}/missing.key`), (e) => isKeyportError(e, 'NOT_FOUND'));
-    assert.deepEqual(audit.records.map((r) => [r.operation, r.outcome, r.attempts]), [
-      ['generateSymmetricKey', 'ok', 1],
-      ['encryptSymmetric', 'ok', 1],
-      ['decryptSymmetric', 'ok', 1],
-      ['keyExistsAndIsActive', 'error', 1],
-    ]);
+    assert.deepEqual(
+      audit.records.map((r) => [r.operation, r.outcome, r.attempts]),
+      [
+        ['generateSymmetricKey', 'ok', 1],
+        ['encryptSymmetric', 'ok', 1],
+        ['decryptSymmetric', 'ok', 1],
+        ['keyExistsAndIsActive', 'error', 1],
+      ],
+    );
     assert.ok(!audit.text().includes(pt.toString('hex')));
   });
 });

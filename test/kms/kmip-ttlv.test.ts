@@ -48,7 +48,11 @@ describe('KMIP TTLV: the specification examples (KMIP 1.x 9.1.2)', () => {
     // 123456789000000000 = 0x01B69B4BA5749200
     ['Long Integer 123456789000000000', longInteger(0x420020, 123456789000000000n), '420020 | 03 | 00000008 | 01B69B4BA5749200'],
     // 1234567890000000000000000000 = 0x03FD35EB6BC2DF4618080000 (12 bytes), sign-extended to 16
-    ['Big Integer 1234567890000000000000000000', bigInteger(0x420020, 1234567890000000000000000000n), '420020 | 04 | 00000010 | 0000000003FD35EB 6BC2DF4618080000'],
+    [
+      'Big Integer 1234567890000000000000000000',
+      bigInteger(0x420020, 1234567890000000000000000000n),
+      '420020 | 04 | 00000010 | 0000000003FD35EB 6BC2DF4618080000',
+    ],
     ['Enumeration 255', enumeration(0x420020, 255), '420020 | 05 | 00000004 | 000000FF 00000000'],
     ['Boolean true', boolean(0x420020, true), '420020 | 06 | 00000008 | 0000000000000001'],
     ['Text String "Hello World"', textString(0x420020, 'Hello World'), '420020 | 07 | 0000000B | 48656C6C6F20576F 726C640000000000'],
@@ -100,7 +104,23 @@ describe('KMIP TTLV: round trips', () => {
   });
 
   it('Big Integers of both signs and many sizes', () => {
-    const values = [0n, 1n, -1n, 127n, 128n, -128n, -129n, 255n, 256n, (1n << 63n) - 1n, 1n << 63n, -(1n << 63n), -(1n << 63n) - 1n, 1n << 64n, -(1n << 64n)];
+    const values = [
+      0n,
+      1n,
+      -1n,
+      127n,
+      128n,
+      -128n,
+      -129n,
+      255n,
+      256n,
+      (1n << 63n) - 1n,
+      1n << 63n,
+      -(1n << 63n),
+      -(1n << 63n) - 1n,
+      1n << 64n,
+      -(1n << 64n),
+    ];
     for (let i = 0; i < 50; i++) {
       const v = BigInt('0x' + randomBytes(1 + (i % 40)).toString('hex'));
       values.push(v, -v);
@@ -117,8 +137,18 @@ describe('KMIP TTLV: round trips', () => {
   });
 
   it('the encoder refuses values that do not fit their type', () => {
-    for (const bad of [integer(0x420020, 2 ** 31), integer(0x420020, 1.5), enumeration(0x420020, -1), interval(0x420020, 2 ** 32), longInteger(0x420020, 1n << 63n), integer(0x1000000, 1)]) {
-      assert.throws(() => encodeTtlv(bad), (e: unknown) => e instanceof KeyportError && e.code === 'INVALID_INPUT');
+    for (const bad of [
+      integer(0x420020, 2 ** 31),
+      integer(0x420020, 1.5),
+      enumeration(0x420020, -1),
+      interval(0x420020, 2 ** 32),
+      longInteger(0x420020, 1n << 63n),
+      integer(0x1000000, 1),
+    ]) {
+      assert.throws(
+        () => encodeTtlv(bad),
+        (e: unknown) => e instanceof KeyportError && e.code === 'INVALID_INPUT',
+      );
     }
   });
 });
@@ -127,7 +157,11 @@ describe('KMIP TTLV: the decoder rejects malformed input cleanly', () => {
   const good = encodeTtlv(
     structure(Tag.ResponseMessage, [
       structure(Tag.ResponseHeader, [integer(Tag.BatchCount, 1)]),
-      structure(Tag.BatchItem, [enumeration(Tag.Operation, Operation.Get), textString(Tag.UniqueIdentifier, 'abc'), byteString(Tag.Data, Buffer.from('0123456789'))]),
+      structure(Tag.BatchItem, [
+        enumeration(Tag.Operation, Operation.Get),
+        textString(Tag.UniqueIdentifier, 'abc'),
+        byteString(Tag.Data, Buffer.from('0123456789')),
+      ]),
     ]),
   );
 
@@ -164,7 +198,10 @@ describe('KMIP TTLV: the decoder rejects malformed input cleanly', () => {
     let item: TtlvItem = integer(0x420020, 1);
     for (let i = 0; i < MAX_DEPTH + 2; i++) item = structure(0x420020, [item]);
     // build the bytes by hand: the encoder refuses to write it
-    assert.throws(() => encodeTtlv(item), (e: unknown) => e instanceof KeyportError && e.code === 'INVALID_INPUT');
+    assert.throws(
+      () => encodeTtlv(item),
+      (e: unknown) => e instanceof KeyportError && e.code === 'INVALID_INPUT',
+    );
     const depth = MAX_DEPTH + 2;
     const parts: Buffer[] = [];
     for (let i = 0; i < depth; i++) {
@@ -200,8 +237,7 @@ describe('KMIP TTLV: the decoder rejects malformed input cleanly', () => {
           // rewrite a length field with a small or a huge value
           const at = 8 * rnd(Math.floor(b.length / 8)) + 4;
           if (at + 4 <= b.length) b.writeUInt32BE(rnd(2) ? rnd(0x100) : (rnd(0x10000) * 0x10000 + rnd(0x10000)) >>> 0, at);
-        }
-        else if (kind === 3) b = b.subarray(0, rnd(b.length + 1));
+        } else if (kind === 3) b = b.subarray(0, rnd(b.length + 1));
         else if (kind === 4) b = Buffer.concat([b.subarray(0, rnd(b.length)), randomBytes(rnd(24)), b.subarray(rnd(b.length))]);
         else if (b.length > 3) b[3 + 8 * rnd(Math.floor((b.length - 3) / 8))] = rnd(16);
       }

@@ -13,7 +13,16 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createDecipheriv, createCipheriv, createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, constants } from 'node:crypto';
+import {
+  createDecipheriv,
+  createCipheriv,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as nodeSign,
+  verify as nodeVerify,
+  constants,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -22,7 +31,16 @@ import { skipUnless, serviceEnv } from '../support/testbed.js';
 import type { Driver } from '../../src/kms/driver.js';
 import { factory, PSS_SALT_IS_KEYPORTS } from '../../src/kms/kmip/index.js';
 import { KmipClient } from '../../src/kms/kmip/client.js';
-import { CryptographicAlgorithm, ObjectType, Operation, PaddingMethod, HashingAlgorithm, Tag, UsageMask, BlockCipherMode } from '../../src/kms/kmip/tags.js';
+import {
+  CryptographicAlgorithm,
+  ObjectType,
+  Operation,
+  PaddingMethod,
+  HashingAlgorithm,
+  Tag,
+  UsageMask,
+  BlockCipherMode,
+} from '../../src/kms/kmip/tags.js';
 import { byteString, decodeTtlv, encodeTtlv, enumeration, find, integer, need, structure, textString } from '../../src/kms/kmip/ttlv.js';
 import { rejectsKeyport as code } from '../support/rejects.js';
 
@@ -30,8 +48,8 @@ const AAD = Buffer.from('keyport-kmip-wrap-v1');
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
 
-
-const attr = (name: string, value: ReturnType<typeof integer>) => structure(Tag.Attribute, [textString(Tag.AttributeName, name), { ...value, tag: Tag.AttributeValue }]);
+const attr = (name: string, value: ReturnType<typeof integer>) =>
+  structure(Tag.Attribute, [textString(Tag.AttributeName, name), { ...value, tag: Tag.AttributeValue }]);
 
 describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
   let env: Record<string, string>;
@@ -43,7 +61,13 @@ describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
     env = serviceEnv('pykmip');
     params = { host: env.KMIP_HOST!, port: env.KMIP_PORT!, cert: env.KMIP_CERT!, key: env.KMIP_KEY!, ca: env.KMIP_CA! };
     d = await factory(params, 'kmip:test');
-    raw = new KmipClient({ host: env.KMIP_HOST!, port: Number(env.KMIP_PORT), cert: readFileSync(env.KMIP_CERT!), key: readFileSync(env.KMIP_KEY!), ca: readFileSync(env.KMIP_CA!) });
+    raw = new KmipClient({
+      host: env.KMIP_HOST!,
+      port: Number(env.KMIP_PORT),
+      cert: readFileSync(env.KMIP_CERT!),
+      key: readFileSync(env.KMIP_KEY!),
+      ca: readFileSync(env.KMIP_CA!),
+    });
   });
   after(async () => {
     await d?.close?.();
@@ -127,7 +151,15 @@ describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
       assert.equal(v(constants.RSA_PSS_SALTLEN_AUTO), true);
       // ... which is why rsa-pss-sha256 (32-byte salt, strictly checked) is not claimed
       assert.equal(v(32), PSS_SALT_IS_KEYPORTS);
-      assert.equal(nodeVerify('sha256', Buffer.concat([data, Buffer.from('x')]), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: maxSalt }, sig), false);
+      assert.equal(
+        nodeVerify(
+          'sha256',
+          Buffer.concat([data, Buffer.from('x')]),
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: maxSalt },
+          sig,
+        ),
+        false,
+      );
       assert.equal((await code(d.sign(id, data, 'ecdsa-sha256'))).code, 'UNSUPPORTED');
       await d.deleteKey(id);
       assert.equal((await code(d.getPublicKey(id))).code, 'NOT_FOUND');
@@ -205,7 +237,15 @@ describe('kmip: driver against PyKMIP', { skip: skipUnless('pykmip') }, () => {
     assert.deepEqual(pub.spki, publicKey.export({ format: 'der', type: 'spki' }));
     const data = Buffer.from('signed by an imported key');
     const sig = await d.sign(id, data, 'rsa-pss-sha256');
-    assert.equal(nodeVerify('sha256', data, { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig), true);
+    assert.equal(
+      nodeVerify(
+        'sha256',
+        data,
+        { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        sig,
+      ),
+      true,
+    );
     // a signature node makes with the same key is different (random salt) but both verify
     const own = nodeSign('sha256', data, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
     assert.notDeepEqual(own, sig);

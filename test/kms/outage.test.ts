@@ -50,7 +50,10 @@ async function verifiedSign(kr: StoreKeyring, name: string): Promise<void> {
   const msg = randomBytes(64);
   const sig = await kr.sign(name, msg);
   const pub = createPublicKey({ key: await kr.publicKey(name), format: 'der', type: 'spki' });
-  assert.ok(verify((await kr.describe(name)).type === 'ec-p384' ? 'sha384' : 'sha256', msg, pub, sig), `signature of '${name}' does not verify with node:crypto`);
+  assert.ok(
+    verify((await kr.describe(name)).type === 'ec-p384' ? 'sha384' : 'sha256', msg, pub, sig),
+    `signature of '${name}' does not verify with node:crypto`,
+  );
 }
 
 describe('KMS outage: envelope keyring on a private PyKMIP', { skip: skipUnless('pykmip') }, () => {
@@ -71,7 +74,12 @@ describe('KMS outage: envelope keyring on a private PyKMIP', { skip: skipUnless(
   });
 
   const audit = (): AuditRecord[] =>
-    existsSync(join(dir, 'kms-audit.jsonl')) ? readFileSync(join(dir, 'kms-audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord) : [];
+    existsSync(join(dir, 'kms-audit.jsonl'))
+      ? readFileSync(join(dir, 'kms-audit.jsonl'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as AuditRecord)
+      : [];
 
   after(async () => {
     delete process.env.KEYPORT_KMS_AUDIT;
@@ -94,7 +102,10 @@ describe('KMS outage: envelope keyring on a private PyKMIP', { skip: skipUnless(
       const e1 = await assertOutage(kr.sign('sig', Buffer.from('x')), 'sign');
       // bounded retries, not a storm: one audit line for the call, at most 1 + 4 attempts
       const lines = audit().slice(seen);
-      assert.deepEqual(lines.map((l) => [l.operation, l.outcome, l.code]), [['decryptSymmetric', 'error', 'UNAVAILABLE']]);
+      assert.deepEqual(
+        lines.map((l) => [l.operation, l.outcome, l.code]),
+        [['decryptSymmetric', 'error', 'UNAVAILABLE']],
+      );
       assert.ok(lines[0]!.attempts >= 2 && lines[0]!.attempts <= 5, `attempts ${lines[0]!.attempts}`);
       await assertOutage(kr.decrypt('aes', ct), 'decrypt');
       await assertOutage(kr.encrypt('aes', Buffer.from('x')), 'encrypt');
@@ -190,17 +201,30 @@ describe('KMS outage: envelope keyring on a private PyKMIP', { skip: skipUnless(
 
       // the same driver behind instrument(): no retry of a non-retryable error, one audit line with attempts 1
       const lines: AuditRecord[] = [];
-      const d = instrument(await openDriver(rogueKms), { kmsUri: rogueKms, retries: 4, baseDelayMs: 1, audit: { write: (r) => lines.push(r) } });
+      const d = instrument(await openDriver(rogueKms), {
+        kmsUri: rogueKms,
+        retries: 4,
+        baseDelayMs: 1,
+        audit: { write: (r) => lines.push(r) },
+      });
       for (let i = 0; i < 3; i++) await assert.rejects(d.decryptSymmetric(id, randomBytes(60)), (x) => isKeyportError(x, 'AUTH'));
       await d.close?.();
       assert.equal(lines.length, 3);
-      assert.deepEqual(lines.map((l) => [l.operation, l.outcome, l.code, l.attempts]), Array(3).fill(['decryptSymmetric', 'error', 'AUTH', 1]));
+      assert.deepEqual(
+        lines.map((l) => [l.operation, l.outcome, l.code, l.attempts]),
+        Array(3).fill(['decryptSymmetric', 'error', 'AUTH', 1]),
+      );
       assert.equal(relay.connections, 1 + 3, `three calls must open three connections, not ${relay.connections - 1}`);
 
       // and a retryable failure IS retried by instrument(), visibly: a stopped relay target = UNAVAILABLE
       const dead = await countingRelay(1); // port 1: nothing listens, every connection is reset at once
       const lines2: AuditRecord[] = [];
-      const d2 = instrument(await openDriver(kmip.kmsUri({ port: dead.port })), { kmsUri: 'kmip:dead', retries: 2, baseDelayMs: 1, audit: { write: (r) => lines2.push(r) } });
+      const d2 = instrument(await openDriver(kmip.kmsUri({ port: dead.port })), {
+        kmsUri: 'kmip:dead',
+        retries: 2,
+        baseDelayMs: 1,
+        audit: { write: (r) => lines2.push(r) },
+      });
       await assertOutage(d2.decryptSymmetric(id, randomBytes(60)), 'instrumented call to a dead KMS');
       await d2.close?.();
       await dead.close();

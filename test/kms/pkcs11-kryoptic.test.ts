@@ -19,7 +19,17 @@
  */
 import { describe, it, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, verify as nodeVerify, constants, publicEncrypt } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  verify as nodeVerify,
+  constants,
+  publicEncrypt,
+} from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +45,6 @@ import { rejectsKeyport as rejects } from '../support/rejects.js';
 const SERVICE = 'kryoptic';
 const AAD = Buffer.from('keyport-pkcs11-wrap-v1');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
-
 
 /** what kryoptic 1.5.4 (minimal features, OpenSSL 3.0) can do, and the one algorithm of each */
 const SIGNING: Array<[SigningKeySpec, SigningAlgoSpec]> = [
@@ -64,7 +73,14 @@ function verifyLocally(spki: Buffer, algo: SigningAlgoSpec, data: Buffer, sig: B
 }
 
 const oaepEncrypt = (spki: Buffer | KeyObject, pt: Buffer) =>
-  publicEncrypt({ key: Buffer.isBuffer(spki) ? createPublicKey({ key: spki, format: 'der', type: 'spki' }) : spki, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, pt);
+  publicEncrypt(
+    {
+      key: Buffer.isBuffer(spki) ? createPublicKey({ key: spki, format: 'der', type: 'spki' }) : spki,
+      padding: constants.RSA_PKCS1_OAEP_PADDING,
+      oaepHash: 'sha256',
+    },
+    pt,
+  );
 
 function useEnv(): Record<string, string> {
   const env = serviceEnv(SERVICE);
@@ -186,7 +202,10 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
         const objs = rawAttrs(name);
         assert.equal(objs.length, 2);
         const priv = objs.find((o) => o['CKA_SENSITIVE'] !== undefined)!;
-        assert.deepEqual({ t: priv['CKA_TOKEN'], s: priv['CKA_SENSITIVE'], x: priv['CKA_EXTRACTABLE'], p: priv['CKA_PRIVATE'] }, { t: true, s: true, x: false, p: true });
+        assert.deepEqual(
+          { t: priv['CKA_TOKEN'], s: priv['CKA_SENSITIVE'], x: priv['CKA_EXTRACTABLE'], p: priv['CKA_PRIVATE'] },
+          { t: true, s: true, x: false, p: true },
+        );
         assert.equal(objs.find((o) => o['CKA_SENSITIVE'] === undefined)?.['CKA_TOKEN'], true);
       });
     }
@@ -254,7 +273,10 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       assert.deepEqual(await d.decryptSymmetric(id, c1), pt);
       assert.equal((await rejects(d.sign(id, pt, 'ecdsa-sha256'))).code, 'KEY_USAGE');
       assert.equal((await rejects(d.getPublicKey(id))).code, 'KEY_USAGE');
-      assert.deepEqual(rawAttrs(id).map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]), [[true, true, false]]);
+      assert.deepEqual(
+        rawAttrs(id).map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]),
+        [[true, true, false]],
+      );
     });
   });
 
@@ -275,7 +297,10 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
         // an encryption key does not sign (CKA_SIGN false): the token refuses
         assert.equal((await rejects(d.sign(id, Buffer.from('x'), 'rsa-pss-sha256'))).code, 'KEY_USAGE');
         const priv = rawAttrs(id).find((o) => o['CKA_SENSITIVE'] !== undefined)!;
-        assert.deepEqual([priv['CKA_TOKEN'], priv['CKA_SENSITIVE'], priv['CKA_EXTRACTABLE'], priv['CKA_PRIVATE']], [true, true, false, true]);
+        assert.deepEqual(
+          [priv['CKA_TOKEN'], priv['CKA_SENSITIVE'], priv['CKA_EXTRACTABLE'], priv['CKA_PRIVATE']],
+          [true, true, false, true],
+        );
       });
     }
 
@@ -311,7 +336,7 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
   });
 
   describe('import (BYOK): C_UnwrapKey with CKM_AES_KEY_WRAP_KWP', () => {
-    it('the driver found kryoptic\'s AES-KWP under its PKCS#11 3.0 number (0x210b; kryoptic has no 0x210a)', () => {
+    it("the driver found kryoptic's AES-KWP under its PKCS#11 3.0 number (0x210b; kryoptic has no 0x210a)", () => {
       const p = createRequire(import.meta.url)('pkcs11js');
       const m = new p.PKCS11();
       m.load(env.PKCS11_MODULE);
@@ -328,7 +353,11 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
 
     it('AES key: unwrapped into the token; its GCM output opens with the known key in node:crypto, and back', async () => {
       const key = randomBytes(32);
-      const { value: id, unwrapMechs, created } = await spyImport(() => d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: key }, uniq('imp-aes')));
+      const {
+        value: id,
+        unwrapMechs,
+        created,
+      } = await spyImport(() => d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: key }, uniq('imp-aes')));
       made.push(id);
       assert.deepEqual(unwrapMechs, [MECHANISMS.CKM_AES_KEY_WRAP_KWP], 'one C_UnwrapKey with AES-KWP');
       assert.deepEqual(created, [CKO_SECRET_KEY], 'C_CreateObject only for the transient wrapping key');
@@ -344,7 +373,10 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       c.setAAD(AAD);
       const local = Buffer.concat([iv, c.update(pt), c.final(), c.getAuthTag()]);
       assert.deepEqual(await d.decryptSymmetric(id, local), pt);
-      assert.deepEqual(rawAttrs(id).map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]), [[true, true, false]]);
+      assert.deepEqual(
+        rawAttrs(id).map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]),
+        [[true, true, false]],
+      );
     });
 
     const kinds: Array<[SigningKeySpec, SigningAlgoSpec, () => { privateKey: KeyObject; publicKey: KeyObject }]> = [
@@ -357,7 +389,11 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       it(`${spec} signing key: PKCS#8 unwrapped, signed in the token, verified with the locally derived public key`, async () => {
         const kp = gen();
         const secret = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
-        const { value: id, unwrapMechs, created } = await spyImport(() => d.importKey!({ kind: 'signing', spec, secret }, uniq(`imp-${spec}`)));
+        const {
+          value: id,
+          unwrapMechs,
+          created,
+        } = await spyImport(() => d.importKey!({ kind: 'signing', spec, secret }, uniq(`imp-${spec}`)));
         made.push(id);
         assert.deepEqual(unwrapMechs, [MECHANISMS.CKM_AES_KEY_WRAP_KWP], 'the private key went in through C_UnwrapKey');
         assert.deepEqual(created, [CKO_SECRET_KEY, CKO_PUBLIC_KEY], 'C_CreateObject: the transient KEK, then the public half');
@@ -368,14 +404,19 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
         const objs = rawAttrs(id);
         assert.equal(objs.length, 2, 'private and public halves');
         const priv = objs.find((o) => o['CKA_SENSITIVE'] !== undefined)!;
-        assert.deepEqual([priv['CKA_TOKEN'], priv['CKA_SENSITIVE'], priv['CKA_EXTRACTABLE'], priv['CKA_PRIVATE']], [true, true, false, true]);
+        assert.deepEqual(
+          [priv['CKA_TOKEN'], priv['CKA_SENSITIVE'], priv['CKA_EXTRACTABLE'], priv['CKA_PRIVATE']],
+          [true, true, false, true],
+        );
       });
     }
 
     it('rsa-2048 encryption key: imported, then decrypts an OAEP-SHA-256 ciphertext made with the local public key', async () => {
       const kp = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const secret = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
-      const { value: id, unwrapMechs } = await spyImport(() => d.importKey!({ kind: 'encryption', spec: 'rsa-2048', secret }, uniq('imp-oaep')));
+      const { value: id, unwrapMechs } = await spyImport(() =>
+        d.importKey!({ kind: 'encryption', spec: 'rsa-2048', secret }, uniq('imp-oaep')),
+      );
       made.push(id);
       assert.deepEqual(unwrapMechs, [MECHANISMS.CKM_AES_KEY_WRAP_KWP]);
       assert.deepEqual((await d.getPublicKey(id)).spki, kp.publicKey.export({ format: 'der', type: 'spki' }));
@@ -389,8 +430,14 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       const secret = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
       const names = [uniq('bad'), uniq('bad'), uniq('bad')];
       assert.equal((await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p384', secret }, names[0]))).code, 'INVALID_INPUT');
-      assert.equal((await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: randomBytes(40) }, names[1]))).code, 'INVALID_INPUT');
-      assert.equal((await rejects(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(16) }, names[2]))).code, 'INVALID_INPUT');
+      assert.equal(
+        (await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: randomBytes(40) }, names[1]))).code,
+        'INVALID_INPUT',
+      );
+      assert.equal(
+        (await rejects(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(16) }, names[2]))).code,
+        'INVALID_INPUT',
+      );
       for (const n of names) assert.equal(rawAttrs(n).length, 0);
     });
   });
@@ -416,7 +463,13 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       assert.equal(rawAttrs(id).length, 2);
       await d.deleteKey(id);
       assert.equal(rawAttrs(id).length, 0, 'no object with the label is left');
-      for (const p of [d.keyExistsAndIsActive(id), d.sign(id, Buffer.from('x'), 'ecdsa-sha256'), d.getPublicKey(id), d.deleteKey(id), d.encryptSymmetric(id, Buffer.from('x'))]) {
+      for (const p of [
+        d.keyExistsAndIsActive(id),
+        d.sign(id, Buffer.from('x'), 'ecdsa-sha256'),
+        d.getPublicKey(id),
+        d.deleteKey(id),
+        d.encryptSymmetric(id, Buffer.from('x')),
+      ]) {
         assert.equal((await rejects(p)).code, 'NOT_FOUND');
       }
       let listed = false;
@@ -489,8 +542,7 @@ describe('conformance kit: pkcs11 on kryoptic', { skip: skipUnless(SERVICE) }, (
       spec,
       outcome: 'fail' as const,
       detail: /^decryptAsymmetric of a tampered ciphertext failed with UNAVAILABLE instead of INVALID_CIPHERTEXT: .*\(CKR_DEVICE_ERROR\)$/,
-      why:
-        'kryoptic answers a bad OAEP ciphertext with CKR_DEVICE_ERROR, not CKR_ENCRYPTED_DATA_INVALID: RsaPKCSOperation::decrypt (kryoptic-lib src/ossl/rsa.rs) propagates the OpenSSL failure with ?, and From<ossl::Error> (src/error.rs) turns every OpenSSL error but KeyError/WrapperError/VerifyFailed into CKR_DEVICE_ERROR, which the driver must treat as a device fault (UNAVAILABLE). The round trips of 1, 32 and 190 bytes before it pass',
+      why: 'kryoptic answers a bad OAEP ciphertext with CKR_DEVICE_ERROR, not CKR_ENCRYPTED_DATA_INVALID: RsaPKCSOperation::decrypt (kryoptic-lib src/ossl/rsa.rs) propagates the OpenSSL failure with ?, and From<ossl::Error> (src/error.rs) turns every OpenSSL error but KeyError/WrapperError/VerifyFailed into CKR_DEVICE_ERROR, which the driver must treat as a device fault (UNAVAILABLE). The round trips of 1, 32 and 190 bytes before it pass',
     })),
   ];
   /** not kryoptic's doing: the kit cannot derive an unreachable pkcs11: URI (no network endpoint) */

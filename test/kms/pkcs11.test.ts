@@ -7,7 +7,17 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, verify as nodeVerify, constants, publicEncrypt } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  verify as nodeVerify,
+  constants,
+  publicEncrypt,
+} from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +29,6 @@ import { rejectsKeyport as rejects } from '../support/rejects.js';
 
 const AAD = Buffer.from('keyport-pkcs11-wrap-v1');
 const uniq = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
-
 
 const ALGOS: Record<SigningKeySpec, SigningAlgoSpec[]> = {
   'ec-p256': ['ecdsa-sha256'],
@@ -136,7 +145,10 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
         const objs = rawAttrs(name);
         assert.equal(objs.length, 2);
         const priv = objs.find((o) => o['CKA_SENSITIVE'] !== undefined)!;
-        assert.deepEqual({ t: priv['CKA_TOKEN'], s: priv['CKA_SENSITIVE'], x: priv['CKA_EXTRACTABLE'], p: priv['CKA_PRIVATE'] }, { t: true, s: true, x: false, p: true });
+        assert.deepEqual(
+          { t: priv['CKA_TOKEN'], s: priv['CKA_SENSITIVE'], x: priv['CKA_EXTRACTABLE'], p: priv['CKA_PRIVATE'] },
+          { t: true, s: true, x: false, p: true },
+        );
       });
     }
 
@@ -182,7 +194,10 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
       assert.equal((await rejects(d.sign(id, pt, 'ecdsa-sha256'))).code, 'KEY_USAGE');
       assert.equal((await rejects(d.getPublicKey(id))).code, 'KEY_USAGE');
       const objs = rawAttrs(id);
-      assert.deepEqual(objs.map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]), [[true, true, false]]);
+      assert.deepEqual(
+        objs.map((o) => [o['CKA_TOKEN'], o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]),
+        [[true, true, false]],
+      );
     });
   });
 
@@ -193,7 +208,14 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
         made.push(id);
         const { spki } = await d.getPublicKey(id);
         const pt = randomBytes(32);
-        const ct = publicEncrypt({ key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, pt);
+        const ct = publicEncrypt(
+          {
+            key: createPublicKey({ key: spki, format: 'der', type: 'spki' }),
+            padding: constants.RSA_PKCS1_OAEP_PADDING,
+            oaepHash: 'sha256',
+          },
+          pt,
+        );
         assert.deepEqual(await d.decryptAsymmetric(id, ct, 'rsa-oaep-sha256'), pt);
         return;
       }
@@ -223,7 +245,10 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
       c.setAAD(AAD);
       const local = Buffer.concat([iv, c.update(pt), c.final(), c.getAuthTag()]);
       assert.deepEqual(await d.decryptSymmetric(id, local), pt);
-      assert.deepEqual(rawAttrs(id).map((o) => [o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]), [[true, false]]);
+      assert.deepEqual(
+        rawAttrs(id).map((o) => [o['CKA_SENSITIVE'], o['CKA_EXTRACTABLE']]),
+        [[true, false]],
+      );
     });
 
     const kinds: Array<[SigningKeySpec, () => { privateKey: KeyObject; publicKey: KeyObject }]> = [
@@ -260,8 +285,14 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
       const kp = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const secret = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
       assert.equal((await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p384', secret }, uniq('bad')))).code, 'INVALID_INPUT');
-      assert.equal((await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: randomBytes(40) }, uniq('bad')))).code, 'INVALID_INPUT');
-      assert.equal((await rejects(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(16) }, uniq('bad')))).code, 'INVALID_INPUT');
+      assert.equal(
+        (await rejects(d.importKey!({ kind: 'signing', spec: 'ec-p256', secret: randomBytes(40) }, uniq('bad')))).code,
+        'INVALID_INPUT',
+      );
+      assert.equal(
+        (await rejects(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(16) }, uniq('bad')))).code,
+        'INVALID_INPUT',
+      );
     });
   });
 
@@ -284,7 +315,13 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
       assert.equal(rawAttrs(id).length, 2);
       await d.deleteKey(id);
       assert.equal(rawAttrs(id).length, 0, 'no object with the label is left');
-      for (const p of [d.keyExistsAndIsActive(id), d.sign(id, Buffer.from('x'), 'ed25519'), d.getPublicKey(id), d.deleteKey(id), d.encryptSymmetric(id, Buffer.from('x'))]) {
+      for (const p of [
+        d.keyExistsAndIsActive(id),
+        d.sign(id, Buffer.from('x'), 'ed25519'),
+        d.getPublicKey(id),
+        d.deleteKey(id),
+        d.encryptSymmetric(id, Buffer.from('x')),
+      ]) {
         assert.equal((await rejects(p)).code, 'NOT_FOUND');
       }
       let listed = false;
@@ -298,7 +335,11 @@ describe('pkcs11: driver against SoftHSM2', { skip: skipUnless('softhsm') }, () 
       const e = await rejects(factory({ ...params, 'pin-value': 'not-the-pin-9876' }, 'pkcs11:test'));
       assert.equal(e.code, 'AUTH');
       assert.equal(e.retryable, false);
-      assert.match(e.message, /differs from the one this process is logged in with/, 'the token is logged in already: the PIN guard answers');
+      assert.match(
+        e.message,
+        /differs from the one this process is logged in with/,
+        'the token is logged in already: the PIN guard answers',
+      );
       assert.ok(!e.message.includes('not-the-pin-9876') && !e.message.includes(env.PKCS11_PIN!));
     });
 

@@ -27,7 +27,20 @@ test('KES FS keystore → sqlite (envelope) → KES FS keystore: every key byte-
     const secret = randomBytes(32);
     keys.set(name, secret);
     const legacy = i % 10 === 0;
-    writeFileSync(join(kesDir, name), encodeKesKey({ secret, algorithm: 'AES256', createdAt: now, createdBy: 'b822d6dd3c9e6e854ee0e1bf4e3e461052a744128b493c82c00014f1ee315c66', ...(legacy ? {} : { hmacKey: randomBytes(32) }) }, legacy ? 'json' : 'protobuf'), { mode: 0o600 });
+    writeFileSync(
+      join(kesDir, name),
+      encodeKesKey(
+        {
+          secret,
+          algorithm: 'AES256',
+          createdAt: now,
+          createdBy: 'b822d6dd3c9e6e854ee0e1bf4e3e461052a744128b493c82c00014f1ee315c66',
+          ...(legacy ? {} : { hmacKey: randomBytes(32) }),
+        },
+        legacy ? 'json' : 'protobuf',
+      ),
+      { mode: 0o600 },
+    );
     if (i % 100 === 0) cts.set(name, kesEncrypt(secret, Buffer.from(`object key ${i}`), Buffer.from(`bucket/obj-${i}`)));
   }
   const mid = join(dir, 'mid.yaml');
@@ -35,7 +48,11 @@ test('KES FS keystore → sqlite (envelope) → KES FS keystore: every key byte-
   const r1 = await migrate({ from: `kes-fs:${kesDir}`, to: mid });
   assert.deepEqual([r1.migrated, r1.verified, r1.failed.length], [1100, 1100, 0]);
   const kr = await openKeyring(mid);
-  for (const [name, ct] of cts) assert.equal((await kr.decrypt(name, ct, Buffer.from(`bucket/${name.replace('minio', 'obj')}`))).toString(), `object key ${name.split('-')[1]}`);
+  for (const [name, ct] of cts)
+    assert.equal(
+      (await kr.decrypt(name, ct, Buffer.from(`bucket/${name.replace('minio', 'obj')}`))).toString(),
+      `object key ${name.split('-')[1]}`,
+    );
   assert.equal((await kr.describe('minio-5')).protection, 'sealed');
   await kr.create('not-for-kes', { type: 'ec-p256' });
   await kr.create('two-versions');

@@ -59,7 +59,18 @@ test('KMS → clear store needs --rekey: new keys, an old→new map, and a deleg
   const r = await migrate({ from: kms, to: dst, rekey: true });
   assert.equal(r.strategies.rekey, 2);
   assert.equal(r.verified, 2);
-  const lines = readFileSync(r.rekeyMap!, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { name: string; old: { fingerprint: string }; new: { fingerprint: string }; delegation?: { statement: string; signature: string } });
+  const lines = readFileSync(r.rekeyMap!, 'utf8')
+    .trim()
+    .split('\n')
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          name: string;
+          old: { fingerprint: string };
+          new: { fingerprint: string };
+          delegation?: { statement: string; signature: string };
+        },
+    );
   const sigEntry = lines.find((l) => l.name === 'ext-sig')!;
   assert.equal(sigEntry.old.fingerprint, oldFp);
   const kr = await openKeyring(dst);
@@ -69,7 +80,14 @@ test('KMS → clear store needs --rekey: new keys, an old→new map, and a deleg
   const stmt = JSON.parse(sigEntry.delegation!.statement) as { delegator: string; delegate: string };
   assert.equal(stmt.delegator, oldFp);
   assert.equal(stmt.delegate, sigEntry.new.fingerprint);
-  assert.ok(verify(null, Buffer.from(sigEntry.delegation!.statement), createPublicKey({ key: oldPub, format: 'der', type: 'spki' }), Buffer.from(sigEntry.delegation!.signature, 'base64')));
+  assert.ok(
+    verify(
+      null,
+      Buffer.from(sigEntry.delegation!.statement),
+      createPublicKey({ key: oldPub, format: 'der', type: 'spki' }),
+      Buffer.from(sigEntry.delegation!.signature, 'base64'),
+    ),
+  );
   assert.equal((await kr.describe('ext-sig')).usage.join(), 'namespace');
   await kr.close();
 });

@@ -42,7 +42,11 @@ async function snapshot(uri: string, pattern = '*'): Promise<Map<string, string>
   return out;
 }
 
-async function fill(uri: string, names: string[], types: readonly KeyType[] = ['aes256', 'ec-p256', 'ed25519', 'rsa-2048', 'secp256k1', 'ec-p384']) {
+async function fill(
+  uri: string,
+  names: string[],
+  types: readonly KeyType[] = ['aes256', 'ec-p256', 'ed25519', 'rsa-2048', 'secp256k1', 'ec-p384'],
+) {
   const kr = await openKeyring(uri);
   try {
     for (const [i, name] of names.entries()) await kr.create(name, { type: types[i % types.length] });
@@ -80,7 +84,8 @@ describe('migrate', () => {
   test('more than 1024 keys with awkward names, patterns and a single name', async () => {
     const a = sqlite();
     const many: string[] = [];
-    for (let i = 0; i < 1100; i++) many.push(`${['a', 'A', '_', '-x', 'z'][i % 5]!.replace(/^-/, 'm-')}${i.toString(36)}${i % 3 ? '_' : '-'}${i}`);
+    for (let i = 0; i < 1100; i++)
+      many.push(`${['a', 'A', '_', '-x', 'z'][i % 5]!.replace(/^-/, 'm-')}${i.toString(36)}${i % 3 ? '_' : '-'}${i}`);
     const kr = await openKeyring(a);
     for (const name of many) await kr.create(name);
     await kr.close();
@@ -135,7 +140,13 @@ describe('migrate', () => {
     await fill(a, ['d1', 'd2']);
     const r = await migrate({ from: a, to: b, dryRun: true });
     assert.equal(r.planned, 2);
-    assert.deepEqual(r.plan!.map((e) => [e.n, e.a, e.s]), [['d1', 'migrate', 'copy'], ['d2', 'migrate', 'copy']]);
+    assert.deepEqual(
+      r.plan!.map((e) => [e.n, e.a, e.s]),
+      [
+        ['d1', 'migrate', 'copy'],
+        ['d2', 'migrate', 'copy'],
+      ],
+    );
     assert.deepEqual(await names(b), []);
   });
 
@@ -178,7 +189,10 @@ describe('migrate', () => {
       const mode = (['default', 'merge', 'force'] as const)[t % 3]!;
       const killAfter = Math.floor(Math.random() * 600);
       await new Promise<void>((resolve) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/migrate-worker.ts'), a, b, mode, '4'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/migrate-worker.ts'), a, b, mode, '4'], {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
         child.stdout.once('data', () => setTimeout(() => child.kill('SIGKILL'), killAfter));
         child.on('exit', () => resolve());
       });
@@ -195,7 +209,9 @@ describe('migrate', () => {
     const b = sqlite();
     await fill(a, ['j1', 'j2']);
     const out = await new Promise<string>((resolve) => {
-      const c = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'migrate', '--from', a, '--to', b, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'migrate', '--from', a, '--to', b, '--json'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let s = '';
       c.stdout.on('data', (d) => (s += d));
       c.on('exit', () => resolve(s));

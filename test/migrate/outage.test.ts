@@ -113,7 +113,10 @@ describe('migrate into an envelope store while its KMS goes down (PyKMIP)', { sk
       thrown = e;
     }
     delete process.env.KEYPORT_KMS_AUDIT;
-    const lines = readFileSync(auditPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord);
+    const lines = readFileSync(auditPath, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditRecord);
     const failedCalls = lines.filter((l) => l.outcome === 'error');
     const attempts = failedCalls.reduce((a, l) => a + l.attempts, 0);
     deadAttempts = { calls: failedCalls.length, attempts };
@@ -133,22 +136,28 @@ describe('migrate into an envelope store while its KMS goes down (PyKMIP)', { sk
     }
 
     const t1 = Date.now();
-    t.diagnostic(thrown ? `run 1 threw ${(thrown as KeyportError).code}: ${(thrown as Error).message}` : `run 1: migrated ${report!.migrated}, failed ${report!.failed.length}, first error: ${report!.errors[0]?.error}`);
+    t.diagnostic(
+      thrown
+        ? `run 1 threw ${(thrown as KeyportError).code}: ${(thrown as Error).message}`
+        : `run 1: migrated ${report!.migrated}, failed ${report!.failed.length}, first error: ${report!.errors[0]?.error}`,
+    );
     await kmip.restart();
     const again = await migrate({ from, to, batchSize: 4, concurrency: 2 });
-    t.diagnostic(`run 2 (${Date.now() - t1} ms incl. restart): resumed ${again.resumed}, migrated ${again.migrated}, verified ${again.verified}, skipped ${again.skipped}, failed ${again.failed.length}`);
+    t.diagnostic(
+      `run 2 (${Date.now() - t1} ms incl. restart): resumed ${again.resumed}, migrated ${again.migrated}, verified ${again.verified}, skipped ${again.skipped}, failed ${again.failed.length}`,
+    );
     assert.deepEqual(again.failed, [], `failed again: ${JSON.stringify(again.errors)}`);
     await assertSame(from, to);
   });
 
-  it(
-    'a dead KMS costs each failing key at most one bounded retry sequence (1 + 4 attempts), not nested retries',
-    () => {
-      // before f752288 the migration pool retried what instrument() had already retried: 35 attempts per key
-      assert.ok(deadAttempts, 'the interrupted run did not record its attempts');
-      assert.ok(deadAttempts.attempts <= (N - 4) * 5, `${deadAttempts.attempts} KMS attempts in ${deadAttempts.calls} failed calls for ${N - 4} keys`);
-    },
-  );
+  it('a dead KMS costs each failing key at most one bounded retry sequence (1 + 4 attempts), not nested retries', () => {
+    // before f752288 the migration pool retried what instrument() had already retried: 35 attempts per key
+    assert.ok(deadAttempts, 'the interrupted run did not record its attempts');
+    assert.ok(
+      deadAttempts.attempts <= (N - 4) * 5,
+      `${deadAttempts.attempts} KMS attempts in ${deadAttempts.calls} failed calls for ${N - 4} keys`,
+    );
+  });
 
   it('KMS down before the start: migrate refuses with a retryable one-line error and writes nothing; works once it is back', async () => {
     const from = await source('src2');

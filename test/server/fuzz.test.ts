@@ -20,8 +20,62 @@ const rnd = (n: number) => {
 };
 const pick = <T>(a: readonly T[]): T => a[rnd(a.length)]!;
 
-const PREFIXES = ['/v1/key/create/', '/v1/key/import/', '/v1/key/describe/', '/v1/key/list/', '/v1/key/delete/', '/v1/key/encrypt/', '/v1/key/decrypt/', '/v1/key/generate/', '/v1/key/hmac/', '/v1/key/sign/', '/v1/key/verify/', '/v1/key/public/', '/v1/key/rotate/', '/v1/key/versions/', '/v1/policy/describe/', '/v1/policy/read/', '/v1/policy/list/', '/v1/identity/describe/', '/v1/identity/list/', '/v1/identity/self/describe', '/v1/status', '/v1/api', '/version', '/v1/ready', '/v1/', '/', '/v2/key/create/x', '//v1/key/create/x'];
-const NAMES = ['', 'k', 'fz', 'a-', '-a', '_', '*', 'a*', '%00', '%ff%fe', '..%2f..%2fetc', 'x'.repeat(81), 'x'.repeat(5000), 'ä', '%E2%82%AC', 'a b', 'a%20b', 'key?x=1', 'key#frag', 'k/../k', '%', '%zz', 'sig', 'rsa'];
+const PREFIXES = [
+  '/v1/key/create/',
+  '/v1/key/import/',
+  '/v1/key/describe/',
+  '/v1/key/list/',
+  '/v1/key/delete/',
+  '/v1/key/encrypt/',
+  '/v1/key/decrypt/',
+  '/v1/key/generate/',
+  '/v1/key/hmac/',
+  '/v1/key/sign/',
+  '/v1/key/verify/',
+  '/v1/key/public/',
+  '/v1/key/rotate/',
+  '/v1/key/versions/',
+  '/v1/policy/describe/',
+  '/v1/policy/read/',
+  '/v1/policy/list/',
+  '/v1/identity/describe/',
+  '/v1/identity/list/',
+  '/v1/identity/self/describe',
+  '/v1/status',
+  '/v1/api',
+  '/version',
+  '/v1/ready',
+  '/v1/',
+  '/',
+  '/v2/key/create/x',
+  '//v1/key/create/x',
+];
+const NAMES = [
+  '',
+  'k',
+  'fz',
+  'a-',
+  '-a',
+  '_',
+  '*',
+  'a*',
+  '%00',
+  '%ff%fe',
+  '..%2f..%2fetc',
+  'x'.repeat(81),
+  'x'.repeat(5000),
+  'ä',
+  '%E2%82%AC',
+  'a b',
+  'a%20b',
+  'key?x=1',
+  'key#frag',
+  'k/../k',
+  '%',
+  '%zz',
+  'sig',
+  'rsa',
+];
 const METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'];
 
 function body(): string | Buffer | undefined {
@@ -43,7 +97,11 @@ function body(): string | Buffer | undefined {
     case 7:
       return JSON.stringify({ plaintext: randomBytes(rnd(64)).toString('base64') });
     case 8:
-      return JSON.stringify({ key: randomBytes(pick([0, 16, 31, 32, 33, 64, 200])).toString('base64'), cipher: pick(['AES256', 'ChaCha20', 'DES', '', 7]), type: pick([undefined, 'ec-p256', 'bogus', 3]) });
+      return JSON.stringify({
+        key: randomBytes(pick([0, 16, 31, 32, 33, 64, 200])).toString('base64'),
+        cipher: pick(['AES256', 'ChaCha20', 'DES', '', 7]),
+        type: pick([undefined, 'ec-p256', 'bogus', 3]),
+      });
     case 9:
       return JSON.stringify({ message: 12, signature: {}, format: pick(['der', 'raw', 'bad']) });
     case 10:
@@ -70,11 +128,20 @@ test(`${N} malformed requests: never a crash, never a 500, always a JSON error`,
   const worker = async () => {
     while (done < N) {
       done++;
-      const path = pick(PREFIXES) + (rnd(2) ? pick(NAMES) : '') + (rnd(10) === 0 ? '?after=' + pick(NAMES) + '&limit=' + pick(['-1', 'x', '5', '1e9']) : '');
+      const path =
+        pick(PREFIXES) +
+        (rnd(2) ? pick(NAMES) : '') +
+        (rnd(10) === 0 ? '?after=' + pick(NAMES) + '&limit=' + pick(['-1', 'x', '5', '1e9']) : '');
       const method = pick(METHODS);
       const b = method === 'GET' && rnd(2) ? undefined : body();
       const headers: Record<string, string> = {};
-      if (rnd(8) === 0) headers['Authorization'] = pick(['Bearer kes:v1:AAAA', 'Bearer ' + t.app.key, 'Basic xyz', 'Bearer kes:v1:' + randomBytes(33).toString('base64')]);
+      if (rnd(8) === 0)
+        headers['Authorization'] = pick([
+          'Bearer kes:v1:AAAA',
+          'Bearer ' + t.app.key,
+          'Basic xyz',
+          'Bearer kes:v1:' + randomBytes(33).toString('base64'),
+        ]);
       if (rnd(10) === 0) headers['Content-Type'] = 'text/plain';
       let r;
       try {
@@ -83,12 +150,14 @@ test(`${N} malformed requests: never a crash, never a 500, always a JSON error`,
         bad.push(`${method} ${path.slice(0, 60)}: transport error ${(e as Error).message}`);
         continue;
       }
-      if (r.status >= 500 && r.status !== 501 && r.status !== 502 && r.status !== 503 && r.status !== 504) bad.push(`${method} ${path.slice(0, 60)} → ${r.status} ${r.body.slice(0, 80)}`);
+      if (r.status >= 500 && r.status !== 501 && r.status !== 502 && r.status !== 503 && r.status !== 504)
+        bad.push(`${method} ${path.slice(0, 60)} → ${r.status} ${r.body.slice(0, 80)}`);
       if (r.status === 500) bad.push(`${method} ${path.slice(0, 60)} → 500`);
       if (r.status >= 400) {
         try {
           const j = JSON.parse(r.body);
-          if (typeof j.message !== 'string' || Object.keys(j).length !== 1) bad.push(`${method} ${path.slice(0, 60)} → error body ${r.body.slice(0, 80)}`);
+          if (typeof j.message !== 'string' || Object.keys(j).length !== 1)
+            bad.push(`${method} ${path.slice(0, 60)} → error body ${r.body.slice(0, 80)}`);
         } catch {
           bad.push(`${method} ${path.slice(0, 60)} → ${r.status} non-JSON error ${r.body.slice(0, 80)}`);
         }

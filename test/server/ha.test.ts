@@ -49,8 +49,14 @@ async function sharedKms(dir: string): Promise<Kms> {
   const moto = startService('moto');
   if (!('unavailable' in moto)) {
     const { KMSClient, CreateKeyCommand } = await import('@aws-sdk/client-kms');
-    const c = new KMSClient({ region: moto.MOTO_REGION!, endpoint: moto.MOTO_ENDPOINT!, credentials: { accessKeyId: moto.MOTO_ACCESS_KEY_ID!, secretAccessKey: moto.MOTO_SECRET_ACCESS_KEY! } });
-    const k = await c.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT', Description: 'keyport ha test wrapper' }));
+    const c = new KMSClient({
+      region: moto.MOTO_REGION!,
+      endpoint: moto.MOTO_ENDPOINT!,
+      credentials: { accessKeyId: moto.MOTO_ACCESS_KEY_ID!, secretAccessKey: moto.MOTO_SECRET_ACCESS_KEY! },
+    });
+    const k = await c.send(
+      new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT', Description: 'keyport ha test wrapper' }),
+    );
     c.destroy();
     return {
       wrapper: `awskms:region=${moto.MOTO_REGION};endpoint=${moto.MOTO_ENDPOINT};key-id=${k.KeyMetadata!.KeyId}`,
@@ -196,7 +202,14 @@ const b64 = (b: Buffer) => b.toString('base64');
 
 /** a raw KES call with the admin identity: status and parsed JSON body */
 async function call(r: Replica, method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const res = await raw(r.url, r.agent, method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? {} : { 'Content-Type': 'application/json' });
+  const res = await raw(
+    r.url,
+    r.agent,
+    method,
+    path,
+    body === undefined ? undefined : JSON.stringify(body),
+    body === undefined ? {} : { 'Content-Type': 'application/json' },
+  );
   let json: any;
   try {
     json = res.body ? JSON.parse(res.body) : undefined;
@@ -278,7 +291,8 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
     // list agrees
     const other = `k-${uniq()}`;
     await C.kr.create(other);
-    for (const r of all) assert.deepEqual((await r.kr.list('k-*')).names.filter((n) => n === name || n === other).sort(), [name, other].sort());
+    for (const r of all)
+      assert.deepEqual((await r.kr.list('k-*')).names.filter((n) => n === name || n === other).sort(), [name, other].sort());
 
     // delete through C: gone on A and B immediately, for every operation
     await C.kr.delete(name);
@@ -377,7 +391,10 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
           const ct2 = await victim.kr.encrypt(shared, pt);
           sealedBy.push({ key: shared, pt, ct: ct2 });
         } catch (e) {
-          assert.ok(isKeyportError(e) && (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT'), `a request cut by the kill fails as unreachable, got ${String(e)}`);
+          assert.ok(
+            isKeyportError(e) && (e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT'),
+            `a request cut by the kill fails as unreachable, got ${String(e)}`,
+          );
           failed++;
           return;
         }
@@ -393,7 +410,9 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
     await Promise.all(workers);
     await victim.kr.close();
     victim.agent.destroy();
-    t.diagnostic(`victim acknowledged ${created.length} creates and ${sealedBy.length} encryptions; ${failed} requests were cut by the kill`);
+    t.diagnostic(
+      `victim acknowledged ${created.length} creates and ${sealedBy.length} encryptions; ${failed} requests were cut by the kill`,
+    );
     // the kill really hit requests in flight (every worker always has one outstanding)
     assert.ok(failed > 0, 'some requests were in flight when the replica died');
     assert.ok(created.length >= 60);
@@ -424,8 +443,13 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
 class PrivatePostgres {
   constructor(readonly state: string) {}
   private run(cmd: 'start' | 'stop'): Record<string, string> {
-    const r = spawnSync('bash', [join(ROOT, 'scripts', 'testbed', 'postgres.sh'), cmd], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, KEYPORT_TESTBED_STATE: this.state } });
-    if (r.status !== 0) throw new Error(`postgres.sh ${cmd} failed (${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
+    const r = spawnSync('bash', [join(ROOT, 'scripts', 'testbed', 'postgres.sh'), cmd], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, KEYPORT_TESTBED_STATE: this.state },
+    });
+    if (r.status !== 0)
+      throw new Error(`postgres.sh ${cmd} failed (${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
     const env: Record<string, string> = {};
     for (const line of r.stdout.split('\n')) {
       const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
@@ -587,13 +611,18 @@ describe('HA: keystore outage and recovery', { skip: skipUnless('postgres') }, (
       const ready = await call(r, 'GET', '/v1/ready');
       assert.equal(ready.status, 200, `${r.name} ready after the outage: ${ready.text}`);
       assert.equal((await r.kr.describe(cold)).name, cold);
-      for (const ct of [ctR0, ctR1, ...during]) assert.deepEqual(await r.kr.decrypt(warm, ct), pt, `${r.name} decrypts what R1 sealed offline`);
+      for (const ct of [ctR0, ctR1, ...during])
+        assert.deepEqual(await r.kr.decrypt(warm, ct), pt, `${r.name} decrypts what R1 sealed offline`);
     }
     const after1 = `after-${uniq()}`;
     await R1.kr.create(after1);
     assert.equal((await R0.kr.describe(after1)).name, after1);
     assert.deepEqual(await R1.kr.decrypt(cold, await R0.kr.encrypt(cold, pt)), pt);
-    assert.equal((await R0.kr.list('*')).names.filter((n) => n.startsWith('new-')).length, 0, 'no create made during the outage was stored');
+    assert.equal(
+      (await R0.kr.list('*')).names.filter((n) => n.startsWith('new-')).length,
+      0,
+      'no create made during the outage was stored',
+    );
 
     // error log lines are one-line JSON events: no stack trace ever reached stderr
     for (const r of [R0, R1, R2]) assert.doesNotMatch(r.stderr(), /\n\s+at /, `${r.name} stderr has no stack trace`);

@@ -10,7 +10,10 @@ import { tempDir } from '../support/tmp.js';
 
 test('--dev starts on the embedded default, prints endpoint and admin key, and drains in-flight requests on SIGTERM', async () => {
   const home = tempDir();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'server', '--dev', '--addr', '127.0.0.1:0'], { env: { ...process.env, KEYPORT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'server', '--dev', '--addr', '127.0.0.1:0'], {
+    env: { ...process.env, KEYPORT_HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -22,10 +25,16 @@ test('--dev starts on the embedded default, prints endpoint and admin key, and d
   });
   const apiKey = /admin key: (kes:v1:\S+)/.exec(out)![1]!;
   assert.equal(readFileSync(join(home, 'dev', 'admin.key'), 'utf8').trim(), apiKey);
-  for (const f of ['admin.key', 'server.key', 'wrapper.key', 'keys.db']) assert.equal(statSync(join(home, 'dev', f)).mode & 0o077, 0, `${f} is private`);
+  for (const f of ['admin.key', 'server.key', 'wrapper.key', 'keys.db'])
+    assert.equal(statSync(join(home, 'dev', f)).mode & 0o077, 0, `${f} is private`);
   const kr = new RemoteKeyring(url, { apiKey, insecure: true });
   await kr.create('lifecycle');
-  const inflight = Array.from({ length: 40 }, (_, i) => kr.encrypt('lifecycle', Buffer.from(`m${i}`)).then(() => 'ok', (e: Error) => e.message));
+  const inflight = Array.from({ length: 40 }, (_, i) =>
+    kr.encrypt('lifecycle', Buffer.from(`m${i}`)).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    ),
+  );
   await new Promise((r) => setTimeout(r, 5));
   child.kill('SIGTERM');
   const results = await Promise.all(inflight);

@@ -44,7 +44,13 @@ describe('keyport server (KES v1 API)', async () => {
     assert.ok(await admin.verify('sig', Buffer.from('m'), sig));
     // versions: both listed, oldest first, the newest current, each with its own public key
     const vs = await admin.versions('sig');
-    assert.deepEqual(vs.map((v) => [v.version, v.current]), [[1, false], [2, true]]);
+    assert.deepEqual(
+      vs.map((v) => [v.version, v.current]),
+      [
+        [1, false],
+        [2, true],
+      ],
+    );
     assert.equal(vs[1]!.fingerprint, r.fingerprint);
     assert.notEqual(vs[0]!.publicKey, vs[1]!.publicKey);
     assert.deepEqual(Buffer.from(vs[0]!.publicKey!, 'base64'), await admin.publicKey('sig', 1));
@@ -78,7 +84,14 @@ describe('keyport server (KES v1 API)', async () => {
     const m = await raw(t.url, ad, 'DELETE', '/v1/key/describe/x');
     assert.equal(m.status, 405);
     assert.equal(m.headers['accept'], 'GET');
-    const big = await raw(t.url, ad, 'PUT', '/v1/key/encrypt/post-made', JSON.stringify({ plaintext: Buffer.alloc(1 << 20).toString('base64') }), { 'Content-Type': 'application/json' });
+    const big = await raw(
+      t.url,
+      ad,
+      'PUT',
+      '/v1/key/encrypt/post-made',
+      JSON.stringify({ plaintext: Buffer.alloc(1 << 20).toString('base64') }),
+      { 'Content-Type': 'application/json' },
+    );
     assert.equal(big.status, 413);
     assert.ok(JSON.parse(big.body).message);
     const bad = await raw(t.url, ad, 'PUT', '/v1/key/encrypt/post-made', '{"plaintext": "!!notbase64"}');
@@ -95,7 +108,9 @@ describe('keyport server (KES v1 API)', async () => {
   test('the audit log streams requests and never carries key bytes or plaintexts', async () => {
     const ad = agentFor((await import('../../src/server/identity.js')).parseApiKey(t.admin));
     const lines: string[] = [];
-    const streamReq = request(t.url + '/v1/log/audit', { agent: ad, method: 'GET' }, (res) => res.on('data', (d: Buffer) => lines.push(d.toString())));
+    const streamReq = request(t.url + '/v1/log/audit', { agent: ad, method: 'GET' }, (res) =>
+      res.on('data', (d: Buffer) => lines.push(d.toString())),
+    );
     streamReq.end();
     await new Promise((r) => setTimeout(r, 200));
     await admin.import('audited', Buffer.alloc(32, 0x41));
@@ -106,12 +121,22 @@ describe('keyport server (KES v1 API)', async () => {
     streamReq.destroy();
     const all = lines.join('');
     assert.match(all, /"path":"\/v1\/key\/encrypt\/audited"/);
-    for (const needle of [secret.toString(), secret.toString('base64'), ct.toString('base64'), Buffer.alloc(32, 0x41).toString('base64'), 'AAAAAAAA']) assert.ok(!all.includes(needle), `audit leaks ${needle.slice(0, 10)}`);
+    for (const needle of [
+      secret.toString(),
+      secret.toString('base64'),
+      ct.toString('base64'),
+      Buffer.alloc(32, 0x41).toString('base64'),
+      'AAAAAAAA',
+    ])
+      assert.ok(!all.includes(needle), `audit leaks ${needle.slice(0, 10)}`);
   });
 
   test('the store behind the server is envelope-protected and readable as a keyport store', async () => {
     await admin.create('persisted');
-    const kr = await openKeyring({ store: (t.config.store as { store: string }).store, envelope: (t.config.store as { envelope: { wrapper: string } }).envelope });
+    const kr = await openKeyring({
+      store: (t.config.store as { store: string }).store,
+      envelope: (t.config.store as { envelope: { wrapper: string } }).envelope,
+    });
     assert.equal((await kr.describe('persisted')).protection, 'sealed');
     await kr.close();
   });

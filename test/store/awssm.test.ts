@@ -32,7 +32,14 @@ function rec(name: string, v = 1): KeyRecord {
     createdAt: '2026-01-01T00:00:00Z',
     createdBy: 'test',
     meta: { note: `v${v}` },
-    versions: [{ version: v, createdAt: '2026-01-01T00:00:00Z', fingerprint: `kcv-${v}`, sealed: { wrapper: 'awskms:key-id=alias/w', blob: randomBytes(48).toString('base64') } }],
+    versions: [
+      {
+        version: v,
+        createdAt: '2026-01-01T00:00:00Z',
+        fingerprint: `kcv-${v}`,
+        sealed: { wrapper: 'awskms:key-id=alias/w', blob: randomBytes(48).toString('base64') },
+      },
+    ],
   };
 }
 
@@ -131,7 +138,10 @@ describe('awssm store on moto Secrets Manager', { skip: skipUnless('moto') }, ()
   });
 
   it('an unreachable endpoint is UNAVAILABLE (retryable)', async () => {
-    const s = await openAwsSmStore({ region: 'us-east-1', endpoint: 'http://127.0.0.1:1', 'access-key-id': 'a', 'secret-access-key': 'b' }, 'awssm:');
+    const s = await openAwsSmStore(
+      { region: 'us-east-1', endpoint: 'http://127.0.0.1:1', 'access-key-id': 'a', 'secret-access-key': 'b' },
+      'awssm:',
+    );
     try {
       await s.get('x');
       assert.fail('expected an error');
@@ -157,7 +167,12 @@ describe('awssm store on moto Secrets Manager', { skip: skipUnless('moto') }, ()
     assert.deepEqual(k.secret, secret);
     assert.deepEqual(k.hmacKey, hmacKey);
     // a secret written the way KES writes it reads as a key
-    await raw.send(new CreateSecretCommand({ Name: `${kesPrefix}from-kes`, SecretString: encodeKesKey({ secret, algorithm: 'AES256', createdAt: '2026-01-01T00:00:00Z', createdBy: 'kes' }).toString('latin1') }));
+    await raw.send(
+      new CreateSecretCommand({
+        Name: `${kesPrefix}from-kes`,
+        SecretString: encodeKesKey({ secret, algorithm: 'AES256', createdAt: '2026-01-01T00:00:00Z', createdBy: 'kes' }).toString('latin1'),
+      }),
+    );
     const got = await s.get('from-kes');
     assert.equal(got.type, 'aes256');
     assert.deepEqual((await s.list()).names, ['from-kes', 'minio-key']);
@@ -170,10 +185,16 @@ describe('awssm store on a moto that checks credentials and IAM policies', { ski
   it('a wrong secret is AUTH and a user without secretsmanager permissions is PERMISSION, one line each', async () => {
     const env = serviceEnv('motoauth');
     const base = { region: env.MOTOAUTH_REGION!, endpoint: env.MOTOAUTH_ENDPOINT!, prefix: 'keyport-auth/', layout: 'keyport' };
-    const wrong = await openAwsSmStore({ ...base, 'access-key-id': env.MOTOAUTH_ADMIN_ACCESS_KEY_ID!, 'secret-access-key': 'not-the-secret' }, 'awssm:wrong');
+    const wrong = await openAwsSmStore(
+      { ...base, 'access-key-id': env.MOTOAUTH_ADMIN_ACCESS_KEY_ID!, 'secret-access-key': 'not-the-secret' },
+      'awssm:wrong',
+    );
     await rejectsCode(wrong.list(), 'AUTH');
     // both test users hold kms:* permissions at most: Secrets Manager is denied by IAM
-    const denied = await openAwsSmStore({ ...base, 'access-key-id': env.MOTOAUTH_RESTRICTED_ACCESS_KEY_ID!, 'secret-access-key': env.MOTOAUTH_RESTRICTED_SECRET_ACCESS_KEY! }, 'awssm:restricted');
+    const denied = await openAwsSmStore(
+      { ...base, 'access-key-id': env.MOTOAUTH_RESTRICTED_ACCESS_KEY_ID!, 'secret-access-key': env.MOTOAUTH_RESTRICTED_SECRET_ACCESS_KEY! },
+      'awssm:restricted',
+    );
     try {
       await denied.list();
       assert.fail('expected PERMISSION');

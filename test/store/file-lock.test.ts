@@ -15,7 +15,10 @@ import { tempDir } from '../support/tmp.js';
 
 function rotateLoop(uri: string, name: string, n: number): Promise<{ code: number; done: number }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/rotate-loop.ts'), uri, name, String(n)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/rotate-loop.ts'), uri, name, String(n)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('exit', (code) => resolve({ code: code ?? -1, done: Number(out.trim()) }));
@@ -31,9 +34,16 @@ test('three processes rotating one key of an fs store at once: every rotation la
   const rs = await Promise.all([0, 1, 2].map(() => rotateLoop(uri, 'shared', per)));
   assert.deepEqual(rs, Array(3).fill({ code: 0, done: per }));
   const vs = await kr.versions('shared');
-  assert.deepEqual(vs.map((v) => v.version), Array.from({ length: 1 + 3 * per }, (_, i) => i + 1));
+  assert.deepEqual(
+    vs.map((v) => v.version),
+    Array.from({ length: 1 + 3 * per }, (_, i) => i + 1),
+  );
   assert.equal(new Set(vs.map((v) => v.fingerprint)).size, 1 + 3 * per, 'every version is its own key');
-  assert.deepEqual(readdirSync(join(dir, 'store')).filter((f) => f.startsWith('.lock')), [], 'no lock left behind');
+  assert.deepEqual(
+    readdirSync(join(dir, 'store')).filter((f) => f.startsWith('.lock')),
+    [],
+    'no lock left behind',
+  );
   await kr.close();
 });
 
@@ -55,6 +65,9 @@ test('a lock of a dead process is broken; a live one is waited for, then CONFLIC
   assert.deepEqual(order, ['a-in', 'a-out', 'b']);
   // a live holder that never lets go: CONFLICT, one line, retryable
   await withFileLock(lock, "key 'k'", async () => {
-    await assert.rejects(withFileLock(lock, "key 'k'", () => 0, { timeoutMs: 100 }), (e) => isKeyportError(e, 'CONFLICT') && e.retryable && !e.message.includes('\n'));
+    await assert.rejects(
+      withFileLock(lock, "key 'k'", () => 0, { timeoutMs: 100 }),
+      (e) => isKeyportError(e, 'CONFLICT') && e.retryable && !e.message.includes('\n'),
+    );
   });
 });

@@ -52,7 +52,15 @@ function expectCode(code: string, secret?: string) {
     assert.ok(isKeyportError(e), `a KeyportError, got ${String(e)}`);
     assert.equal(e.code, code, e.message);
     assert.ok(!e.message.includes('\n'), 'one line');
-    assert.ok(!/\n\s+at /.test(String(e.stack ?? '').split('\n').slice(0, 1).join('')), 'no stack in the message');
+    assert.ok(
+      !/\n\s+at /.test(
+        String(e.stack ?? '')
+          .split('\n')
+          .slice(0, 1)
+          .join(''),
+      ),
+      'no stack in the message',
+    );
     if (secret) assert.ok(!e.message.includes(secret), `the message must not echo the secret: ${e.message}`);
     return true;
   };
@@ -80,11 +88,22 @@ describe('postgres store: shared by replicas', { skip }, () => {
     );
     assert.deepEqual(
       cols.map((c) => [c.column_name, c.data_type]),
-      [['name', 'text'], ['record', 'jsonb'], ['revision', 'bigint'], ['updated_at', 'timestamp with time zone']],
+      [
+        ['name', 'text'],
+        ['record', 'jsonb'],
+        ['revision', 'bigint'],
+        ['updated_at', 'timestamp with time zone'],
+      ],
     );
     assert.equal(cols[0]!.collation_name, 'C');
-    const meta = await sql<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`, [`${t}_meta`]);
-    assert.deepEqual(meta.map((c) => c.column_name), ['key', 'value']);
+    const meta = await sql<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
+      [`${t}_meta`],
+    );
+    assert.deepEqual(
+      meta.map((c) => c.column_name),
+      ['key', 'value'],
+    );
 
     await s.create(aesRecord('rev'));
     await s.replace(aesRecord('rev', { version: 2 }));
@@ -177,7 +196,10 @@ describe('postgres store: shared by replicas', { skip }, () => {
     const appName = `kp_${randomBytes(4).toString('hex')}`;
     const s = await replica(t, `application_name=${appName}&pool-size=4`);
     await Promise.all([s.create(aesRecord('r1')), s.create(aesRecord('r2')), s.list(), s.getMeta('m')]);
-    const killed = await sql<{ ok: boolean }>(`SELECT pg_terminate_backend(pid, 10000) AS ok FROM pg_stat_activity WHERE application_name = $1`, [appName]);
+    const killed = await sql<{ ok: boolean }>(
+      `SELECT pg_terminate_backend(pid, 10000) AS ok FROM pg_stat_activity WHERE application_name = $1`,
+      [appName],
+    );
     assert.ok(killed.length >= 1 && killed.every((k) => k.ok), 'the pooled connections were terminated');
     // reads and writes go on (dead idle clients are dropped; a read that hits one is retried once)
     assert.deepEqual((await s.list()).names, ['r1', 'r2']);
@@ -273,7 +295,9 @@ describe('postgres store: shared by replicas', { skip }, () => {
   });
 });
 
-test('protect enable / rotate / disable racing rotations and deletes through another keyring: nothing lost (row locks)', { skip }, async () => {
+test('protect enable / rotate / disable racing rotations and deletes through another keyring: nothing lost (row locks)', {
+  skip,
+}, async () => {
   const t = freshTable();
   const u = new URL(url());
   u.searchParams.set('table', t);

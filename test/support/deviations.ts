@@ -20,12 +20,18 @@ export const checkLabel = (r: { check: string; spec?: string }) => `${r.check}${
 
 export function assertOnlyDeviations(results: CheckResult[], listed: Deviation[]): string[] {
   const known = new Map(listed.map((k) => [checkLabel(k), k]));
-  const unexpected = results.filter((r) => r.outcome !== 'pass' && !known.has(checkLabel(r))).map((r) => `${r.outcome} ${checkLabel(r)}: ${r.detail ?? ''}`);
+  const unexpected = results
+    .filter((r) => r.outcome !== 'pass' && !known.has(checkLabel(r)))
+    .map((r) => `${r.outcome} ${checkLabel(r)}: ${r.detail ?? ''}`);
   assert.deepEqual(unexpected, []);
   for (const k of listed) {
     const r = results.find((x) => checkLabel(x) === checkLabel(k));
     assert.ok(r, `${checkLabel(k)} did not run`);
-    assert.equal(r.outcome, k.outcome, `${checkLabel(k)} is now ${r.outcome} (${r.detail ?? ''})${k.why ? `; it was listed because ${k.why}` : ''}`);
+    assert.equal(
+      r.outcome,
+      k.outcome,
+      `${checkLabel(k)} is now ${r.outcome} (${r.detail ?? ''})${k.why ? `; it was listed because ${k.why}` : ''}`,
+    );
     assert.match(r.detail ?? '', k.detail, `${checkLabel(k)}: ${r.detail}`);
   }
   return results.filter((r) => r.outcome === 'pass').map(checkLabel);

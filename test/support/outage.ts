@@ -94,7 +94,10 @@ export async function privatePykmip(tag: string): Promise<PrivateKmip> {
     async restart() {
       const bin = join(dirname(e.KMIP_PYTHON!), 'pykmip-server');
       const out = openSync(join(dir, 'stdout.log'), 'a');
-      const child = spawn(bin, ['-f', join(dir, 'server.conf'), '-l', join(dir, 'server.log')], { detached: true, stdio: ['ignore', out, out] });
+      const child = spawn(bin, ['-f', join(dir, 'server.conf'), '-l', join(dir, 'server.log')], {
+        detached: true,
+        stdio: ['ignore', out, out],
+      });
       closeSync(out);
       child.unref();
       writeFileSync(pidFile, `${child.pid}\n`);

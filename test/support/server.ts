@@ -27,7 +27,11 @@ export async function testServer(edit?: (c: ServerConfig, dir: string) => void):
   const stranger = generateApiKey();
   const cfg = dev.config;
   cfg.log = { error: false, audit: false };
-  cfg.policies.set('my-app', { name: 'my-app', allow: ['/v1/key/create/my-app*', '/v1/key/generate/my-app*', '/v1/key/decrypt/my-app*', '/v1/key/describe/my-app*'], deny: ['/v1/key/generate/my-app-internal*', '/v1/key/decrypt/my-app-internal*'] });
+  cfg.policies.set('my-app', {
+    name: 'my-app',
+    allow: ['/v1/key/create/my-app*', '/v1/key/generate/my-app*', '/v1/key/decrypt/my-app*', '/v1/key/describe/my-app*'],
+    deny: ['/v1/key/generate/my-app-internal*', '/v1/key/decrypt/my-app-internal*'],
+  });
   cfg.identities.set(app.identity, 'my-app');
   edit?.(cfg, dir);
   const s = await startServer(cfg);
@@ -38,10 +42,22 @@ export async function testServer(edit?: (c: ServerConfig, dir: string) => void):
 export function agentFor(key?: ApiKey): Agent {
   if (!key) return new Agent({ rejectUnauthorized: false, keepAlive: true });
   const c = apiKeyCertificate(key);
-  return new Agent({ rejectUnauthorized: false, keepAlive: true, cert: certToPem(c.cert), key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY') });
+  return new Agent({
+    rejectUnauthorized: false,
+    keepAlive: true,
+    cert: certToPem(c.cert),
+    key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY'),
+  });
 }
 
-export function raw(url: string, agent: Agent, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+export function raw(
+  url: string,
+  agent: Agent,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(url + path, { method, agent, headers }, (res) => {
       const chunks: Buffer[] = [];

@@ -30,7 +30,10 @@ export interface StoreConformanceOptions {
 }
 
 /** an aes256 record with one clear version: valid for every store */
-export function aesRecord(name: string, opts: { version?: number; meta?: Record<string, string>; state?: 'active' | 'disabled' } = {}): KeyRecord {
+export function aesRecord(
+  name: string,
+  opts: { version?: number; meta?: Record<string, string>; state?: 'active' | 'disabled' } = {},
+): KeyRecord {
   const version = opts.version ?? 1;
   const rec: KeyRecord = {
     name,
@@ -70,9 +73,45 @@ async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> 
 
 /** valid key names that are awkward for ordering and prefix matching */
 export const AWKWARD_NAMES = [
-  'a', 'A', 'b', 'B', 'Z', 'z', '_', '__', '_a', 'a_', 'a_b', 'a-b', 'ab', 'aB', 'aa', 'a0', 'a9', 'a_0',
-  'a-0', '0', '00', '0a', '9', 'x'.repeat(80), 'x'.repeat(79), 'A_B-C', 'a__', 'ab_', 'abc', 'abcd', 'ABC',
-  'key', 'key_1', 'key-1', 'key1', 'key10', 'key2', 'KEY', 'Key',
+  'a',
+  'A',
+  'b',
+  'B',
+  'Z',
+  'z',
+  '_',
+  '__',
+  '_a',
+  'a_',
+  'a_b',
+  'a-b',
+  'ab',
+  'aB',
+  'aa',
+  'a0',
+  'a9',
+  'a_0',
+  'a-0',
+  '0',
+  '00',
+  '0a',
+  '9',
+  'x'.repeat(80),
+  'x'.repeat(79),
+  'A_B-C',
+  'a__',
+  'ab_',
+  'abc',
+  'abcd',
+  'ABC',
+  'key',
+  'key_1',
+  'key-1',
+  'key1',
+  'key10',
+  'key2',
+  'KEY',
+  'Key',
 ];
 
 async function withStore(open: () => Promise<RecordStore>, fn: (s: RecordStore) => Promise<void>): Promise<void> {
@@ -115,7 +154,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         const first = await s.list();
         assert.deepEqual(first.names, [], 'open() gives an empty store');
         assert.equal(first.next, undefined);
-      }));
+      }),
+    );
 
     test('create then get returns the same record', { timeout }, () =>
       withStore(open, async (s) => {
@@ -126,7 +166,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         await s.create(d);
         same(await s.get('beta'), d);
         same(await s.get('alpha'), r);
-      }));
+      }),
+    );
 
     test('create of a taken name fails with EXISTS and keeps the first record', { timeout }, () =>
       withStore(open, async (s) => {
@@ -135,7 +176,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         await rejectsWith(s.create(aesRecord('taken')), 'EXISTS');
         same(await s.get('taken'), r);
         assert.deepEqual((await s.list()).names, ['taken']);
-      }));
+      }),
+    );
 
     test('concurrent creates of one name: exactly one wins', { timeout }, () =>
       withStore(open, async (s) => {
@@ -145,7 +187,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         assert.equal(won.length, 1, 'one create succeeds');
         for (const x of results) if (x.status === 'rejected') assert.ok(isKeyportError(x.reason, 'EXISTS'), String(x.reason));
         same(await s.get('race'), recs[won[0]!]!);
-      }));
+      }),
+    );
 
     test('NOT_FOUND from get, delete and replace of a missing name', { timeout }, () =>
       withStore(open, async (s) => {
@@ -154,7 +197,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         await rejectsWith(s.replace(aesRecord('missing')), 'NOT_FOUND');
         await rejectsWith(s.get('missing'), 'NOT_FOUND'); // replace did not create it
         assert.deepEqual((await s.list()).names, []);
-      }));
+      }),
+    );
 
     test('replace swaps the whole record', { timeout }, () =>
       withStore(open, async (s) => {
@@ -167,7 +211,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         await s.replace(back);
         same(await s.get('rot'), back);
         assert.deepEqual((await s.list()).names, ['other', 'rot']);
-      }));
+      }),
+    );
 
     test('delete removes the record; the name can be created again', { timeout }, () =>
       withStore(open, async (s) => {
@@ -180,7 +225,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         const again = aesRecord('gone');
         await s.create(again);
         same(await s.get('gone'), again);
-      }));
+      }),
+    );
 
     test(`list pages through ${many} + awkward names in byte order, never truncating`, { timeout }, () =>
       withStore(open, async (s) => {
@@ -216,13 +262,37 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         const walked: string[] = [];
         for await (const n of allNames(s)) walked.push(n);
         assert.deepEqual(walked, expected);
-      }));
+      }),
+    );
 
     test('prefix is literal (`_` and `-` are not wildcards), case-sensitive, and pages', { timeout }, () =>
       withStore(open, async (s) => {
-        const names = byteOrder([...AWKWARD_NAMES, ...Array.from({ length: 30 }, (_, i) => `a_p${String(i).padStart(2, '0')}`), 'aXb', 'a1b', 'a-b_c']);
+        const names = byteOrder([
+          ...AWKWARD_NAMES,
+          ...Array.from({ length: 30 }, (_, i) => `a_p${String(i).padStart(2, '0')}`),
+          'aXb',
+          'a1b',
+          'a-b_c',
+        ]);
         await s.putMany(names.map((n) => aesRecord(n)));
-        for (const prefix of ['a', 'A', 'a_', 'a-', '_', '__', 'ab', 'abc', 'abcd', 'abcde', 'key', 'key1', 'KEY', 'x'.repeat(79), 'q', '']) {
+        for (const prefix of [
+          'a',
+          'A',
+          'a_',
+          'a-',
+          '_',
+          '__',
+          'ab',
+          'abc',
+          'abcd',
+          'abcde',
+          'key',
+          'key1',
+          'KEY',
+          'x'.repeat(79),
+          'q',
+          '',
+        ]) {
           const want = names.filter((n) => n.startsWith(prefix));
           assert.deepEqual(await listAll(s, prefix || undefined, 1000), want, `prefix '${prefix}'`);
           assert.deepEqual(await listAll(s, prefix || undefined, 4), want, `prefix '${prefix}' in pages of 4`);
@@ -232,7 +302,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         const page = await s.list({ prefix: 'a_', after: inA_[5], limit: 3 });
         assert.deepEqual(page.names, inA_.slice(6, 9));
         assert.equal(page.next, inA_[8]);
-      }));
+      }),
+    );
 
     test('after is exclusive and need not name an existing key', { timeout }, () =>
       withStore(open, async (s) => {
@@ -245,7 +316,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         assert.equal((await s.list({ after: 'd' })).next, undefined);
         assert.deepEqual((await s.list({ after: 'zzz' })).names, []);
         assert.deepEqual((await s.list({ after: 'a', limit: 2 })).names, ['b', 'ba']);
-      }));
+      }),
+    );
 
     test('putMany creates and replaces, with meta in the same call', { timeout }, () =>
       withStore(open, async (s) => {
@@ -260,27 +332,32 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         assert.equal(await s.getMeta('drop-me'), undefined);
         await s.putMany([]); // an empty batch is fine
         assert.deepEqual((await s.list()).names, ['existing', 'new1', 'new2']);
-      }));
+      }),
+    );
 
-    test('putMany is all or none where the store has transactions', { timeout, skip: opts.poisonRecord ? false : 'no poisonRecord given for this store' }, () =>
-      withStore(open, async (s) => {
-        if (!s.capabilities.transactions) return;
-        const old = aesRecord('keep');
-        await s.create(old);
-        await s.setMeta('state', 'before');
-        const batch = [aesRecord('p1'), aesRecord('keep', { version: 2 }), opts.poisonRecord!(), aesRecord('p2')];
-        await assert.rejects(s.putMany(batch, { state: 'after' }), (e: unknown) => {
-          assert.ok(isKeyportError(e), `a KeyportError, got ${String(e)}`);
-          assert.ok(!e.message.includes('\n'));
-          return true;
-        });
-        assert.deepEqual((await s.list()).names, ['keep'], 'no record of the failed batch was written');
-        same(await s.get('keep'), old);
-        assert.equal(await s.getMeta('state'), 'before', 'meta of the failed batch was not applied');
-        // the store still works after the failure
-        await s.putMany([aesRecord('p1')]);
-        assert.deepEqual((await s.list()).names, ['keep', 'p1']);
-      }));
+    test(
+      'putMany is all or none where the store has transactions',
+      { timeout, skip: opts.poisonRecord ? false : 'no poisonRecord given for this store' },
+      () =>
+        withStore(open, async (s) => {
+          if (!s.capabilities.transactions) return;
+          const old = aesRecord('keep');
+          await s.create(old);
+          await s.setMeta('state', 'before');
+          const batch = [aesRecord('p1'), aesRecord('keep', { version: 2 }), opts.poisonRecord!(), aesRecord('p2')];
+          await assert.rejects(s.putMany(batch, { state: 'after' }), (e: unknown) => {
+            assert.ok(isKeyportError(e), `a KeyportError, got ${String(e)}`);
+            assert.ok(!e.message.includes('\n'));
+            return true;
+          });
+          assert.deepEqual((await s.list()).names, ['keep'], 'no record of the failed batch was written');
+          same(await s.get('keep'), old);
+          assert.equal(await s.getMeta('state'), 'before', 'meta of the failed batch was not applied');
+          // the store still works after the failure
+          await s.putMany([aesRecord('p1')]);
+          assert.deepEqual((await s.list()).names, ['keep', 'p1']);
+        }),
+    );
 
     test('meta: unset is undefined; set, overwrite, remove', { timeout }, () =>
       withStore(open, async (s) => {
@@ -295,7 +372,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         assert.equal(await s.getMeta('protection'), undefined);
         await s.setMeta('never-set', undefined); // removing an unset key is fine
         assert.deepEqual((await s.list()).names, [], 'meta are not records');
-      }));
+      }),
+    );
 
     test('createMany (where offered) skips taken names and creates the rest', { timeout }, () =>
       withStore(open, async (s) => {
@@ -306,7 +384,8 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         assert.deepEqual(skipped, ['c2']);
         same(await s.get('c2'), old);
         assert.deepEqual((await s.list()).names, ['c1', 'c2', 'c3']);
-      }));
+      }),
+    );
 
     test('records from the store are independent copies', { timeout }, () =>
       withStore(open, async (s) => {
@@ -314,6 +393,7 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
         await s.create(r);
         r.state = 'disabled'; // mutating the caller's object after create changes nothing stored
         assert.equal((await s.get('copy')).state, 'active');
-      }));
+      }),
+    );
   });
 }

@@ -3,7 +3,7 @@
  * params, the per-call deadline, and the mapping of every SDK / network error to a KeyportError.
  * Nothing here imports an AWS SDK: the callers load theirs lazily.
  */
-import { err, isKeyportError, KeyportError, type ErrorCode } from '../../errors.js';
+import { err, isKeyportError, type KeyportError, type ErrorCode } from '../../errors.js';
 
 export interface AwsParams {
   region: string;
@@ -68,7 +68,12 @@ interface RawResponse {
   headers?: Record<string, string | undefined>;
   body?: unknown;
 }
-type Stack = { add(mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<{ response?: unknown }>, o: Record<string, string>): void };
+type Stack = {
+  add(
+    mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<{ response?: unknown }>,
+    o: Record<string, string>,
+  ): void;
+};
 
 const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&quot;': '"', '&apos;': "'", '&amp;': '&' };
 
@@ -98,7 +103,10 @@ export function decodeXmlErrors(stack: unknown): void {
       const text = Buffer.from(body).toString('utf8');
       const code = /<Code>\s*([A-Za-z0-9.:#_-]{1,100})\s*<\/Code>/.exec(text)?.[1];
       if (!code) return out;
-      const message = (/<Message>([^<]{0,1000})<\/Message>/.exec(text)?.[1] ?? code).replace(/&(lt|gt|quot|apos|amp);/g, (m) => XML_ENTITIES[m]!);
+      const message = (/<Message>([^<]{0,1000})<\/Message>/.exec(text)?.[1] ?? code).replace(
+        /&(lt|gt|quot|apos|amp);/g,
+        (m) => XML_ENTITIES[m]!,
+      );
       throw Object.assign(new Error(message), {
         name: code,
         $fault: status >= 500 ? 'server' : 'client',
@@ -115,7 +123,8 @@ async function readBody(body: unknown): Promise<Uint8Array | undefined> {
   if (typeof body === 'string') return Buffer.from(body);
   if (!body || typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') return undefined;
   const chunks: Buffer[] = [];
-  for await (const c of body as AsyncIterable<Uint8Array | string>) chunks.push(typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  for await (const c of body as AsyncIterable<Uint8Array | string>)
+    chunks.push(typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
   return Buffer.concat(chunks);
 }
 
@@ -124,7 +133,16 @@ export function callOptions(p: AwsParams): { abortSignal: AbortSignal } {
   return { abortSignal: AbortSignal.timeout(p.timeoutMs) };
 }
 
-const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
+const NET_UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ECONNABORTED',
+]);
 const NET_TIMEOUT = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
 
 const BY_NAME: Record<string, ErrorCode> = {
@@ -198,7 +216,11 @@ function findCode(e: unknown, depth = 0): string | undefined {
   if (!e || typeof e !== 'object' || depth > 4) return undefined;
   const o = e as { code?: unknown; cause?: unknown; errors?: unknown };
   if (typeof o.code === 'string') return o.code;
-  if (Array.isArray(o.errors)) for (const x of o.errors) { const c = findCode(x, depth + 1); if (c) return c; }
+  if (Array.isArray(o.errors))
+    for (const x of o.errors) {
+      const c = findCode(x, depth + 1);
+      if (c) return c;
+    }
   return findCode(o.cause, depth + 1);
 }
 
@@ -210,7 +232,8 @@ export function mapAwsError(e: unknown, what: string, service: string): KeyportE
   const msg = clip(o.message ?? String(e));
   const netCode = findCode(e);
   let code: ErrorCode | undefined;
-  if (name === 'AbortError' || name === 'TimeoutError' || (netCode !== undefined && NET_TIMEOUT.has(netCode)) || NET_TIMEOUT.has(name)) code = 'TIMEOUT';
+  if (name === 'AbortError' || name === 'TimeoutError' || (netCode !== undefined && NET_TIMEOUT.has(netCode)) || NET_TIMEOUT.has(name))
+    code = 'TIMEOUT';
   else if (netCode !== undefined && NET_UNAVAILABLE.has(netCode)) code = 'UNAVAILABLE';
   else if (BY_NAME[name]) code = BY_NAME[name];
   else if (/usage|KeyUsage/i.test(msg) && /key/i.test(msg) && name.includes('Validation')) code = 'KEY_USAGE';
@@ -224,7 +247,10 @@ export function mapAwsError(e: unknown, what: string, service: string): KeyportE
   else code = o.$fault === 'client' ? 'INVALID_INPUT' : 'INTERNAL';
   // KMS ValidationException for the wrong key usage (AWS says InvalidKeyUsageException; moto says ValidationException)
   if (code === 'INVALID_INPUT' && /usage/i.test(msg) && /SIGN_VERIFY|ENCRYPT_DECRYPT|key usage/i.test(msg)) code = 'KEY_USAGE';
-  const detail = code === 'TIMEOUT' && (name === 'AbortError' || name === 'TimeoutError') ? 'no answer in time' : `${name || netCode || 'error'}: ${msg}`;
+  const detail =
+    code === 'TIMEOUT' && (name === 'AbortError' || name === 'TimeoutError')
+      ? 'no answer in time'
+      : `${name || netCode || 'error'}: ${msg}`;
   const hint = HINT[code];
   return err(code, `${service} ${what} failed (${detail})${hint ? `: ${hint}` : ''}`);
 }

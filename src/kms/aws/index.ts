@@ -145,7 +145,8 @@ class AwsKmsDriver implements Driver {
         await this.call('CreateAlias', new this.sdk.CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: keyId }));
       } catch (e) {
         await this.scheduleDeletion(keyId).catch(() => undefined);
-        if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
+        if (isKeyportError(e, 'EXISTS'))
+          throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
         throw e;
       }
     }
@@ -154,7 +155,8 @@ class AwsKmsDriver implements Driver {
 
   async generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string> {
     const aws = SIGNING_SPECS[spec];
-    if (!aws) throw err('UNSUPPORTED', `AWS KMS cannot make ${spec} signing keys: use one of ${this.supportedSigningKeySpecs().join(', ')}`);
+    if (!aws)
+      throw err('UNSUPPORTED', `AWS KMS cannot make ${spec} signing keys: use one of ${this.supportedSigningKeySpecs().join(', ')}`);
     return this.create(aws, 'SIGN_VERIFY', name);
   }
 
@@ -190,7 +192,10 @@ class AwsKmsDriver implements Driver {
     // an RSA ciphertext is as long as the modulus: 512 bytes at most (RSA_4096). Refused here so that a
     // permanent input error is never sent (LocalStack answers oversize input with a retryable HTTP 500)
     if (ciphertext.length === 0 || ciphertext.length > RSA_CT_MAX) {
-      throw err('INVALID_CIPHERTEXT', `an RSA-OAEP ciphertext is 1 to ${RSA_CT_MAX} bytes (RSA_4096), not ${ciphertext.length}: this is not a ciphertext of an AWS KMS RSA key`);
+      throw err(
+        'INVALID_CIPHERTEXT',
+        `an RSA-OAEP ciphertext is 1 to ${RSA_CT_MAX} bytes (RSA_4096), not ${ciphertext.length}: this is not a ciphertext of an AWS KMS RSA key`,
+      );
     }
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
@@ -214,7 +219,11 @@ class AwsKmsDriver implements Driver {
 
   async decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer> {
     if (ciphertext.length === 0) throw err('INVALID_CIPHERTEXT', 'empty ciphertext: nothing to decrypt');
-    if (ciphertext.length > BLOB_MAX) throw err('INVALID_CIPHERTEXT', `an AWS KMS ciphertext is at most ${BLOB_MAX} bytes, not ${ciphertext.length}: this is not a KMS ciphertext`);
+    if (ciphertext.length > BLOB_MAX)
+      throw err(
+        'INVALID_CIPHERTEXT',
+        `an AWS KMS ciphertext is at most ${BLOB_MAX} bytes, not ${ciphertext.length}: this is not a KMS ciphertext`,
+      );
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
@@ -245,7 +254,10 @@ class AwsKmsDriver implements Driver {
   async keyExistsAndIsActive(keyId: string): Promise<void> {
     const m = await this.describe(keyId);
     if (m.KeyState !== 'Enabled' || m.Enabled === false) {
-      throw err('KEY_DISABLED', `AWS KMS key '${keyId}' is ${m.KeyState ?? 'not enabled'}: enable it (or cancel its deletion) or use another key`);
+      throw err(
+        'KEY_DISABLED',
+        `AWS KMS key '${keyId}' is ${m.KeyState ?? 'not enabled'}: enable it (or cancel its deletion) or use another key`,
+      );
     }
   }
 
@@ -333,7 +345,8 @@ class AwsKmsDriver implements Driver {
       keySpec = 'SYMMETRIC_DEFAULT';
       usage = 'ENCRYPT_DECRYPT';
     } else {
-      const s = material.kind === 'signing' ? SIGNING_SPECS[material.spec as SigningKeySpec] : ENCRYPTION_SPECS[material.spec as EncryptionKeySpec];
+      const s =
+        material.kind === 'signing' ? SIGNING_SPECS[material.spec as SigningKeySpec] : ENCRYPTION_SPECS[material.spec as EncryptionKeySpec];
       if (!s) throw err('UNSUPPORTED', `AWS KMS cannot import a ${material.spec} ${material.kind} key`);
       // checked here, before a KMS key is made: not every KMS compares the material with the key spec
       // (LocalStack imported a P-384 key into an ECC_NIST_P256 key and signed with it)
@@ -341,9 +354,13 @@ class AwsKmsDriver implements Driver {
       try {
         actual = keyTypeOf(createPrivateKey({ key: material.secret, format: 'der', type: 'pkcs8' }));
       } catch (e) {
-        throw err('INVALID_INPUT', `the ${material.spec} key to import is not a usable PKCS#8 DER private key${isKeyportError(e) ? ` (${e.message})` : ''}`);
+        throw err(
+          'INVALID_INPUT',
+          `the ${material.spec} key to import is not a usable PKCS#8 DER private key${isKeyportError(e) ? ` (${e.message})` : ''}`,
+        );
       }
-      if (actual !== material.spec) throw err('INVALID_INPUT', `the private key to import is ${actual}, not ${material.spec}: import it as ${actual}`);
+      if (actual !== material.spec)
+        throw err('INVALID_INPUT', `the private key to import is ${actual}, not ${material.spec}: import it as ${actual}`);
       keySpec = s;
       usage = material.kind === 'signing' ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT';
     }
@@ -355,7 +372,10 @@ class AwsKmsDriver implements Driver {
       // every CreateKey parameter is the driver's own, so a refusal is the endpoint's limit, not the
       // caller's input (local-kms makes EXTERNAL keys only of SYMMETRIC_DEFAULT: ValidationException)
       if (isKeyportError(e, 'INVALID_INPUT') || isKeyportError(e, 'UNSUPPORTED')) {
-        throw err('UNSUPPORTED', `this AWS KMS endpoint does not support ${what}: it refused CreateKey with Origin EXTERNAL and KeySpec ${keySpec} (${e.message}): generate the key in the KMS instead, or use a KMS with BYOK import`);
+        throw err(
+          'UNSUPPORTED',
+          `this AWS KMS endpoint does not support ${what}: it refused CreateKey with Origin EXTERNAL and KeySpec ${keySpec} (${e.message}): generate the key in the KMS instead, or use a KMS with BYOK import`,
+        );
       }
       throw e;
     }
@@ -404,10 +424,19 @@ class AwsKmsDriver implements Driver {
       // an endpoint without import answers the import calls with an error page (moto: HTTP 500 HTML) or a
       // validation/unsupported error; credentials, permissions, throttling and timeouts keep their codes
       const keep: string[] = ['AUTH', 'PERMISSION', 'THROTTLED', 'TIMEOUT', 'NOT_FOUND', 'KEY_DISABLED'];
-      if (step !== 'naming' && isKeyportError(e) && !keep.includes(e.code) && !(e.code === 'UNAVAILABLE' && !/JSON|Deserializ|<!doctype|<html/i.test(e.message))) {
-        throw err('UNSUPPORTED', `this AWS KMS endpoint does not support ${what} (${step} failed: ${e.code}): generate the key in the KMS instead, or use a KMS with BYOK import`);
+      if (
+        step !== 'naming' &&
+        isKeyportError(e) &&
+        !keep.includes(e.code) &&
+        !(e.code === 'UNAVAILABLE' && !/JSON|Deserializ|<!doctype|<html/i.test(e.message))
+      ) {
+        throw err(
+          'UNSUPPORTED',
+          `this AWS KMS endpoint does not support ${what} (${step} failed: ${e.code}): generate the key in the KMS instead, or use a KMS with BYOK import`,
+        );
       }
-      if (isKeyportError(e, 'EXISTS') && name !== undefined) throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
+      if (isKeyportError(e, 'EXISTS') && name !== undefined)
+        throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
       throw e;
     }
   }
@@ -428,10 +457,22 @@ interface KeyMeta {
 
 function toInfo(id: string, m: KeyMeta, name?: string): DriverKeyInfo {
   const kind: DriverKeyInfo['kind'] =
-    m.KeySpec === 'SYMMETRIC_DEFAULT' ? 'symmetric' : m.KeyUsage === 'SIGN_VERIFY' ? 'signing' : m.KeyUsage === 'ENCRYPT_DECRYPT' ? 'encryption' : undefined;
-  const spec = m.KeySpec === 'SYMMETRIC_DEFAULT' ? 'aes256' : FROM_AWS_SPEC[m.KeySpec ?? ''] ?? m.KeySpec;
+    m.KeySpec === 'SYMMETRIC_DEFAULT'
+      ? 'symmetric'
+      : m.KeyUsage === 'SIGN_VERIFY'
+        ? 'signing'
+        : m.KeyUsage === 'ENCRYPT_DECRYPT'
+          ? 'encryption'
+          : undefined;
+  const spec = m.KeySpec === 'SYMMETRIC_DEFAULT' ? 'aes256' : (FROM_AWS_SPEC[m.KeySpec ?? ''] ?? m.KeySpec);
   const state: DriverKeyInfo['state'] =
-    m.KeyState === 'Enabled' ? 'enabled' : m.KeyState === 'Disabled' ? 'disabled' : m.KeyState === 'PendingDeletion' ? 'pending-deletion' : 'unknown';
+    m.KeyState === 'Enabled'
+      ? 'enabled'
+      : m.KeyState === 'Disabled'
+        ? 'disabled'
+        : m.KeyState === 'PendingDeletion'
+          ? 'pending-deletion'
+          : 'unknown';
   return { keyId: id, ...(name ? { name } : {}), ...(kind ? { kind } : {}), ...(spec ? { spec } : {}), state };
 }
 

@@ -36,7 +36,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import type * as KV from '@azure/keyvault-keys';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import { err, isKeyportError, KeyportError, type ErrorCode } from '../../errors.js';
+import { err, isKeyportError, type KeyportError, type ErrorCode } from '../../errors.js';
 import { rawToDer } from '../../crypto/ecdsa-encoding.js';
 import type {
   Driver,
@@ -53,7 +53,20 @@ import type {
 
 type Sdk = typeof import('@azure/keyvault-keys');
 /** the JWK shape node:crypto reads and writes (base64url strings) */
-type NodeJwk = { kty?: string; crv?: string; x?: string; y?: string; d?: string; n?: string; e?: string; p?: string; q?: string; dp?: string; dq?: string; qi?: string };
+type NodeJwk = {
+  kty?: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+  d?: string;
+  n?: string;
+  e?: string;
+  p?: string;
+  q?: string;
+  dp?: string;
+  dq?: string;
+  qi?: string;
+};
 
 const DEV_TOKEN = 'keyport-dev-token';
 const WRAP_VERSION = 0x01;
@@ -75,7 +88,8 @@ export const factory: DriverFactory = async (params, uri) => {
   } catch {
     throw err('USAGE', `azurekv: vault=${vault} is not a URL: use vault=https://NAME.vault.azure.net`);
   }
-  if (vaultUrl.protocol !== 'https:') throw err('USAGE', `azurekv: vault=${vault} must be an https:// URL (Key Vault clients only send tokens over TLS)`);
+  if (vaultUrl.protocol !== 'https:')
+    throw err('USAGE', `azurekv: vault=${vault} must be an https:// URL (Key Vault clients only send tokens over TLS)`);
 
   const bool = (k: string): boolean => {
     const v = params[k];
@@ -98,7 +112,8 @@ export const factory: DriverFactory = async (params, uri) => {
       throw err('USAGE', `azurekv: cannot read ca=${params['ca']} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
-  const agent = ca || insecure ? new Agent({ keepAlive: true, ...(ca ? { ca } : {}), ...(insecure ? { rejectUnauthorized: false } : {}) }) : undefined;
+  const agent =
+    ca || insecure ? new Agent({ keepAlive: true, ...(ca ? { ca } : {}), ...(insecure ? { rejectUnauthorized: false } : {}) }) : undefined;
 
   const credential = await credentialFor(params, devToken);
   let sdk: Sdk;
@@ -141,14 +156,24 @@ async function credentialFor(params: Record<string, string>, devToken: boolean):
   const tenant = params['tenant-id'] ?? process.env['AZURE_TENANT_ID'];
   const clientId = params['client-id'] ?? process.env['AZURE_CLIENT_ID'];
   const secret = params['client-secret'] ?? process.env['AZURE_CLIENT_SECRET'];
-  if (tenant && clientId && secret && identity['ClientSecretCredential']) return new identity['ClientSecretCredential'](tenant, clientId, secret);
+  if (tenant && clientId && secret && identity['ClientSecretCredential'])
+    return new identity['ClientSecretCredential'](tenant, clientId, secret);
   if (identity['DefaultAzureCredential']) return new identity['DefaultAzureCredential']();
   throw err('AUTH', 'azurekv: @azure/identity offers no usable credential: set AZURE_ACCESS_TOKEN');
 }
 
 // ------------------------------------------------------------------ errors
 
-const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'REQUEST_SEND_ERROR']);
+const NET_UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'REQUEST_SEND_ERROR',
+]);
 const NET_TIMEOUT = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ECONNABORTED']);
 const TLS_UNTRUSTED = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -198,7 +223,8 @@ export function mapAzureError(e: unknown, what: string, vault: string): KeyportE
   if (status === undefined) {
     if (NET_UNAVAILABLE.has(code)) return mk('UNAVAILABLE', `cannot reach ${vault} (${code}): check vault= and the network`);
     if (NET_TIMEOUT.has(code)) return mk('TIMEOUT', `${vault} did not answer in time (${code})`);
-    if (TLS_UNTRUSTED.has(code)) return mk('UNAVAILABLE', `the TLS certificate of ${vault} is not trusted (${code}): pass ca=PEM-FILE`, { retryable: false });
+    if (TLS_UNTRUSTED.has(code))
+      return mk('UNAVAILABLE', `the TLS certificate of ${vault} is not trusted (${code}): pass ca=PEM-FILE`, { retryable: false });
     if (/ECONNREFUSED|ENOTFOUND|socket hang up/.test(msg)) return mk('UNAVAILABLE', `cannot reach ${vault} (${msg})`);
     return mk('INTERNAL', msg || 'unexpected failure');
   }
@@ -360,7 +386,10 @@ class AzureKeyVaultDriver implements Driver {
   private newName(name: string | undefined): string {
     if (name === undefined) return `keyport-${randomBytes(10).toString('hex')}`;
     if (!NAME_RE.test(name))
-      throw err('INVALID_NAME', `azurekv: '${name}' cannot be an Azure key name: Key Vault allows only letters, digits and '-' (1-127 characters)`);
+      throw err(
+        'INVALID_NAME',
+        `azurekv: '${name}' cannot be an Azure key name: Key Vault allows only letters, digits and '-' (1-127 characters)`,
+      );
     return name;
   }
 
@@ -449,7 +478,8 @@ class AzureKeyVaultDriver implements Driver {
   }
 
   async generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string): Promise<string> {
-    if (spec !== 'rsa-2048' && spec !== 'rsa-3072') throw err('UNSUPPORTED', `Azure Key Vault decrypts with RSA keys only, not ${spec}: use rsa-2048 or rsa-3072`);
+    if (spec !== 'rsa-2048' && spec !== 'rsa-3072')
+      throw err('UNSUPPORTED', `Azure Key Vault decrypts with RSA keys only, not ${spec}: use rsa-2048 or rsa-3072`);
     return this.create(this.newName(name), SIGN_SPECS[spec]!, ['decrypt', 'encrypt'], 'encryption', spec);
   }
 
@@ -460,7 +490,10 @@ class AzureKeyVaultDriver implements Driver {
 
   async importKey(m: KeyMaterialForImport, name?: string): Promise<string> {
     if (m.kind === 'symmetric')
-      throw err('UNSUPPORTED', 'Azure Key Vault (standard) cannot import symmetric keys: only Managed HSM holds AES keys; generate a wrapper key in the vault instead');
+      throw err(
+        'UNSUPPORTED',
+        'Azure Key Vault (standard) cannot import symmetric keys: only Managed HSM holds AES keys; generate a wrapper key in the vault instead',
+      );
     const n = this.newName(name);
     const { jwk, shape } = jwkForImport(m);
     jwk.keyOps = m.kind === 'signing' ? ['sign', 'verify'] : ['decrypt', 'encrypt'];
@@ -498,13 +531,15 @@ class AzureKeyVaultDriver implements Driver {
     const sig = Buffer.from(out.result);
     if (s.kty !== 'EC') return sig;
     const size = s.crv === 'P-384' ? 48 : 32;
-    if (sig.length !== 2 * size) throw err('INTERNAL', `azurekv: the vault returned a ${sig.length}-byte ECDSA signature, expected ${2 * size}`);
+    if (sig.length !== 2 * size)
+      throw err('INTERNAL', `azurekv: the vault returned a ${sig.length}-byte ECDSA signature, expected ${2 * size}`);
     return rawToDer(sig);
   }
 
   async decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec): Promise<Buffer> {
     const r = this.ref(keyId);
-    if (algo !== 'rsa-oaep-sha256') throw err('UNSUPPORTED', `azurekv: Key Vault cannot decrypt ${algo}; use rsa-oaep-sha256 with an RSA key`);
+    if (algo !== 'rsa-oaep-sha256')
+      throw err('UNSUPPORTED', `azurekv: Key Vault cannot decrypt ${algo}; use rsa-oaep-sha256 with an RSA key`);
     const s = await this.shape(keyId, r, 'decrypt with');
     if (s.kty !== 'RSA') throw err('KEY_USAGE', `azurekv: key '${r.name}' is ${specOfShape(s) ?? s.kty}: it cannot decrypt with ${algo}`);
     try {
@@ -512,7 +547,8 @@ class AzureKeyVaultDriver implements Driver {
       return Buffer.from(out.result);
     } catch (e) {
       const k = this.fail(e, `decrypt with '${r.name}'`);
-      if (k.code === 'INVALID_INPUT') throw err('INVALID_CIPHERTEXT', `azurekv: the vault could not decrypt with '${r.name}': wrong key or damaged ciphertext`);
+      if (k.code === 'INVALID_INPUT')
+        throw err('INVALID_CIPHERTEXT', `azurekv: the vault could not decrypt with '${r.name}': wrong key or damaged ciphertext`);
       throw k;
     }
   }
@@ -557,7 +593,11 @@ class AzureKeyVaultDriver implements Driver {
       dek = Buffer.from((await this.crypto(keyId, r).unwrapKey('RSA-OAEP-256', wrapped)).result);
     } catch (e) {
       const k = this.fail(e, `unwrap with '${r.name}'`);
-      if (k.code === 'INVALID_INPUT') throw err('INVALID_CIPHERTEXT', `azurekv: the vault could not unwrap with '${r.name}': wrong or rotated wrapper key, or damaged ciphertext`);
+      if (k.code === 'INVALID_INPUT')
+        throw err(
+          'INVALID_CIPHERTEXT',
+          `azurekv: the vault could not unwrap with '${r.name}': wrong or rotated wrapper key, or damaged ciphertext`,
+        );
       throw k;
     }
     try {
@@ -581,7 +621,11 @@ class AzureKeyVaultDriver implements Driver {
     const s = shapeOf(k.key);
     this.shapes.set(keyId, s);
     const spec = specOfShape(s);
-    if (!spec) throw err('UNSUPPORTED', `azurekv: key '${r.name}' is ${s.kty}${s.crv ? ' ' + s.crv : ''}${s.bits ? '-' + s.bits : ''}, which keyport does not use`);
+    if (!spec)
+      throw err(
+        'UNSUPPORTED',
+        `azurekv: key '${r.name}' is ${s.kty}${s.crv ? ' ' + s.crv : ''}${s.bits ? '-' + s.bits : ''}, which keyport does not use`,
+      );
     return { spki: spkiOf(k.key), spec };
   }
 
@@ -591,8 +635,10 @@ class AzureKeyVaultDriver implements Driver {
     const p = k.properties;
     const now = Date.now();
     if (p.enabled === false) throw err('KEY_DISABLED', `azurekv: key '${r.name}' is disabled in ${this.vault}: enable it`);
-    if (p.notBefore && p.notBefore.getTime() > now) throw err('KEY_DISABLED', `azurekv: key '${r.name}' is not valid before ${p.notBefore.toISOString()}`);
-    if (p.expiresOn && p.expiresOn.getTime() <= now) throw err('KEY_DISABLED', `azurekv: key '${r.name}' expired on ${p.expiresOn.toISOString()}`);
+    if (p.notBefore && p.notBefore.getTime() > now)
+      throw err('KEY_DISABLED', `azurekv: key '${r.name}' is not valid before ${p.notBefore.toISOString()}`);
+    if (p.expiresOn && p.expiresOn.getTime() <= now)
+      throw err('KEY_DISABLED', `azurekv: key '${r.name}' expired on ${p.expiresOn.toISOString()}`);
   }
 
   async deleteKey(keyId: string): Promise<void> {

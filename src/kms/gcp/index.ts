@@ -96,7 +96,11 @@ export function parseGcpParams(params: Record<string, string>): GcpParams {
   const keyring = params['keyring'] || params['key-ring'] || '';
   if (!project) throw err('USAGE', 'gcpkms: no project: add project=P to the URI (or set GOOGLE_CLOUD_PROJECT)');
   if (!keyring) throw err('USAGE', 'gcpkms: no key ring: add keyring=K to the URI');
-  for (const [what, v] of [['project', project], ['location', location], ['keyring', keyring]] as const) {
+  for (const [what, v] of [
+    ['project', project],
+    ['location', location],
+    ['keyring', keyring],
+  ] as const) {
     if (!/^[a-zA-Z0-9_.:-]{1,100}$/.test(v)) throw err('USAGE', `gcpkms: ${what} '${v}' has characters GCP does not allow`);
   }
   if (!ID_RE.test(keyring)) throw err('USAGE', `gcpkms: key ring '${keyring}' must be 1-63 characters of [a-zA-Z0-9_-]`);
@@ -108,7 +112,8 @@ export function parseGcpParams(params: Record<string, string>): GcpParams {
     }
   }
   const pl = (params['protection-level'] ?? 'software').toUpperCase();
-  if (pl !== 'SOFTWARE' && pl !== 'HSM') throw err('USAGE', `gcpkms: protection-level must be software or hsm, not '${params['protection-level']}'`);
+  if (pl !== 'SOFTWARE' && pl !== 'HSM')
+    throw err('USAGE', `gcpkms: protection-level must be software or hsm, not '${params['protection-level']}'`);
   return {
     project,
     location,
@@ -204,9 +209,22 @@ export function wrapRsaAes(wrappingKeyPem: string, secret: Buffer): Buffer {
 // error mapping
 
 const GRPC: Record<number, string> = {
-  1: 'CANCELLED', 2: 'UNKNOWN', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 5: 'NOT_FOUND', 6: 'ALREADY_EXISTS',
-  7: 'PERMISSION_DENIED', 8: 'RESOURCE_EXHAUSTED', 9: 'FAILED_PRECONDITION', 10: 'ABORTED', 11: 'OUT_OF_RANGE',
-  12: 'UNIMPLEMENTED', 13: 'INTERNAL', 14: 'UNAVAILABLE', 15: 'DATA_LOSS', 16: 'UNAUTHENTICATED',
+  1: 'CANCELLED',
+  2: 'UNKNOWN',
+  3: 'INVALID_ARGUMENT',
+  4: 'DEADLINE_EXCEEDED',
+  5: 'NOT_FOUND',
+  6: 'ALREADY_EXISTS',
+  7: 'PERMISSION_DENIED',
+  8: 'RESOURCE_EXHAUSTED',
+  9: 'FAILED_PRECONDITION',
+  10: 'ABORTED',
+  11: 'OUT_OF_RANGE',
+  12: 'UNIMPLEMENTED',
+  13: 'INTERNAL',
+  14: 'UNAVAILABLE',
+  15: 'DATA_LOSS',
+  16: 'UNAUTHENTICATED',
 };
 
 const HINT: Partial<Record<ErrorCode, string>> = {
@@ -242,27 +260,57 @@ export function mapGcpError(e: unknown, what: string, decrypting = false): Keypo
     .replace(/(Deadline exceeded after [\d.]+s),.*$/, '$1');
   const num = typeof o.code === 'number' ? o.code : undefined;
   let code: ErrorCode;
-  if (/Getting metadata from plugin failed|Could not load the default credentials|invalid_grant|Could not refresh access token|unauthorized_client|invalid_client/i.test(detail)) {
+  if (
+    /Getting metadata from plugin failed|Could not load the default credentials|invalid_grant|Could not refresh access token|unauthorized_client|invalid_client/i.test(
+      detail,
+    )
+  ) {
     code = NET.test(detail) ? 'UNAVAILABLE' : 'AUTH';
   } else if (num !== undefined && GRPC[num]) {
     switch (GRPC[num]) {
-      case 'NOT_FOUND': code = 'NOT_FOUND'; break;
-      case 'ALREADY_EXISTS': code = 'EXISTS'; break;
-      case 'PERMISSION_DENIED': code = 'PERMISSION'; break;
-      case 'UNAUTHENTICATED': code = 'AUTH'; break;
-      case 'RESOURCE_EXHAUSTED': code = 'THROTTLED'; break;
-      case 'DEADLINE_EXCEEDED': case 'CANCELLED': code = 'TIMEOUT'; break;
-      case 'UNAVAILABLE': case 'INTERNAL': case 'UNKNOWN': case 'DATA_LOSS': code = 'UNAVAILABLE'; break;
-      case 'ABORTED': code = 'CONFLICT'; break;
-      case 'UNIMPLEMENTED': code = 'UNSUPPORTED'; break;
-      case 'FAILED_PRECONDITION':
-        code = /purpose|algorithm|not (a|an) (asymmetric|symmetric|signing|decryption)|does not support/i.test(detail) ? 'KEY_USAGE' : 'KEY_DISABLED';
+      case 'NOT_FOUND':
+        code = 'NOT_FOUND';
         break;
-      case 'INVALID_ARGUMENT': case 'OUT_OF_RANGE':
+      case 'ALREADY_EXISTS':
+        code = 'EXISTS';
+        break;
+      case 'PERMISSION_DENIED':
+        code = 'PERMISSION';
+        break;
+      case 'UNAUTHENTICATED':
+        code = 'AUTH';
+        break;
+      case 'RESOURCE_EXHAUSTED':
+        code = 'THROTTLED';
+        break;
+      case 'DEADLINE_EXCEEDED':
+      case 'CANCELLED':
+        code = 'TIMEOUT';
+        break;
+      case 'UNAVAILABLE':
+      case 'INTERNAL':
+      case 'UNKNOWN':
+      case 'DATA_LOSS':
+        code = 'UNAVAILABLE';
+        break;
+      case 'ABORTED':
+        code = 'CONFLICT';
+        break;
+      case 'UNIMPLEMENTED':
+        code = 'UNSUPPORTED';
+        break;
+      case 'FAILED_PRECONDITION':
+        code = /purpose|algorithm|not (a|an) (asymmetric|symmetric|signing|decryption)|does not support/i.test(detail)
+          ? 'KEY_USAGE'
+          : 'KEY_DISABLED';
+        break;
+      case 'INVALID_ARGUMENT':
+      case 'OUT_OF_RANGE':
         if (/purpose|ASYMMETRIC_SIGN|ASYMMETRIC_DECRYPT|ENCRYPT_DECRYPT|algorithm .* (not|does)/i.test(detail)) code = 'KEY_USAGE';
         else code = decrypting ? 'INVALID_CIPHERTEXT' : 'INVALID_INPUT';
         break;
-      default: code = 'INTERNAL';
+      default:
+        code = 'INTERNAL';
     }
   } else if (typeof o.code === 'string' && NET.test(o.code)) {
     code = /ETIMEDOUT/.test(o.code) ? 'TIMEOUT' : 'UNAVAILABLE';
@@ -493,7 +541,10 @@ class GcpKmsDriver implements Driver {
     do {
       // autoPaginate off: one request per page, each with its own deadline
       const res = await this.client
-        .listCryptoKeyVersions({ parent: key, pageSize: 1000, ...(pageToken ? { pageToken } : {}) }, { timeout: this.p.timeoutMs, retry: null, autoPaginate: false })
+        .listCryptoKeyVersions(
+          { parent: key, pageSize: 1000, ...(pageToken ? { pageToken } : {}) },
+          { timeout: this.p.timeoutMs, retry: null, autoPaginate: false },
+        )
         .catch((e: unknown) => {
           throw mapGcpError(e, `ListCryptoKeyVersions ${key}`);
         });
@@ -519,15 +570,19 @@ class GcpKmsDriver implements Driver {
     let res: Resolved;
     if (r.version) {
       const v = await this.call<VersionMsg>('getCryptoKeyVersion', { name: r.version }, `GetCryptoKeyVersion ${r.version}`);
-      if (v.state !== 'ENABLED') throw err('KEY_DISABLED', `GCP KMS key version ${r.version} is ${v.state ?? 'not enabled'}: ${HINT.KEY_DISABLED}`);
+      if (v.state !== 'ENABLED')
+        throw err('KEY_DISABLED', `GCP KMS key version ${r.version} is ${v.state ?? 'not enabled'}: ${HINT.KEY_DISABLED}`);
       const algorithm = v.algorithm ?? '';
       res = { key: r.key, version: r.version, purpose: purposeOf(algorithm), algorithm };
     } else {
       const k = await this.call<CryptoKeyMsg>('getCryptoKey', { name: r.key }, `GetCryptoKey ${r.key}`);
       const purpose = k.purpose ?? '';
       if (purpose === 'ENCRYPT_DECRYPT') {
-        if (!k.primary || k.primary.state !== 'ENABLED') {
-          throw err('KEY_DISABLED', `GCP KMS key ${r.key} has no enabled primary version (${k.primary?.state ?? 'none'}): ${HINT.KEY_DISABLED}`);
+        if (k.primary?.state !== 'ENABLED') {
+          throw err(
+            'KEY_DISABLED',
+            `GCP KMS key ${r.key} has no enabled primary version (${k.primary?.state ?? 'none'}): ${HINT.KEY_DISABLED}`,
+          );
         }
         res = { key: r.key, ...(k.primary.name ? { version: k.primary.name } : {}), purpose, algorithm: k.primary.algorithm ?? SYMMETRIC };
       } else {
@@ -588,7 +643,8 @@ class GcpKmsDriver implements Driver {
     if (purpose !== 'ENCRYPT_DECRYPT') {
       // asymmetric versions are generated asynchronously: wait until version 1 is usable
       const v = await this.waitVersion(`${created.name ?? key}/cryptoKeyVersions/1`);
-      if (v.state !== 'ENABLED') throw err('UNAVAILABLE', `GCP KMS could not generate ${key}: version 1 is ${v.state} ${v.generationFailureReason ?? ''}`.trim());
+      if (v.state !== 'ENABLED')
+        throw err('UNAVAILABLE', `GCP KMS could not generate ${key}: version 1 is ${v.state} ${v.generationFailureReason ?? ''}`.trim());
     }
     return created.name ?? key;
   }
@@ -608,7 +664,11 @@ class GcpKmsDriver implements Driver {
     const ready = v.state === 'ENABLED' || !v.name ? v : await this.waitVersion(v.name);
     if (ready.state !== 'ENABLED') throw err('UNAVAILABLE', `GCP KMS could not make a new version of ${key}: it is ${ready.state}`);
     if (purpose === 'ENCRYPT_DECRYPT' && ready.name) {
-      await this.call('updateCryptoKeyPrimaryVersion', { name: key, cryptoKeyVersionId: ready.name.split('/').pop() }, `UpdateCryptoKeyPrimaryVersion ${key}`);
+      await this.call(
+        'updateCryptoKeyPrimaryVersion',
+        { name: key, cryptoKeyVersionId: ready.name.split('/').pop() },
+        `UpdateCryptoKeyPrimaryVersion ${key}`,
+      );
     }
     this.cache.delete(key);
     return key;
@@ -636,7 +696,8 @@ class GcpKmsDriver implements Driver {
     if (!a) throw err('UNSUPPORTED', `GCP KMS cannot sign with ${algo}: use one of ${this.supportedSigningAlgoSpecs().join(', ')}`);
     const digest = createHash(a.hash).update(data).digest();
     return this.withKey(keyId, async (r) => {
-      if (r.purpose !== 'ASYMMETRIC_SIGN') throw err('KEY_USAGE', `GCP KMS key ${r.key} is a ${r.purpose} key, not a signing key: ${HINT.KEY_USAGE}`);
+      if (r.purpose !== 'ASYMMETRIC_SIGN')
+        throw err('KEY_USAGE', `GCP KMS key ${r.key} is a ${r.purpose} key, not a signing key: ${HINT.KEY_USAGE}`);
       if (!a.gcp.includes(r.algorithm)) throw err('KEY_USAGE', `GCP KMS key ${r.key} is ${r.algorithm}, which cannot sign with ${algo}`);
       const out = await this.call<{ signature?: Uint8Array; signatureCrc32c?: unknown; verifiedDigestCrc32c?: boolean; name?: string }>(
         'asymmetricSign',
@@ -646,7 +707,10 @@ class GcpKmsDriver implements Driver {
       if (!out.signature || out.signature.length === 0) throw err('INTERNAL', `GCP KMS AsymmetricSign ${r.version} returned no signature`);
       const sig = Buffer.from(out.signature);
       if (out.verifiedDigestCrc32c === false || !crcMatches(out.signatureCrc32c, crc32c(sig))) {
-        throw err('UNAVAILABLE', `GCP KMS AsymmetricSign ${r.version}: the request or response was corrupted in transit (CRC32C mismatch): retry`);
+        throw err(
+          'UNAVAILABLE',
+          `GCP KMS AsymmetricSign ${r.version}: the request or response was corrupted in transit (CRC32C mismatch): retry`,
+        );
       }
       return sig;
     });
@@ -678,7 +742,8 @@ class GcpKmsDriver implements Driver {
       throw err('INVALID_INPUT', `GCP KMS encrypts 1 to ${SYM_LIMIT} bytes, not ${plaintext.length}: wrap a data key instead`);
     }
     return this.withKey(keyId, async (r) => {
-      if (r.purpose !== 'ENCRYPT_DECRYPT') throw err('KEY_USAGE', `GCP KMS key ${r.key} is a ${r.purpose} key, not a symmetric encryption key`);
+      if (r.purpose !== 'ENCRYPT_DECRYPT')
+        throw err('KEY_USAGE', `GCP KMS key ${r.key} is a ${r.purpose} key, not a symmetric encryption key`);
       const out = await this.call<{ ciphertext?: Uint8Array; ciphertextCrc32c?: unknown; verifiedPlaintextCrc32c?: boolean }>(
         'encrypt',
         { name: r.key, plaintext, plaintextCrc32c: { value: crc32c(plaintext) } },
@@ -704,16 +769,22 @@ class GcpKmsDriver implements Driver {
       true,
     );
     const pt = Buffer.from(out.plaintext ?? new Uint8Array());
-    if (!crcMatches(out.plaintextCrc32c, crc32c(pt))) throw err('UNAVAILABLE', `GCP KMS Decrypt ${r.key}: corrupted in transit (CRC32C mismatch): retry`);
+    if (!crcMatches(out.plaintextCrc32c, crc32c(pt)))
+      throw err('UNAVAILABLE', `GCP KMS Decrypt ${r.key}: corrupted in transit (CRC32C mismatch): retry`);
     return pt;
   }
 
   async getPublicKey(keyId: string): Promise<DriverPublicKey> {
     return this.withKey(keyId, async (r) => {
       if (r.purpose === 'ENCRYPT_DECRYPT') throw err('KEY_USAGE', `GCP KMS key ${r.key} is symmetric: it has no public key`);
-      const out = await this.call<{ pem?: string; algorithm?: string; pemCrc32c?: unknown }>('getPublicKey', { name: r.version }, `GetPublicKey ${r.version}`);
+      const out = await this.call<{ pem?: string; algorithm?: string; pemCrc32c?: unknown }>(
+        'getPublicKey',
+        { name: r.version },
+        `GetPublicKey ${r.version}`,
+      );
       if (!out.pem) throw err('INTERNAL', `GCP KMS GetPublicKey ${r.version} returned no key`);
-      if (!crcMatches(out.pemCrc32c, crc32c(Buffer.from(out.pem, 'utf8')))) throw err('UNAVAILABLE', `GCP KMS GetPublicKey ${r.version}: corrupted in transit (CRC32C mismatch): retry`);
+      if (!crcMatches(out.pemCrc32c, crc32c(Buffer.from(out.pem, 'utf8'))))
+        throw err('UNAVAILABLE', `GCP KMS GetPublicKey ${r.version}: corrupted in transit (CRC32C mismatch): retry`);
       const algorithm = out.algorithm || r.algorithm;
       const spec = SPEC_OF[algorithm];
       if (!spec) throw err('UNSUPPORTED', `GCP KMS key ${r.key} has algorithm ${algorithm || 'unknown'}, which keyport does not use`);
@@ -766,7 +837,10 @@ class GcpKmsDriver implements Driver {
     let pageToken: string | undefined;
     do {
       const res = await this.client
-        .listCryptoKeys({ parent: this.p.ring, pageSize: 1000, ...(pageToken ? { pageToken } : {}) }, { timeout: this.p.timeoutMs, retry: null, autoPaginate: false })
+        .listCryptoKeys(
+          { parent: this.p.ring, pageSize: 1000, ...(pageToken ? { pageToken } : {}) },
+          { timeout: this.p.timeoutMs, retry: null, autoPaginate: false },
+        )
         .catch((e: unknown) => {
           const m = mapGcpError(e, `ListCryptoKeys ${this.p.ring}`);
           if (m.code === 'NOT_FOUND') return [[], null, {}] as unknown[]; // no ring yet: no keys
@@ -784,9 +858,15 @@ class GcpKmsDriver implements Driver {
   private async info(k: CryptoKeyMsg): Promise<DriverKeyInfo | undefined> {
     const purpose = k.purpose ?? '';
     const kind: DriverKeyInfo['kind'] =
-      purpose === 'ENCRYPT_DECRYPT' ? 'symmetric' : purpose === 'ASYMMETRIC_SIGN' ? 'signing' : purpose === 'ASYMMETRIC_DECRYPT' ? 'encryption' : undefined;
+      purpose === 'ENCRYPT_DECRYPT'
+        ? 'symmetric'
+        : purpose === 'ASYMMETRIC_SIGN'
+          ? 'signing'
+          : purpose === 'ASYMMETRIC_DECRYPT'
+            ? 'encryption'
+            : undefined;
     const algorithm = k.primary?.algorithm ?? k.versionTemplate?.algorithm ?? '';
-    const spec = algorithm === SYMMETRIC ? 'aes256' : SPEC_OF[algorithm] ?? (algorithm || undefined);
+    const spec = algorithm === SYMMETRIC ? 'aes256' : (SPEC_OF[algorithm] ?? (algorithm || undefined));
     const vs = purpose === 'ENCRYPT_DECRYPT' && k.primary ? [k.primary] : await this.versions(k.name!);
     if (vs.length > 0 && vs.every((v) => v.state === 'DESTROYED')) return undefined; // gone for good
     const states = new Set(vs.map((v) => v.state));
@@ -804,7 +884,8 @@ class GcpKmsDriver implements Driver {
     let purpose: string;
     let algorithm: string;
     if (material.kind === 'symmetric') {
-      if (material.spec !== 'aes256' || material.secret.length !== 32) throw err('INVALID_INPUT', 'GCP KMS imports symmetric keys of exactly 32 bytes (aes256)');
+      if (material.spec !== 'aes256' || material.secret.length !== 32)
+        throw err('INVALID_INPUT', 'GCP KMS imports symmetric keys of exactly 32 bytes (aes256)');
       purpose = 'ENCRYPT_DECRYPT';
       algorithm = SYMMETRIC;
     } else {
@@ -818,17 +899,22 @@ class GcpKmsDriver implements Driver {
     if (!ID_RE.test(id)) throw err('INVALID_NAME', `GCP KMS key names are 1-63 characters of [a-zA-Z0-9_-]; '${id}' is not`);
     await this.ensureRing();
     const unsupported = (e: unknown) => {
-      if (isKeyportError(e, 'UNSUPPORTED')) return err('UNSUPPORTED', `this GCP KMS endpoint does not implement key import (import jobs): ${e.message}`);
+      if (isKeyportError(e, 'UNSUPPORTED'))
+        return err('UNSUPPORTED', `this GCP KMS endpoint does not implement key import (import jobs): ${e.message}`);
       return e;
     };
     // 1. an import job, usable once ACTIVE
     let job: { name?: string; state?: string; publicKey?: { pem?: string } | null };
     try {
-      job = await this.call('createImportJob', {
-        parent: this.p.ring,
-        importJobId: `keyport-import-${randomBytes(8).toString('hex')}`,
-        importJob: { importMethod: IMPORT_METHOD, protectionLevel: protection },
-      }, `CreateImportJob ${this.p.ring}`);
+      job = await this.call(
+        'createImportJob',
+        {
+          parent: this.p.ring,
+          importJobId: `keyport-import-${randomBytes(8).toString('hex')}`,
+          importJob: { importMethod: IMPORT_METHOD, protectionLevel: protection },
+        },
+        `CreateImportJob ${this.p.ring}`,
+      );
       const end = Date.now() + Math.max(this.p.timeoutMs, 60_000);
       for (let delay = 100; job.state === 'PENDING_GENERATION'; delay = Math.min(delay * 2, 2_000)) {
         if (Date.now() + delay > end) throw err('TIMEOUT', `GCP KMS import job ${job.name} is still being generated: retry later`);
@@ -838,18 +924,29 @@ class GcpKmsDriver implements Driver {
     } catch (e) {
       throw unsupported(e);
     }
-    if (job.state !== 'ACTIVE' || !job.publicKey?.pem || !job.name) throw err('UNAVAILABLE', `GCP KMS import job ${job.name ?? ''} is ${job.state ?? 'unusable'}: retry`);
+    if (job.state !== 'ACTIVE' || !job.publicKey?.pem || !job.name)
+      throw err('UNAVAILABLE', `GCP KMS import job ${job.name ?? ''} is ${job.state ?? 'unusable'}: retry`);
     // 2. the CryptoKey, without a first version
     const key = `${this.p.ring}/cryptoKeys/${id}`;
     try {
-      await this.call('createCryptoKey', {
-        parent: this.p.ring,
-        cryptoKeyId: id,
-        skipInitialVersionCreation: true,
-        cryptoKey: { purpose, importOnly: true, versionTemplate: { algorithm, protectionLevel: protection }, labels: { 'managed-by': 'keyport' } },
-      }, `CreateCryptoKey ${key}`);
+      await this.call(
+        'createCryptoKey',
+        {
+          parent: this.p.ring,
+          cryptoKeyId: id,
+          skipInitialVersionCreation: true,
+          cryptoKey: {
+            purpose,
+            importOnly: true,
+            versionTemplate: { algorithm, protectionLevel: protection },
+            labels: { 'managed-by': 'keyport' },
+          },
+        },
+        `CreateCryptoKey ${key}`,
+      );
     } catch (e) {
-      if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `GCP KMS key ${key} already exists: pick another name (GCP never frees a key name)`);
+      if (isKeyportError(e, 'EXISTS'))
+        throw err('EXISTS', `GCP KMS key ${key} already exists: pick another name (GCP never frees a key name)`);
       throw e;
     }
     // 3. RSA_OAEP_3072_SHA256_AES_256
@@ -862,7 +959,11 @@ class GcpKmsDriver implements Driver {
     // 4. import, then wait until the version is ENABLED (or IMPORT_FAILED)
     let v: VersionMsg;
     try {
-      v = await this.call<VersionMsg>('importCryptoKeyVersion', { parent: key, algorithm, importJob: job.name, wrappedKey: wrapped }, `ImportCryptoKeyVersion ${key}`);
+      v = await this.call<VersionMsg>(
+        'importCryptoKeyVersion',
+        { parent: key, algorithm, importJob: job.name, wrappedKey: wrapped },
+        `ImportCryptoKeyVersion ${key}`,
+      );
     } catch (e) {
       throw unsupported(e);
     } finally {
@@ -870,10 +971,17 @@ class GcpKmsDriver implements Driver {
     }
     if (v.name && v.state !== 'ENABLED') v = await this.waitVersion(v.name);
     if (v.state !== 'ENABLED') {
-      throw err('INVALID_INPUT', `GCP KMS refused the key material for ${key}: ${v.state ?? 'unknown state'}${v.importFailureReason ? ` (${clip(v.importFailureReason)})` : ''}`);
+      throw err(
+        'INVALID_INPUT',
+        `GCP KMS refused the key material for ${key}: ${v.state ?? 'unknown state'}${v.importFailureReason ? ` (${clip(v.importFailureReason)})` : ''}`,
+      );
     }
     if (purpose === 'ENCRYPT_DECRYPT' && v.name) {
-      await this.call('updateCryptoKeyPrimaryVersion', { name: key, cryptoKeyVersionId: v.name.split('/').pop() }, `UpdateCryptoKeyPrimaryVersion ${key}`);
+      await this.call(
+        'updateCryptoKeyPrimaryVersion',
+        { name: key, cryptoKeyVersionId: v.name.split('/').pop() },
+        `UpdateCryptoKeyPrimaryVersion ${key}`,
+      );
     }
     return key;
   }

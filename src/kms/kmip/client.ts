@@ -143,11 +143,21 @@ function mapSocketError(e: unknown, label: string): KeyportError {
   if (TLS_AUTH_CODES.has(code)) {
     return err('AUTH', `KMIP server ${label}: its certificate is not trusted (${code}); check ca= and server-name=`);
   }
-  if (/ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE)/.test(code) || /alert (unknown ca|bad certificate|certificate unknown|certificate required|access denied)/i.test(msg)) {
-    return err('AUTH', `KMIP server ${label} rejected the client certificate (${code || msg}); check cert= and key= and that the server trusts their CA`);
+  if (
+    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE)/.test(
+      code,
+    ) ||
+    /alert (unknown ca|bad certificate|certificate unknown|certificate required|access denied)/i.test(msg)
+  ) {
+    return err(
+      'AUTH',
+      `KMIP server ${label} rejected the client certificate (${code || msg}); check cert= and key= and that the server trusts their CA`,
+    );
   }
   if (/^ERR_SSL_|^ERR_TLS_/.test(code)) {
-    return err('UNAVAILABLE', `KMIP server ${label}: TLS handshake failed (${code}); check that it speaks TLS 1.2+ on this port`, { retryable: false });
+    return err('UNAVAILABLE', `KMIP server ${label}: TLS handshake failed (${code}); check that it speaks TLS 1.2+ on this port`, {
+      retryable: false,
+    });
   }
   if (code === 'ETIMEDOUT') return err('TIMEOUT', `KMIP server ${label} did not answer in time; retry`);
   const hint = code === 'ECONNREFUSED' ? 'is it running?' : 'retry';
@@ -253,10 +263,13 @@ export class KmipClient {
         ...(isIP(checkName) ? {} : { servername: checkName }),
         checkServerIdentity: (_h, cert) => tls.checkServerIdentity(checkName, cert),
       });
-      const timer = setTimeout(() => {
-        sock.destroy();
-        reject(err('TIMEOUT', `KMIP server ${this.label} did not complete the TLS handshake in time; retry`));
-      }, Math.max(1, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          sock.destroy();
+          reject(err('TIMEOUT', `KMIP server ${this.label} did not complete the TLS handshake in time; retry`));
+        },
+        Math.max(1, deadline - Date.now()),
+      );
       const onError = (e: Error) => {
         clearTimeout(timer);
         sock.destroy();
@@ -265,7 +278,12 @@ export class KmipClient {
       sock.once('error', onError);
       sock.once('close', () => {
         clearTimeout(timer);
-        reject(err('UNAVAILABLE', `KMIP server ${this.label} closed the connection during the TLS handshake; check the client certificate and retry`));
+        reject(
+          err(
+            'UNAVAILABLE',
+            `KMIP server ${this.label} closed the connection during the TLS handshake; check the client certificate and retry`,
+          ),
+        );
       });
       sock.once('secureConnect', () => {
         clearTimeout(timer);
@@ -281,7 +299,10 @@ export class KmipClient {
     return encodeTtlv(
       structure(Tag.RequestMessage, [
         structure(Tag.RequestHeader, [
-          structure(Tag.ProtocolVersion, [integer(Tag.ProtocolVersionMajor, this.version.major), integer(Tag.ProtocolVersionMinor, this.version.minor)]),
+          structure(Tag.ProtocolVersion, [
+            integer(Tag.ProtocolVersionMajor, this.version.major),
+            integer(Tag.ProtocolVersionMinor, this.version.minor),
+          ]),
           integer(Tag.MaximumResponseSize, Math.min(this.maxBytes, 0x7fffffff)),
           integer(Tag.BatchCount, 1),
         ]),
@@ -292,7 +313,8 @@ export class KmipClient {
 
   private parseResponse(op: number, raw: Buffer): TtlvItem {
     const msg = decodeTtlv(raw);
-    if (msg.tag !== Tag.ResponseMessage || msg.type !== 'Structure') throw err('INVALID_INPUT', 'malformed KMIP message: not a Response Message');
+    if (msg.tag !== Tag.ResponseMessage || msg.type !== 'Structure')
+      throw err('INVALID_INPUT', 'malformed KMIP message: not a Response Message');
     need(msg, Tag.ResponseHeader, 'Structure', 'Response Header');
     const items = findAll(msg, Tag.BatchItem);
     if (items.length !== 1) throw err('INVALID_INPUT', `malformed KMIP message: ${items.length} batch items for one request`);
@@ -301,7 +323,8 @@ export class KmipClient {
     const rop = find(item, Tag.Operation, 'Enumeration');
     const status = need(item, Tag.ResultStatus, 'Enumeration', 'Result Status').value;
     if (status === ResultStatus.Success) {
-      if (rop && rop.value !== op) throw err('INVALID_INPUT', `malformed KMIP message: answer to ${OPERATION_NAME[rop.value] ?? rop.value} for a ${name} request`);
+      if (rop && rop.value !== op)
+        throw err('INVALID_INPUT', `malformed KMIP message: answer to ${OPERATION_NAME[rop.value] ?? rop.value} for a ${name} request`);
       return find(item, Tag.ResponsePayload, 'Structure') ?? structure(Tag.ResponsePayload, []);
     }
     if (status === ResultStatus.OperationPending) {
@@ -334,10 +357,13 @@ export class KmipClient {
     const conn = await this.getConnection(deadline);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        conn.fail(err('TIMEOUT', `KMIP ${OPERATION_NAME[op] ?? op} got no answer from ${this.label} within ${this.timeoutMs} ms; retry`));
-        reject(err('TIMEOUT', `KMIP ${OPERATION_NAME[op] ?? op} got no answer from ${this.label} within ${this.timeoutMs} ms; retry`));
-      }, Math.max(1, deadline - Date.now()));
+      timer = setTimeout(
+        () => {
+          conn.fail(err('TIMEOUT', `KMIP ${OPERATION_NAME[op] ?? op} got no answer from ${this.label} within ${this.timeoutMs} ms; retry`));
+          reject(err('TIMEOUT', `KMIP ${OPERATION_NAME[op] ?? op} got no answer from ${this.label} within ${this.timeoutMs} ms; retry`));
+        },
+        Math.max(1, deadline - Date.now()),
+      );
     });
     try {
       return await Promise.race([conn.request(msg), timeout]);

@@ -64,7 +64,8 @@ const PAIR_GROUP_PREFIX = 'keyport-pair:';
 
 export const factory: DriverFactory = async (params, uri) => {
   const host = params['host'];
-  if (!host) throw err('USAGE', `kmip: needs host=, e.g. kmip:host=kmip.example.com;port=5696;cert=client.pem;key=client.key;ca=ca.pem (${uri})`);
+  if (!host)
+    throw err('USAGE', `kmip: needs host=, e.g. kmip:host=kmip.example.com;port=5696;cert=client.pem;key=client.key;ca=ca.pem (${uri})`);
   const portText = params['port'] ?? '5696';
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw err('USAGE', `kmip: port=${portText} is not a TCP port`);
@@ -94,7 +95,10 @@ export const factory: DriverFactory = async (params, uri) => {
 const attr = (name: string, value: TtlvItem): TtlvItem =>
   structure(Tag.Attribute, [textString(Tag.AttributeName, name), { ...value, tag: Tag.AttributeValue }]);
 const nameAttr = (name: string) =>
-  attr('Name', structure(Tag.AttributeValue, [textString(Tag.NameValue, name), enumeration(Tag.NameType, NameType.UninterpretedTextString)]));
+  attr(
+    'Name',
+    structure(Tag.AttributeValue, [textString(Tag.NameValue, name), enumeration(Tag.NameType, NameType.UninterpretedTextString)]),
+  );
 const algAttr = (alg: number) => attr('Cryptographic Algorithm', enumeration(0, alg));
 const lenAttr = (len: number) => attr('Cryptographic Length', integer(0, len));
 const maskAttr = (mask: number) => attr('Cryptographic Usage Mask', integer(0, mask));
@@ -227,7 +231,8 @@ class KmipDriver implements Driver {
   }
 
   async generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string> {
-    if (!RSA_SPECS.has(spec)) throw err('UNSUPPORTED', `KMIP (PyKMIP) creates and signs with RSA key pairs only, not ${spec}; use rsa-2048 or rsa-3072`);
+    if (!RSA_SPECS.has(spec))
+      throw err('UNSUPPORTED', `KMIP (PyKMIP) creates and signs with RSA key pairs only, not ${spec}; use rsa-2048 or rsa-3072`);
     await this.assertNameFree(name);
     const bits = spec === 'rsa-2048' ? 2048 : 3072;
     const group = PAIR_GROUP_PREFIX + randomBytes(12).toString('hex');
@@ -243,7 +248,10 @@ class KmipDriver implements Driver {
   }
 
   async generateEncryptionKeyPair(spec: EncryptionKeySpec): Promise<string> {
-    throw err('UNSUPPORTED', `KMIP (PyKMIP) cannot decrypt with asymmetric keys, so it cannot hold a ${spec} encryption key; use a symmetric wrapper key`);
+    throw err(
+      'UNSUPPORTED',
+      `KMIP (PyKMIP) cannot decrypt with asymmetric keys, so it cannot hold a ${spec} encryption key; use a symmetric wrapper key`,
+    );
   }
 
   async importKey(m: KeyMaterialForImport, name?: string): Promise<string> {
@@ -259,7 +267,8 @@ class KmipDriver implements Driver {
       await this.activate(id);
       return id;
     }
-    if (m.kind === 'encryption') throw err('UNSUPPORTED', 'KMIP (PyKMIP) cannot decrypt with asymmetric keys: import a signing or a symmetric key');
+    if (m.kind === 'encryption')
+      throw err('UNSUPPORTED', 'KMIP (PyKMIP) cannot decrypt with asymmetric keys: import a signing or a symmetric key');
     if (!RSA_SPECS.has(m.spec)) throw err('UNSUPPORTED', `KMIP (PyKMIP) signs with RSA keys only, not ${m.spec}`);
     let key: KeyObject;
     try {
@@ -268,7 +277,8 @@ class KmipDriver implements Driver {
       throw err('INVALID_INPUT', 'the key to import is not a PKCS#8 DER private key');
     }
     const bits = key.asymmetricKeyDetails?.modulusLength;
-    if (key.asymmetricKeyType !== 'rsa' || `rsa-${bits}` !== m.spec) throw err('INVALID_INPUT', `the key to import is not an ${m.spec} key`);
+    if (key.asymmetricKeyType !== 'rsa' || `rsa-${bits}` !== m.spec)
+      throw err('INVALID_INPUT', `the key to import is not an ${m.spec} key`);
     await this.assertNameFree(name);
     const group = PAIR_GROUP_PREFIX + randomBytes(12).toString('hex');
     const pkcs8 = key.export({ format: 'der', type: 'pkcs8' });
@@ -314,7 +324,10 @@ class KmipDriver implements Driver {
     if (a.objectType !== ObjectType.PrivateKey) throw err('KEY_USAGE', `KMIP object ${id} is not an asymmetric key: it has no public key`);
     const group = a.groups.find((g) => g.startsWith(PAIR_GROUP_PREFIX));
     if (!group) {
-      throw err('UNSUPPORTED', `KMIP private key ${id} has no keyport pair group, so its public key cannot be found; register keys created by keyport, or give the public key's id`);
+      throw err(
+        'UNSUPPORTED',
+        `KMIP private key ${id} has no keyport pair group, so its public key cannot be found; register keys created by keyport, or give the public key's id`,
+      );
     }
     const found = await this.locate([objTypeAttr(ObjectType.PublicKey), groupAttr(group)]);
     if (found.length !== 1) throw err('NOT_FOUND', `the public key of KMIP private key ${id} is missing on the server`);
@@ -324,7 +337,8 @@ class KmipDriver implements Driver {
   async resolveKeyId(ref: string): Promise<string> {
     const byName = await this.locate([nameAttr(ref)]);
     if (byName.length === 1) return byName[0]!;
-    if (byName.length > 1) throw err('CONFLICT', `KMIP server ${this.client.label} has ${byName.length} objects named '${ref}'; use the unique identifier`);
+    if (byName.length > 1)
+      throw err('CONFLICT', `KMIP server ${this.client.label} has ${byName.length} objects named '${ref}'; use the unique identifier`);
     await this.attributes(ref, ['State']); // NOT_FOUND when it is no identifier either
     return ref;
   }
@@ -397,7 +411,8 @@ class KmipDriver implements Driver {
   async encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer> {
     // a wrapper key seals key material (bytes to a few KiB); PyKMIP needs ~30 s for a MiB, so bulk
     // data is refused at once instead of tying up the connection
-    if (plaintext.length > MAX_SYMMETRIC_INPUT) throw err('INVALID_INPUT', `KMIP encrypt takes at most ${MAX_SYMMETRIC_INPUT} bytes (key material), got ${plaintext.length}`);
+    if (plaintext.length > MAX_SYMMETRIC_INPUT)
+      throw err('INVALID_INPUT', `KMIP encrypt takes at most ${MAX_SYMMETRIC_INPUT} bytes (key material), got ${plaintext.length}`);
     const iv = randomBytes(GCM_IV);
     const p = await this.client.call(Operation.Encrypt, [
       uid(keyId),
@@ -408,15 +423,19 @@ class KmipDriver implements Driver {
     ]);
     const ct = need(p, Tag.Data, 'ByteString', 'Data').value;
     const tag = find(p, Tag.AuthenticatedEncryptionTag, 'ByteString')?.value;
-    if (!tag || tag.length !== GCM_TAG) throw err('UNSUPPORTED', `KMIP server ${this.client.label} returned no 16-byte GCM tag; it must speak KMIP 1.4 for AES-GCM`);
+    if (!tag || tag.length !== GCM_TAG)
+      throw err('UNSUPPORTED', `KMIP server ${this.client.label} returned no 16-byte GCM tag; it must speak KMIP 1.4 for AES-GCM`);
     const echoedIv = find(p, Tag.IvCounterNonce, 'ByteString')?.value;
-    if (echoedIv && !echoedIv.equals(iv)) throw err('INTERNAL', `KMIP server ${this.client.label} encrypted with an IV other than the one sent`);
-    if (ct.length !== plaintext.length) throw err('INTERNAL', `KMIP server ${this.client.label} returned a GCM ciphertext of the wrong length`);
+    if (echoedIv && !echoedIv.equals(iv))
+      throw err('INTERNAL', `KMIP server ${this.client.label} encrypted with an IV other than the one sent`);
+    if (ct.length !== plaintext.length)
+      throw err('INTERNAL', `KMIP server ${this.client.label} returned a GCM ciphertext of the wrong length`);
     return Buffer.concat([iv, ct, tag]);
   }
 
   async decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer> {
-    if (ciphertext.length > MAX_SYMMETRIC_INPUT + GCM_IV + GCM_TAG) throw err('INVALID_CIPHERTEXT', 'KMIP ciphertext is larger than anything this driver encrypts');
+    if (ciphertext.length > MAX_SYMMETRIC_INPUT + GCM_IV + GCM_TAG)
+      throw err('INVALID_CIPHERTEXT', 'KMIP ciphertext is larger than anything this driver encrypts');
     if (ciphertext.length < GCM_IV + GCM_TAG) throw err('INVALID_CIPHERTEXT', 'KMIP ciphertext is too short (iv || ct || tag expected)');
     const iv = ciphertext.subarray(0, GCM_IV);
     const tag = ciphertext.subarray(ciphertext.length - GCM_TAG);

@@ -279,13 +279,13 @@ const tagHex = (tag: number) => '0x' + tag.toString(16).padStart(6, '0');
 
 /** children of a structure with the given tag */
 export function findAll(s: TtlvItem | undefined, tag: number): TtlvItem[] {
-  if (!s || s.type !== 'Structure') return [];
+  if (s?.type !== 'Structure') return [];
   return s.value.filter((c) => c.tag === tag);
 }
 
 /** the first child with `tag`, checked to be of `type`; undefined when absent */
 export function find<T extends ItemTypeName>(s: TtlvItem | undefined, tag: number, type: T): TtlvOf<T> | undefined {
-  if (!s || s.type !== 'Structure') return undefined;
+  if (s?.type !== 'Structure') return undefined;
   const c = s.value.find((x) => x.tag === tag);
   if (!c) return undefined;
   if (c.type !== type) throw err('INVALID_INPUT', `malformed KMIP message: ${tagHex(tag)} is a ${c.type}, expected ${type}`);

@@ -8,8 +8,16 @@ import { existsSync, readFileSync, statSync, unlinkSync, readdirSync, mkdirSync 
 import { dirname, join, resolve, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { err } from '../../errors.js';
-import type { Driver, DriverFactory, EncryptionAlgoSpec, EncryptionKeySpec, KeyMaterialForImport, SigningAlgoSpec, SigningKeySpec } from '../driver.js';
-import { generateKey, keyTypeOf, parseKeyMaterial, privateKeyObject, spkiOf, toPem } from '../../crypto/keys.js';
+import type {
+  Driver,
+  DriverFactory,
+  EncryptionAlgoSpec,
+  EncryptionKeySpec,
+  KeyMaterialForImport,
+  SigningAlgoSpec,
+  SigningKeySpec,
+} from '../driver.js';
+import { generateKey, keyTypeOf, parseKeyMaterial, spkiOf, toPem } from '../../crypto/keys.js';
 import { aesGcmDecrypt, aesGcmEncrypt } from '../../crypto/aead.js';
 import { signData } from '../../crypto/sign.js';
 import { eciesDecrypt, rsaOaepDecrypt } from '../../crypto/asym.js';
@@ -60,7 +68,8 @@ class LocalDriver implements Driver {
       try {
         createFileAtomic(p, randomBytes(32));
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw err('UNAVAILABLE', `cannot create wrapper key ${p}: ${(e as NodeJS.ErrnoException).code}`, { retryable: false });
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw err('UNAVAILABLE', `cannot create wrapper key ${p}: ${(e as NodeJS.ErrnoException).code}`, { retryable: false });
       }
     }
     const k = this.read(keyId);
@@ -95,12 +104,22 @@ class LocalDriver implements Driver {
 
   async health() {
     const dir = this.dirForNew();
-    return existsSync(dir) || existsSync(dirname(dir)) ? ({ state: 'ok' } as const) : ({ state: 'failed', reason: `${dir} does not exist` } as const);
+    return existsSync(dir) || existsSync(dirname(dir))
+      ? ({ state: 'ok' } as const)
+      : ({ state: 'failed', reason: `${dir} does not exist` } as const);
   }
-  supportedSigningKeySpecs() { return [...SIGNING]; }
-  supportedSigningAlgoSpecs(): SigningAlgoSpec[] { return ['ecdsa-sha256', 'ecdsa-sha384', 'ed25519', 'rsa-pss-sha256']; }
-  supportedEncryptionKeySpecs() { return [...ENCRYPTION]; }
-  supportedEncryptionAlgoSpecs(): EncryptionAlgoSpec[] { return ['rsa-oaep-sha256', 'ecies-p256-hkdf-sha256-aes-gcm']; }
+  supportedSigningKeySpecs() {
+    return [...SIGNING];
+  }
+  supportedSigningAlgoSpecs(): SigningAlgoSpec[] {
+    return ['ecdsa-sha256', 'ecdsa-sha384', 'ed25519', 'rsa-pss-sha256'];
+  }
+  supportedEncryptionKeySpecs() {
+    return [...ENCRYPTION];
+  }
+  supportedEncryptionAlgoSpecs(): EncryptionAlgoSpec[] {
+    return ['rsa-oaep-sha256', 'ecies-p256-hkdf-sha256-aes-gcm'];
+  }
 
   async generateSigningKeyPair(spec: SigningKeySpec, name?: string) {
     return this.create(this.newPath(name, '.pem'), toPem(generateKey(spec).secret, 'PRIVATE KEY'));
@@ -123,7 +142,14 @@ class LocalDriver implements Driver {
   async sign(keyId: string, data: Buffer, algo: SigningAlgoSpec) {
     const k = this.privateKey(keyId);
     const type = keyTypeOf(k);
-    const expected: Record<string, SigningAlgoSpec> = { 'ec-p256': 'ecdsa-sha256', secp256k1: 'ecdsa-sha256', 'ec-p384': 'ecdsa-sha384', ed25519: 'ed25519', 'rsa-2048': 'rsa-pss-sha256', 'rsa-3072': 'rsa-pss-sha256' };
+    const expected: Record<string, SigningAlgoSpec> = {
+      'ec-p256': 'ecdsa-sha256',
+      secp256k1: 'ecdsa-sha256',
+      'ec-p384': 'ecdsa-sha384',
+      ed25519: 'ed25519',
+      'rsa-2048': 'rsa-pss-sha256',
+      'rsa-3072': 'rsa-pss-sha256',
+    };
     if (expected[type] !== algo) throw err('KEY_USAGE', `key ${basename(keyId)} is ${type}: it cannot sign with ${algo}`);
     return signData(type, k, data, 'der');
   }
@@ -167,7 +193,8 @@ class LocalDriver implements Driver {
     if (!existsSync(dir)) return;
     for (const f of readdirSync(dir).sort()) {
       if (f.startsWith('.')) continue;
-      if (f.endsWith('.key')) yield { keyId: join(dir, f), name: f.slice(0, -4), kind: 'symmetric' as const, spec: 'aes256', state: 'enabled' as const };
+      if (f.endsWith('.key'))
+        yield { keyId: join(dir, f), name: f.slice(0, -4), kind: 'symmetric' as const, spec: 'aes256', state: 'enabled' as const };
       else if (f.endsWith('.pem')) yield { keyId: join(dir, f), name: f.slice(0, -4), state: 'enabled' as const };
     }
   }

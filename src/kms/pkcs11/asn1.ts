@@ -28,7 +28,12 @@ export function ecSpecOfParams(params: Buffer): EcSpec | 'ed25519' | undefined {
 
 /** DER OCTET STRING around `v` (CKA_EC_POINT is an encoded OCTET STRING per PKCS#11 2.40) */
 export function octetString(v: Buffer): Buffer {
-  const len = v.length < 128 ? Buffer.from([v.length]) : v.length < 256 ? Buffer.from([0x81, v.length]) : Buffer.from([0x82, v.length >> 8, v.length & 0xff]);
+  const len =
+    v.length < 128
+      ? Buffer.from([v.length])
+      : v.length < 256
+        ? Buffer.from([0x81, v.length])
+        : Buffer.from([0x82, v.length >> 8, v.length & 0xff]);
   return Buffer.concat([Buffer.from([0x04]), len, v]);
 }
 
@@ -66,5 +71,8 @@ export function ed25519Spki(point: Buffer): Buffer {
 }
 
 export function rsaSpki(modulus: Buffer, exponent: Buffer): Buffer {
-  return createPublicKey({ key: { kty: 'RSA', n: modulus.toString('base64url'), e: exponent.toString('base64url') }, format: 'jwk' }).export({ format: 'der', type: 'spki' });
+  return createPublicKey({
+    key: { kty: 'RSA', n: modulus.toString('base64url'), e: exponent.toString('base64url') },
+    format: 'jwk',
+  }).export({ format: 'der', type: 'spki' });
 }

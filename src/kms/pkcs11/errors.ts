@@ -68,7 +68,8 @@ export function mapError(e: unknown, op: string, override?: Partial<Record<strin
     const forced = override?.[name];
     if (forced) return err(forced, `pkcs11: ${op} failed (${name})`, { cause: undefined });
     const m = CODES[name];
-    if (m) return err(m.code, `pkcs11: ${op} failed: ${m.hint} (${name})`, m.retryable === undefined ? undefined : { retryable: m.retryable });
+    if (m)
+      return err(m.code, `pkcs11: ${op} failed: ${m.hint} (${name})`, m.retryable === undefined ? undefined : { retryable: m.retryable });
     return err('INTERNAL', `pkcs11: ${op} failed (${name})`);
   }
   // a binding error (TypeError for a bad argument, NativeError from the loader): first line only

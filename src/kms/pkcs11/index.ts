@@ -100,7 +100,13 @@ function ulong(b: Buffer): number {
 const bool = (b: Buffer) => b.length > 0 && b[0] !== 0;
 
 function attrs(p11: Pkcs11, s: Handle, h: Handle, types: number[]): Buffer[] {
-  return p11.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value as Buffer);
+  return p11
+    .C_GetAttributeValue(
+      s,
+      h,
+      types.map((type) => ({ type })),
+    )
+    .map((a) => a.value as Buffer);
 }
 
 function find(p11: Pkcs11, s: Handle, template: Array<{ type: number; value?: number | boolean | string | Buffer }>): Handle[] {
@@ -165,7 +171,12 @@ export const factory: DriverFactory = async (params, uri) => {
   const pin = readPin(params);
   const poolSize = params['pool-size'] !== undefined ? Number(params['pool-size']) : 4;
   if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 64) throw err('USAGE', 'pkcs11: pool-size must be 1..64');
-  const token = await Token.open(modulePath, { token: params['token'], serial: params['serial'], slotId: params['slot-id'] }, pin, poolSize);
+  const token = await Token.open(
+    modulePath,
+    { token: params['token'], serial: params['serial'], slotId: params['slot-id'] },
+    pin,
+    poolSize,
+  );
   try {
     token.capsPromise ??= probeCaps(token);
     const caps = (await token.capsPromise) as Caps;
@@ -210,80 +221,105 @@ async function probeCaps(t: Token): Promise<Caps> {
   };
   const tmp = [{ type: lib.CKA_TOKEN, value: false }];
   // probing sessions are broken on any failure; that is fine, the pool replaces them
-  await t.with('probe the token', async (s) => {
-    const tryPair = async (mech: number, pub: Array<{ type: number; value?: number | boolean | Buffer }>, priv: Array<{ type: number; value?: number | boolean | Buffer }>) => {
-      try {
-        const kp = await p11.C_GenerateKeyPairAsync(s, { mechanism: mech }, [...tmp, ...pub], [...tmp, ...priv]);
-        return kp;
-      } catch {
-        return undefined;
-      }
-    };
-    const drop = (kp: { publicKey: Handle; privateKey: Handle }) => {
-      for (const h of [kp.publicKey, kp.privateKey]) {
+  await t
+    .with('probe the token', async (s) => {
+      const tryPair = async (
+        mech: number,
+        pub: Array<{ type: number; value?: number | boolean | Buffer }>,
+        priv: Array<{ type: number; value?: number | boolean | Buffer }>,
+      ) => {
         try {
-          p11.C_DestroyObject(s, h);
+          const kp = await p11.C_GenerateKeyPairAsync(s, { mechanism: mech }, [...tmp, ...pub], [...tmp, ...priv]);
+          return kp;
         } catch {
-          /* session objects vanish with the session anyway */
+          return undefined;
+        }
+      };
+      const drop = (kp: { publicKey: Handle; privateKey: Handle }) => {
+        for (const h of [kp.publicKey, kp.privateKey]) {
+          try {
+            p11.C_DestroyObject(s, h);
+          } catch {
+            /* session objects vanish with the session anyway */
+          }
+        }
+      };
+      if (has(lib.CKM_EC_KEY_PAIR_GEN) && caps.ecdsa) {
+        for (const spec of Object.keys(CURVES) as EcSpec[]) {
+          const kp = await tryPair(
+            lib.CKM_EC_KEY_PAIR_GEN,
+            [{ type: lib.CKA_EC_PARAMS, value: CURVES[spec].params }],
+            [{ type: lib.CKA_SIGN, value: true }],
+          );
+          if (kp) {
+            caps.curves.push(spec);
+            drop(kp);
+          }
         }
       }
-    };
-    if (has(lib.CKM_EC_KEY_PAIR_GEN) && caps.ecdsa) {
-      for (const spec of Object.keys(CURVES) as EcSpec[]) {
-        const kp = await tryPair(lib.CKM_EC_KEY_PAIR_GEN, [{ type: lib.CKA_EC_PARAMS, value: CURVES[spec].params }], [{ type: lib.CKA_SIGN, value: true }]);
-        if (kp) {
-          caps.curves.push(spec);
-          drop(kp);
-        }
-      }
-    }
-    if (has(CKM_EC_EDWARDS_KEY_PAIR_GEN) && has(CKM_EDDSA)) {
-      const kp = await tryPair(CKM_EC_EDWARDS_KEY_PAIR_GEN, [{ type: lib.CKA_EC_PARAMS, value: ED25519_PARAMS }], [{ type: lib.CKA_SIGN, value: true }]);
-      if (kp) {
-        caps.ed25519 = true;
-        drop(kp);
-      }
-    }
-    if (has(lib.CKM_RSA_PKCS_KEY_PAIR_GEN)) {
-      const [min, max] = keySizes(lib.CKM_RSA_PKCS_KEY_PAIR_GEN);
-      for (const [bits, spec] of [[2048, 'rsa-2048'], [3072, 'rsa-3072']] as const) if (bits >= min! && bits <= max!) caps.rsaSizes.push(spec);
-      if (has(lib.CKM_RSA_PKCS_OAEP)) {
-        let softhsm = false;
-        try {
-          softhsm = /softhsm/i.test(t.tokenInfo().manufacturerID);
-        } catch {
-          /* only for the hint */
-        }
-        caps.oaepWhy = `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256${softhsm ? ' (SoftHSM2 2.6 does OAEP with SHA-1 only)' : ''}`;
-        const bits = Math.max(1024, min!);
+      if (has(CKM_EC_EDWARDS_KEY_PAIR_GEN) && has(CKM_EDDSA)) {
         const kp = await tryPair(
-          lib.CKM_RSA_PKCS_KEY_PAIR_GEN,
-          [{ type: lib.CKA_MODULUS_BITS, value: bits }, { type: lib.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: lib.CKA_ENCRYPT, value: true }],
-          [{ type: lib.CKA_DECRYPT, value: true }],
+          CKM_EC_EDWARDS_KEY_PAIR_GEN,
+          [{ type: lib.CKA_EC_PARAMS, value: ED25519_PARAMS }],
+          [{ type: lib.CKA_SIGN, value: true }],
         );
         if (kp) {
-          try {
-            const [n, e] = attrs(p11, s, kp.publicKey, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-            const pub = createPublicKey({ key: { kty: 'RSA', n: n!.toString('base64url'), e: e!.toString('base64url') }, format: 'jwk' });
-            const probe = randomBytes(16);
-            const { publicEncrypt, constants } = await import('node:crypto');
-            const ct = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, probe);
-            p11.C_DecryptInit(s, oaepMechanism(lib), kp.privateKey);
-            const pt = await p11.C_DecryptAsync(s, ct, Buffer.alloc(bits / 8));
-            caps.oaepSha256 = pt.equals(probe);
-          } catch {
-            caps.oaepSha256 = false;
-          }
+          caps.ed25519 = true;
           drop(kp);
         }
       }
-    }
-  }).catch(() => undefined);
+      if (has(lib.CKM_RSA_PKCS_KEY_PAIR_GEN)) {
+        const [min, max] = keySizes(lib.CKM_RSA_PKCS_KEY_PAIR_GEN);
+        for (const [bits, spec] of [
+          [2048, 'rsa-2048'],
+          [3072, 'rsa-3072'],
+        ] as const)
+          if (bits >= min! && bits <= max!) caps.rsaSizes.push(spec);
+        if (has(lib.CKM_RSA_PKCS_OAEP)) {
+          let softhsm = false;
+          try {
+            softhsm = /softhsm/i.test(t.tokenInfo().manufacturerID);
+          } catch {
+            /* only for the hint */
+          }
+          caps.oaepWhy = `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256${softhsm ? ' (SoftHSM2 2.6 does OAEP with SHA-1 only)' : ''}`;
+          const bits = Math.max(1024, min!);
+          const kp = await tryPair(
+            lib.CKM_RSA_PKCS_KEY_PAIR_GEN,
+            [
+              { type: lib.CKA_MODULUS_BITS, value: bits },
+              { type: lib.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+              { type: lib.CKA_ENCRYPT, value: true },
+            ],
+            [{ type: lib.CKA_DECRYPT, value: true }],
+          );
+          if (kp) {
+            try {
+              const [n, e] = attrs(p11, s, kp.publicKey, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
+              const pub = createPublicKey({ key: { kty: 'RSA', n: n!.toString('base64url'), e: e!.toString('base64url') }, format: 'jwk' });
+              const probe = randomBytes(16);
+              const { publicEncrypt, constants } = await import('node:crypto');
+              const ct = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, probe);
+              p11.C_DecryptInit(s, oaepMechanism(lib), kp.privateKey);
+              const pt = await p11.C_DecryptAsync(s, ct, Buffer.alloc(bits / 8));
+              caps.oaepSha256 = pt.equals(probe);
+            } catch {
+              caps.oaepSha256 = false;
+            }
+            drop(kp);
+          }
+        }
+      }
+    })
+    .catch(() => undefined);
   return caps;
 }
 
 function oaepMechanism(lib: Lib) {
-  return { mechanism: lib.CKM_RSA_PKCS_OAEP, parameter: { type: lib.CK_PARAMS_RSA_OAEP, hashAlg: lib.CKM_SHA256, mgf: lib.CKG_MGF1_SHA256, source: 1 /* CKZ_DATA_SPECIFIED */ } };
+  return {
+    mechanism: lib.CKM_RSA_PKCS_OAEP,
+    parameter: { type: lib.CK_PARAMS_RSA_OAEP, hashAlg: lib.CKM_SHA256, mgf: lib.CKG_MGF1_SHA256, source: 1 /* CKZ_DATA_SPECIFIED */ },
+  };
 }
 
 class Pkcs11Driver implements Driver {
@@ -313,7 +349,8 @@ class Pkcs11Driver implements Driver {
     try {
       const info = this.token.tokenInfo();
       if (info.flags & this.lib.CKF_USER_PIN_LOCKED) return { state: 'failed', reason: `token '${this.token.label}': user PIN locked` };
-      if (info.flags & this.lib.CKF_USER_PIN_FINAL_TRY) return { state: 'degraded', reason: `token '${this.token.label}': one PIN try left` };
+      if (info.flags & this.lib.CKF_USER_PIN_FINAL_TRY)
+        return { state: 'degraded', reason: `token '${this.token.label}': one PIN try left` };
       return { state: 'ok' };
     } catch (e) {
       return { state: 'failed', reason: `token '${this.token.label}': ${ckrName(e) ?? 'C_GetTokenInfo failed'}` };
@@ -376,10 +413,15 @@ class Pkcs11Driver implements Driver {
     if (main.length === 0) throw err('NOT_FOUND', `pkcs11: no key '${ref}' on token '${this.token.label}'`);
     if (main.length > 1) {
       const ids = new Set(main.map((o) => o.id.toString('hex')));
-      throw err('CONFLICT', `pkcs11: ${main.length} keys match '${ref}' on token '${this.token.label}': use id=HEX (${[...ids].slice(0, 3).join(', ')})`, { retryable: false });
+      throw err(
+        'CONFLICT',
+        `pkcs11: ${main.length} keys match '${ref}' on token '${this.token.label}': use id=HEX (${[...ids].slice(0, 3).join(', ')})`,
+        { retryable: false },
+      );
     }
     const key = main[0]!;
-    const pub = objs.find((o) => o.cls === this.lib.CKO_PUBLIC_KEY && o.id.equals(key.id)) ?? objs.find((o) => o.cls === this.lib.CKO_PUBLIC_KEY);
+    const pub =
+      objs.find((o) => o.cls === this.lib.CKO_PUBLIC_KEY && o.id.equals(key.id)) ?? objs.find((o) => o.cls === this.lib.CKO_PUBLIC_KEY);
     return { key, pub };
   }
 
@@ -491,7 +533,10 @@ class Pkcs11Driver implements Driver {
 
   async generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string> {
     if (!this.supportedSigningKeySpecs().includes(spec)) {
-      throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' cannot make ${spec} signing keys (it can: ${this.supportedSigningKeySpecs().join(', ') || 'none'})`);
+      throw err(
+        'UNSUPPORTED',
+        `pkcs11: token '${this.token.label}' cannot make ${spec} signing keys (it can: ${this.supportedSigningKeySpecs().join(', ') || 'none'})`,
+      );
     }
     return this.generatePair('signing', spec, name);
   }
@@ -506,7 +551,8 @@ class Pkcs11Driver implements Driver {
 
   async generateSymmetricKey(name?: string): Promise<string> {
     const { lib, p11 } = this;
-    if (!this.caps.aesGen || !this.caps.aesGcm) throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' lacks CKM_AES_KEY_GEN or CKM_AES_GCM`);
+    if (!this.caps.aesGen || !this.caps.aesGcm)
+      throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' lacks CKM_AES_KEY_GEN or CKM_AES_GCM`);
     const label = this.newLabel(name);
     const id = randomBytes(16);
     return this.run(`generate aes256 key '${label}'`, async (s) => {
@@ -534,7 +580,9 @@ class Pkcs11Driver implements Driver {
         if (key.keyType !== lib.CKK_EC || key.cls !== lib.CKO_PRIVATE_KEY) throw wrongKey();
         // the hash belongs to the curve (P-384 → SHA-384, P-256 and secp256k1 → SHA-256)
         if ((this.specOf(s, key) === 'ec-p384') !== (algo === 'ecdsa-sha384')) throw wrongKey();
-        const digest = createHash(algo === 'ecdsa-sha256' ? 'sha256' : 'sha384').update(data).digest();
+        const digest = createHash(algo === 'ecdsa-sha256' ? 'sha256' : 'sha384')
+          .update(data)
+          .digest();
         p11.C_SignInit(s, { mechanism: lib.CKM_ECDSA }, key.handle);
         const raw = await p11.C_SignAsync(s, digest, Buffer.alloc(200));
         return rawToDer(raw);
@@ -552,7 +600,11 @@ class Pkcs11Driver implements Driver {
         // CKR_ARGUMENTS_BAD): an empty message is signed over its local digest with CKM_RSA_PKCS_PSS
         let mech = this.caps.pss;
         if (data.length === 0 && mech === lib.CKM_SHA256_RSA_PKCS_PSS) {
-          if (!this.caps.mechanisms.includes(lib.CKM_RSA_PKCS_PSS)) throw err('INVALID_INPUT', `pkcs11: token '${this.token.label}' cannot sign an empty message with RSA-PSS (it has no CKM_RSA_PKCS_PSS)`);
+          if (!this.caps.mechanisms.includes(lib.CKM_RSA_PKCS_PSS))
+            throw err(
+              'INVALID_INPUT',
+              `pkcs11: token '${this.token.label}' cannot sign an empty message with RSA-PSS (it has no CKM_RSA_PKCS_PSS)`,
+            );
           mech = lib.CKM_RSA_PKCS_PSS;
         }
         const input = mech === lib.CKM_SHA256_RSA_PKCS_PSS ? data : createHash('sha256').update(data).digest();
@@ -571,13 +623,18 @@ class Pkcs11Driver implements Driver {
       `decrypt with key '${keyId}'`,
       async (s) => {
         const { key } = this.key(s, keyId);
-        if (key.keyType !== lib.CKK_RSA || key.cls !== lib.CKO_PRIVATE_KEY) throw err('KEY_USAGE', `pkcs11: key '${keyId}' is not an RSA decryption key`);
+        if (key.keyType !== lib.CKK_RSA || key.cls !== lib.CKO_PRIVATE_KEY)
+          throw err('KEY_USAGE', `pkcs11: key '${keyId}' is not an RSA decryption key`);
         // an RSA ciphertext is exactly as long as the modulus; anything else is refused here (kryoptic
         // answers a wrong length with CKR_DEVICE_ERROR, or CKR_BUFFER_TOO_SMALL if the output buffer is
         // shorter than the modulus, as it was when sized by the ciphertext)
         let n = attrs(p11, s, key.handle, [lib.CKA_MODULUS])[0]!;
         while (n.length > 0 && n[0] === 0) n = n.subarray(1);
-        if (ciphertext.length !== n.length) throw err('INVALID_CIPHERTEXT', `pkcs11: a ciphertext of the RSA-${n.length * 8} key '${keyId}' is ${n.length} bytes, not ${ciphertext.length}`);
+        if (ciphertext.length !== n.length)
+          throw err(
+            'INVALID_CIPHERTEXT',
+            `pkcs11: a ciphertext of the RSA-${n.length * 8} key '${keyId}' is ${n.length} bytes, not ${ciphertext.length}`,
+          );
         p11.C_DecryptInit(s, oaepMechanism(lib), key.handle);
         return await p11.C_DecryptAsync(s, ciphertext, Buffer.alloc(n.length));
       },
@@ -587,7 +644,8 @@ class Pkcs11Driver implements Driver {
 
   private secretKey(s: Handle, keyId: string): KeyObj {
     const { key } = this.key(s, keyId);
-    if (key.cls !== this.lib.CKO_SECRET_KEY || key.keyType !== this.lib.CKK_AES) throw err('KEY_USAGE', `pkcs11: key '${keyId}' is not an AES key`);
+    if (key.cls !== this.lib.CKO_SECRET_KEY || key.keyType !== this.lib.CKK_AES)
+      throw err('KEY_USAGE', `pkcs11: key '${keyId}' is not an AES key`);
     return key;
   }
 
@@ -625,7 +683,8 @@ class Pkcs11Driver implements Driver {
       },
       { CKR_GENERAL_ERROR: 'INVALID_CIPHERTEXT', CKR_FUNCTION_FAILED: 'INVALID_CIPHERTEXT' },
     ).catch((e) => {
-      if ((e as { code?: string }).code === 'INVALID_CIPHERTEXT') throw err('INVALID_CIPHERTEXT', `pkcs11: the ciphertext does not decrypt under key '${keyId}' (wrong key, or altered)`);
+      if ((e as { code?: string }).code === 'INVALID_CIPHERTEXT')
+        throw err('INVALID_CIPHERTEXT', `pkcs11: the ciphertext does not decrypt under key '${keyId}' (wrong key, or altered)`);
       throw e;
     });
   }
@@ -639,7 +698,8 @@ class Pkcs11Driver implements Driver {
       if (key.keyType === lib.CKK_RSA) {
         const src = pub ?? key; // RSA private objects carry the modulus and exponent too
         const [n, e] = attrs(p11, s, src.handle, [lib.CKA_MODULUS, lib.CKA_PUBLIC_EXPONENT]);
-        if (spec !== 'rsa-2048' && spec !== 'rsa-3072') throw err('UNSUPPORTED', `pkcs11: key '${keyId}' is ${spec}; keyport uses rsa-2048 and rsa-3072`);
+        if (spec !== 'rsa-2048' && spec !== 'rsa-3072')
+          throw err('UNSUPPORTED', `pkcs11: key '${keyId}' is ${spec}; keyport uses rsa-2048 and rsa-3072`);
         return { spki: rsaSpki(n!, e!), spec };
       }
       if (!pub) throw err('UNSUPPORTED', `pkcs11: key '${keyId}' has no public-key object on the token (needed for its EC point)`);
@@ -657,7 +717,8 @@ class Pkcs11Driver implements Driver {
       // a key none of whose uses is allowed any more counts as disabled
       const uses = key.cls === lib.CKO_SECRET_KEY ? [lib.CKA_ENCRYPT, lib.CKA_DECRYPT] : [lib.CKA_SIGN, lib.CKA_DECRYPT];
       const vals = attrs(p11, s, key.handle, uses);
-      if (!vals.some(bool)) throw err('KEY_DISABLED', `pkcs11: key '${keyId}' allows no operation (CKA_SIGN/CKA_DECRYPT/CKA_ENCRYPT all false)`);
+      if (!vals.some(bool))
+        throw err('KEY_DISABLED', `pkcs11: key '${keyId}' allows no operation (CKA_SIGN/CKA_DECRYPT/CKA_ENCRYPT all false)`);
     });
   }
 
@@ -704,7 +765,8 @@ class Pkcs11Driver implements Driver {
     const label = this.newLabel(name);
     const id = randomBytes(16);
     if (material.kind === 'symmetric') {
-      if (material.spec !== 'aes256' || material.secret.length !== 32) throw err('INVALID_INPUT', 'pkcs11: a symmetric key to import must be 32 raw bytes (aes256)');
+      if (material.spec !== 'aes256' || material.secret.length !== 32)
+        throw err('INVALID_INPUT', 'pkcs11: a symmetric key to import must be 32 raw bytes (aes256)');
       const template = [
         { type: lib.CKA_CLASS, value: lib.CKO_SECRET_KEY },
         { type: lib.CKA_KEY_TYPE, value: lib.CKK_AES },
@@ -726,10 +788,14 @@ class Pkcs11Driver implements Driver {
       throw err('INVALID_INPUT', 'pkcs11: the key to import is not a PKCS#8 DER private key');
     }
     const spec = specOfKeyObject(priv);
-    if (spec !== material.spec) throw err('INVALID_INPUT', `pkcs11: the key to import is ${spec ?? 'of an unsupported type'}, not ${material.spec}`);
+    if (spec !== material.spec)
+      throw err('INVALID_INPUT', `pkcs11: the key to import is ${spec ?? 'of an unsupported type'}, not ${material.spec}`);
     const kind: Kind = material.kind;
     if (kind === 'encryption' && !this.supportedEncryptionKeySpecs().includes(spec as EncryptionKeySpec)) {
-      throw err('UNSUPPORTED', `pkcs11: no ${spec} encryption keys: ${spec.startsWith('rsa') ? this.caps.oaepWhy : 'this driver does no ECIES'}`);
+      throw err(
+        'UNSUPPORTED',
+        `pkcs11: no ${spec} encryption keys: ${spec.startsWith('rsa') ? this.caps.oaepWhy : 'this driver does no ECIES'}`,
+      );
     }
     if (kind === 'signing' && !this.supportedSigningKeySpecs().includes(spec as SigningKeySpec)) {
       throw err('UNSUPPORTED', `pkcs11: token '${this.token.label}' cannot use ${spec} signing keys`);
@@ -792,7 +858,9 @@ class Pkcs11Driver implements Driver {
       this.ensureFree(s, label);
       // SoftHSM 2.6 cannot unwrap an Ed25519 PKCS#8; RSA/EC go through C_UnwrapKey
       const privHandle =
-        this.caps.kwp && keyType !== CKK_EC_EDWARDS ? await this.unwrap(s, material.secret, privTemplate) : p11.C_CreateObject(s, [...privTemplate, ...privComponents]);
+        this.caps.kwp && keyType !== CKK_EC_EDWARDS
+          ? await this.unwrap(s, material.secret, privTemplate)
+          : p11.C_CreateObject(s, [...privTemplate, ...privComponents]);
       try {
         p11.C_CreateObject(s, pubTemplate);
       } catch (e) {
@@ -811,7 +879,11 @@ class Pkcs11Driver implements Driver {
    * C_UnwrapKey with AES-KWP (RFC 5649; caps.kwp) under a transient session AES key. The transient
    * key is made here (C_CreateObject), wraps the material locally and is destroyed right after.
    */
-  private async unwrap(s: Handle, secret: Buffer, template: Array<{ type: number; value?: number | boolean | string | Buffer }>): Promise<Handle> {
+  private async unwrap(
+    s: Handle,
+    secret: Buffer,
+    template: Array<{ type: number; value?: number | boolean | string | Buffer }>,
+  ): Promise<Handle> {
     const { lib, p11 } = this;
     const kek = randomBytes(32);
     const c = createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
@@ -850,7 +922,13 @@ function specOfKeyObject(k: KeyObject): Spec | undefined {
     case 'ed25519':
       return 'ed25519';
     case 'ec':
-      return d.namedCurve === 'prime256v1' ? 'ec-p256' : d.namedCurve === 'secp384r1' ? 'ec-p384' : d.namedCurve === 'secp256k1' ? 'secp256k1' : undefined;
+      return d.namedCurve === 'prime256v1'
+        ? 'ec-p256'
+        : d.namedCurve === 'secp384r1'
+          ? 'ec-p384'
+          : d.namedCurve === 'secp256k1'
+            ? 'secp256k1'
+            : undefined;
     case 'rsa':
       return d.modulusLength === 2048 ? 'rsa-2048' : d.modulusLength === 3072 ? 'rsa-3072' : undefined;
     default:
@@ -860,5 +938,3 @@ function specOfKeyObject(k: KeyObject): Spec | undefined {
 
 // re-exported for tests / the lead: the PKCS#11 3.0 numbers pkcs11js lacks
 export const MECHANISMS = { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP } as const;
-
-

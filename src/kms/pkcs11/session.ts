@@ -55,7 +55,10 @@ async function openModule(path: string): Promise<ModuleState> {
     have.refs++;
     return have;
   }
-  if (!existsSync(path)) throw err('UNAVAILABLE', `pkcs11: module ${path} does not exist: set module-path to the vendor's PKCS#11 library (.so)`, { retryable: false });
+  if (!existsSync(path))
+    throw err('UNAVAILABLE', `pkcs11: module ${path} does not exist: set module-path to the vendor's PKCS#11 library (.so)`, {
+      retryable: false,
+    });
   const lib = await loadLib();
   const again = modules.get(path); // another open raced us across the await
   if (again) {
@@ -79,7 +82,11 @@ async function openModule(path: string): Promise<ModuleState> {
       } catch {
         /* ignore */
       }
-      throw err('UNAVAILABLE', `pkcs11: module ${path} failed to initialise (${ckrName(e) ?? 'error'}): check its configuration (e.g. SOFTHSM2_CONF for SoftHSM)`, { retryable: false });
+      throw err(
+        'UNAVAILABLE',
+        `pkcs11: module ${path} failed to initialise (${ckrName(e) ?? 'error'}): check its configuration (e.g. SOFTHSM2_CONF for SoftHSM)`,
+        { retryable: false },
+      );
     }
   }
   const st: ModuleState = { path, lib, p11, owned, refs: 1 };
@@ -169,7 +176,10 @@ export class Token {
       return;
     }
     if (pin === undefined || !timingSafeEqual(pinDigest(this.pinSalt, pin), this.pinHash)) {
-      throw err('AUTH', `pkcs11: the PIN for token '${this.label}' is wrong (it differs from the one this process is logged in with): check pin-value / pin-source / KEYPORT_PKCS11_PIN`);
+      throw err(
+        'AUTH',
+        `pkcs11: the PIN for token '${this.label}' is wrong (it differs from the one this process is logged in with): check pin-value / pin-source / KEYPORT_PKCS11_PIN`,
+      );
     }
   }
 
@@ -184,7 +194,10 @@ export class Token {
       const info = p11.C_GetTokenInfo(this.slot);
       if (pin !== undefined) this.login(pin);
       else if (info.flags & lib.CKF_LOGIN_REQUIRED) {
-        throw err('AUTH', `pkcs11: token '${this.label}' needs a PIN: add ?pin-value=… or pin-source=file:… to the URI, or set KEYPORT_PKCS11_PIN`);
+        throw err(
+          'AUTH',
+          `pkcs11: token '${this.label}' needs a PIN: add ?pin-value=… or pin-source=file:… to the URI, or set KEYPORT_PKCS11_PIN`,
+        );
       }
     } catch (e) {
       this.closeQuietly(this.anchor);
@@ -251,7 +264,11 @@ export class Token {
    * Run `fn` on a pooled session. A session on which any PKCS#11 call failed is closed rather than
    * reused (its operation state is unknown); errors are mapped with `op`.
    */
-  async with<T>(op: string, fn: (s: Handle) => Promise<T> | T, override?: Partial<Record<string, import('../../errors.js').ErrorCode>>): Promise<T> {
+  async with<T>(
+    op: string,
+    fn: (s: Handle) => Promise<T> | T,
+    override?: Partial<Record<string, import('../../errors.js').ErrorCode>>,
+  ): Promise<T> {
     if (this.refs <= 0) throw err('UNAVAILABLE', 'pkcs11: the driver is closed', { retryable: false });
     const s = await this.acquire();
     let broken = false;
@@ -309,8 +326,14 @@ function findSlot(mod: ModuleState, sel: TokenSelector): Handle {
     if (sel.serial !== undefined && trimPad(info.serialNumber) !== sel.serial) continue;
     matches.push(s);
   }
-  const what = sel.token !== undefined ? `labelled '${sel.token}'` : sel.serial !== undefined ? `with serial '${sel.serial}'` : 'initialised';
-  if (matches.length === 0) throw err('UNAVAILABLE', `pkcs11: no token ${what} in module ${mod.path}: check token= (the token label) and that the token is initialised`);
-  if (matches.length > 1) throw err('USAGE', `pkcs11: ${matches.length} tokens ${what} in module ${mod.path}: name one with token=LABEL, serial=… or slot-id=…`);
+  const what =
+    sel.token !== undefined ? `labelled '${sel.token}'` : sel.serial !== undefined ? `with serial '${sel.serial}'` : 'initialised';
+  if (matches.length === 0)
+    throw err(
+      'UNAVAILABLE',
+      `pkcs11: no token ${what} in module ${mod.path}: check token= (the token label) and that the token is initialised`,
+    );
+  if (matches.length > 1)
+    throw err('USAGE', `pkcs11: ${matches.length} tokens ${what} in module ${mod.path}: name one with token=LABEL, serial=… or slot-id=…`);
   return matches[0]!;
 }

@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { err, isKeyportError, KeyportError, oneLine, type ErrorCode } from '../../errors.js';
+import { err, isKeyportError, type KeyportError, oneLine, type ErrorCode } from '../../errors.js';
 import type { Driver, DriverFactory } from '../driver.js';
 
 const METHODS = [
@@ -36,11 +36,27 @@ const METHODS = [
 const OPTIONAL = ['importKey', 'listKeys', 'resolveKeyId', 'close'] as const;
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'USAGE', 'INVALID_NAME', 'INVALID_INPUT', 'INVALID_CIPHERTEXT', 'NOT_FOUND', 'EXISTS', 'UNSUPPORTED', 'KEY_USAGE',
-  'KEY_DISABLED', 'VERIFY_FAILED', 'PERMISSION', 'AUTH', 'UNAVAILABLE', 'TIMEOUT', 'THROTTLED', 'CONFLICT', 'INTERNAL',
+  'USAGE',
+  'INVALID_NAME',
+  'INVALID_INPUT',
+  'INVALID_CIPHERTEXT',
+  'NOT_FOUND',
+  'EXISTS',
+  'UNSUPPORTED',
+  'KEY_USAGE',
+  'KEY_DISABLED',
+  'VERIFY_FAILED',
+  'PERMISSION',
+  'AUTH',
+  'UNAVAILABLE',
+  'TIMEOUT',
+  'THROTTLED',
+  'CONFLICT',
+  'INTERNAL',
 ]);
 
-const isPathLike = (m: string) => m.startsWith('.') || m.startsWith('/') || m.startsWith('file:') || isAbsolute(m) || /\.(m?js|cjs)$/.test(m);
+const isPathLike = (m: string) =>
+  m.startsWith('.') || m.startsWith('/') || m.startsWith('file:') || isAbsolute(m) || /\.(m?js|cjs)$/.test(m);
 
 /** the entry file of a package directory: exports (string / "." / import|node|default), main, index.js */
 function packageEntry(dir: string): string {
@@ -114,12 +130,16 @@ function factoryOf(mod: Record<string, unknown>, spec: string): AnyFactory {
     if (typeof d['createDriver'] === 'function') return d['createDriver'] as AnyFactory;
   }
   if (typeof mod['createDriver'] === 'function') return mod['createDriver'] as AnyFactory;
-  throw err('INVALID_INPUT', `driver: '${spec}' exports no driver factory: export 'factory', a default function, or 'createDriver(params)'`);
+  throw err(
+    'INVALID_INPUT',
+    `driver: '${spec}' exports no driver factory: export 'factory', a default function, or 'createDriver(params)'`,
+  );
 }
 
 /** check the object the module made has the Driver API; one error naming everything missing */
 export function checkDriverShape(d: unknown, spec: string): asserts d is Driver {
-  if (!d || typeof d !== 'object') throw err('INVALID_INPUT', `driver: '${spec}' factory returned ${d === null ? 'null' : typeof d}, not a driver object`);
+  if (!d || typeof d !== 'object')
+    throw err('INVALID_INPUT', `driver: '${spec}' factory returned ${d === null ? 'null' : typeof d}, not a driver object`);
   const o = d as Record<string, unknown>;
   const missing: string[] = METHODS.filter((m) => typeof o[m] !== 'function');
   if (typeof o['name'] !== 'string' || !o['name']) missing.unshift('name (string)');
@@ -168,7 +188,9 @@ function adapt(d: Driver, spec: string): Driver {
     async health() {
       try {
         const h = await d.health();
-        return h && typeof h === 'object' && typeof h.state === 'string' ? h : { state: 'failed', reason: `driver ${spec} returned an invalid health value` };
+        return h && typeof h === 'object' && typeof h.state === 'string'
+          ? h
+          : { state: 'failed', reason: `driver ${spec} returned an invalid health value` };
       } catch (e) {
         return { state: 'failed', reason: mapError(e, spec).message };
       }
