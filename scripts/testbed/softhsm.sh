@@ -2,7 +2,8 @@
 # SoftHSM2 (Debian `softhsm2`) as the real PKCS#11 token for the pkcs11: driver. Nothing listens on a
 # port: `start` makes sure a private SoftHSM config (SOFTHSM2_CONF) and token directory exist under
 # $TB_STATE/softhsm and that a token labelled `keyport` is initialised there, then prints where the
-# module, config, token and test PIN are. opensc (pkcs11-tool) is installed too outside CI, for debugging:
+# module, config, token and test PIN are. opensc (pkcs11-tool) is installed too: tests pre-generate keys
+# with it (test/cli/register-check.test.ts), and it helps debugging:
 #   SOFTHSM2_CONF=… pkcs11-tool --module "$PKCS11_MODULE" --token-label keyport --login --pin … -O
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
@@ -27,9 +28,9 @@ install() {
     tb_log "installing softhsm2 (and opensc for pkcs11-tool)"
     tb_apt softhsm2 || tb_unavailable "softhsm: apt-get install softhsm2 failed"
   fi
-  # pkcs11-tool is a debugging aid only: not in CI (time), and never fail the testbed for it
-  if [[ ${CI:-} != true ]] && ! command -v pkcs11-tool >/dev/null; then
-    tb_apt opensc >/dev/null 2>&1 || tb_log "opensc not installed (pkcs11-tool is optional)"
+  # pkcs11-tool makes the keys keyport must adopt without having made them (registration tests)
+  if ! command -v pkcs11-tool >/dev/null; then
+    tb_apt opensc >/dev/null 2>&1 || tb_log "opensc not installed: tests that pre-generate keys with pkcs11-tool fail"
   fi
   module_path >/dev/null || tb_unavailable "softhsm: libsofthsm2.so not found after install"
 }

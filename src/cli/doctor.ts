@@ -10,15 +10,23 @@ export function register(program: Command): void {
     )
     .argument('<store>', 'store URI or YAML, KMS URI, or KMS key URI, e.g. sqlite:keys.db or awskms:region=eu-west-1;key-id=alias/wrapper')
     .option('--json', 'one JSON object: {uri, kms, keyId?, ok, checks}')
-    .action(async (store: string, o: { json?: boolean }) => {
+    .option('--max-age <duration>', 'list keys whose newest version is older than this (e.g. 90d) as due for rotation')
+    .action(async (store: string, o: { json?: boolean; maxAge?: string }) => {
       const { err } = await import('../errors.js');
       const { parseUri } = await import('../config/uri.js');
       const { isKmsScheme, KMS_SCHEMES } = await import('../kms/registry.js');
       const { isStoreScheme, STORE_SCHEMES } = await import('../store/open.js');
       const { isYamlPath } = await import('../keys/open.js');
       const scheme = isYamlPath(store) ? 'yaml' : parseUri(store).scheme;
+      let maxAgeMs: number | undefined;
+      if (o.maxAge !== undefined) {
+        const { parseDuration } = await import('../config/duration.js');
+        maxAgeMs = parseDuration(o.maxAge, '--max-age');
+        if (!(maxAgeMs > 0)) throw err('USAGE', `--max-age must be a positive duration such as 90d, got '${o.maxAge}'`);
+      }
       let r;
-      if (scheme === 'yaml' || isStoreScheme(scheme)) r = await (await import('../keys/doctor.js')).doctorStore(store);
+      if (scheme === 'yaml' || isStoreScheme(scheme)) r = await (await import('../keys/doctor.js')).doctorStore(store, { maxAgeMs });
+      else if (maxAgeMs !== undefined) throw err('USAGE', '--max-age checks the keys of a store: give a store, not a KMS URI');
       else if (isKmsScheme(scheme)) r = await (await import('../kms/doctor.js')).doctorKms(store);
       else
         throw err(

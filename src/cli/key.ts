@@ -5,6 +5,7 @@ import { KEY_TYPES } from '../crypto/keytypes.js';
 import { KEY_USAGES, type KeyUsage } from '../store/types.js';
 import type { KeyInfo } from '../keys/types.js';
 import { printJson, printTable } from './output.js';
+import { formatAge } from '../config/duration.js';
 import { readInput, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
 
 interface KeyOpts extends StoreOpts {
@@ -54,6 +55,9 @@ function showInfo(k: KeyInfo, json?: boolean) {
   ];
   for (const [a, b] of rows) process.stdout.write(`${a.padEnd(12)} ${b}\n`);
 }
+
+/** seconds since the newest version was made: a key's age for rotation (`doctor --max-age`) */
+const ageSeconds = (iso: string, now = Date.now()) => Math.max(0, Math.floor((now - Date.parse(iso)) / 1000));
 
 const typeOpt = () => new Option('-t, --type <type>', 'key type').choices(KEY_TYPES as unknown as string[]);
 const purposeOpt = () =>
@@ -137,6 +141,8 @@ export function register(program: Command): void {
             protection: k.protection,
             createdAt: k.createdAt,
             createdBy: k.createdBy,
+            versionCreatedAt: k.versionCreatedAt,
+            ageSeconds: ageSeconds(k.versionCreatedAt ?? k.createdAt),
           })),
         );
       else
@@ -147,9 +153,10 @@ export function register(program: Command): void {
             purpose: k.purpose,
             version: k.version,
             protection: k.protection,
+            age: formatAge(ageSeconds(k.versionCreatedAt ?? k.createdAt) * 1000),
             fingerprint: k.fingerprint,
           })),
-          ['name', 'type', 'purpose', 'version', 'protection', 'fingerprint'],
+          ['name', 'type', 'purpose', 'version', 'protection', 'age', 'fingerprint'],
         );
     },
   );
@@ -205,6 +212,11 @@ export function register(program: Command): void {
     .requiredOption('--key-id <id>', 'KMS key id, ARN, alias/NAME, or label')
     .addOption(usageOpt())
     .addOption(purposeOpt())
+    .addOption(
+      new Option('-t, --type <type>', 'the key type the KMS key must be (checked, like its spec and usage)').choices(
+        KEY_TYPES as unknown as string[],
+      ),
+    )
     .action(async (name: string, o: KeyOpts) => {
       const { StoreKeyring } = await import('../keys/keyring.js');
       const k = await withKeyring(o, async (kr) => {
@@ -212,19 +224,24 @@ export function register(program: Command): void {
         const p = await kr.protection();
         if (p.mode !== 'external')
           throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
-        return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose });
+        return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never });
       });
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${k.fingerprint}\n`);
     });
 
-  storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify')).action(
-    async (name: string, o: KeyOpts) => {
-      const k = await withKeyring(o, (kr) => kr.rotate(name));
+  storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify'))
+    .option('--to-key-id <id>', 'the new version is this existing KMS key (id, ARN, alias/NAME or label), checked against the key')
+    .action(async (name: string, o: KeyOpts & { toKeyId?: string }) => {
+      const k = await withKeyring(o, async (kr) => {
+        if (o.toKeyId === undefined) return kr.rotate(name);
+        const { StoreKeyring } = await import('../keys/keyring.js');
+        if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', '--to-key-id works on a KMS store, not through a server');
+        return kr.rotate(name, { toKeyId: o.toKeyId });
+      });
       if (o.json) printJson(k);
       else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${k.fingerprint}\n`);
-    },
-  );
+    });
 
   storeOptions(key.command('sign <name>').description('sign a file (ECDSA: DER over SHA-256/384 of the input; Ed25519; RSA-PSS-SHA256)'))
     .requiredOption('-i, --in <file>', "input, or '-' for stdin")

@@ -16,3 +16,9 @@ export function parseDuration(v: string | number, what = 'duration'): number {
   if (consumed !== s.length || s.length === 0) throw err('INVALID_INPUT', `${what}: '${v}' is not a duration (e.g. 30s, 5m, 1h)`);
   return total;
 }
+
+/** a coarse human age: 45s, 12m, 5h, 90d */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return s >= 86_400 ? `${Math.floor(s / 86_400)}d` : s >= 3600 ? `${Math.floor(s / 3600)}h` : s >= 60 ? `${Math.floor(s / 60)}m` : `${s}s`;
+}

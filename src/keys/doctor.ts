@@ -8,8 +8,9 @@ import { existsSync } from 'node:fs';
 import { parseUri, redactUri } from '../config/uri.js';
 import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
 import { openKeyring } from './open.js';
+import { formatAge } from '../config/duration.js';
 
-export async function doctorStore(target: string): Promise<DoctorReport> {
+export async function doctorStore(target: string, opts: { maxAgeMs?: number } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
   const t0 = process.hrtime.bigint();
@@ -49,6 +50,8 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
     let keys = 0;
     let clear = 0;
     let damaged = 0;
+    const due: string[] = [];
+    const now = Date.now();
     let after: string | undefined;
     for (;;) {
       const page = await kr.store.list({ after, limit: 1000 });
@@ -57,6 +60,9 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
         try {
           const r = await kr.store.get(n);
           if (r.versions.some((v) => v.clear !== undefined)) clear++;
+          const newest = r.versions[r.versions.length - 1];
+          if (opts.maxAgeMs !== undefined && newest && now - Date.parse(newest.createdAt) > opts.maxAgeMs)
+            due.push(`${n} (${formatAge(now - Date.parse(newest.createdAt))})`);
         } catch {
           damaged++;
         }
@@ -70,6 +76,17 @@ export async function doctorStore(target: string): Promise<DoctorReport> {
       detail: `${keys} key(s)${damaged ? `, ${damaged} unreadable` : ''}`,
       ...(damaged ? { fix: 'restore the unreadable records from a backup (keyport never half-writes one)' } : {}),
     });
+    if (opts.maxAgeMs !== undefined)
+      add({
+        check: 'key age',
+        status: due.length ? 'problem' : 'ok',
+        detail: due.length
+          ? `${due.length} key(s) due for rotation (newest version older than ${formatAge(opts.maxAgeMs)}): ${due.slice(0, 20).join(', ')}${due.length > 20 ? ', …' : ''}`
+          : `every key's newest version is younger than ${formatAge(opts.maxAgeMs)}`,
+        ...(due.length
+          ? { fix: 'keyport key rotate NAME (or --to-key-id ID for a pre-generated KMS key); keyport node rotate for node keys' }
+          : {}),
+      });
     if (p.mode === 'clear')
       add({
         check: 'protection',

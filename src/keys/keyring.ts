@@ -23,6 +23,7 @@ import { readProtection, type Protection } from '../store/protection.js';
 import { WrapperKeys } from '../store/envelope.js';
 import { TtlCache } from './cache.js';
 import { checkName, compilePattern } from './names.js';
+import { checkAdoptable, describedFromPublicKey, type AdoptWant } from './adopt.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from './types.js';
 
 export interface KeyringOptions {
@@ -89,6 +90,7 @@ export function toKeyInfo(r: KeyRecord): KeyInfo {
     createdBy: r.createdBy,
     fingerprint: v.fingerprint,
     version: v.version,
+    versionCreatedAt: v.createdAt,
     versions: r.versions.length,
     protection: v.external ? 'external' : v.sealed ? 'sealed' : 'clear',
     ...(v.publicKey ? { publicKey: v.publicKey } : {}),
@@ -419,38 +421,72 @@ export class StoreKeyring implements Keyring {
     name: string,
     kmsUri: string,
     keyRef: string,
-    opts: { usage?: KeyUsage[]; purpose?: Purpose; createdBy?: string } = {},
+    opts: { usage?: KeyUsage[]; purpose?: Purpose; type?: KeyType; role?: AdoptWant['role']; createdBy?: string } = {},
   ): Promise<KeyInfo> {
     checkName(name);
     if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
     const driver = await this.kmsDriver(kmsUri);
+    const v = await this.adoptedVersion(driver, kmsUri, keyRef, 1, opts);
+    const rec = this.newRecord(name, v.type, v.purpose, StoreKeyring.usageFor(v.purpose, opts.usage), opts.createdBy, v.version, {
+      registered: 'true',
+    });
+    await this.store.create(rec);
+    return toKeyInfo(rec);
+  }
+
+  /**
+   * One version adopted from a KMS key keyport did not make: the key must exist, be usable, and fit
+   * what is asked (src/keys/adopt.ts); its public key is read and fingerprinted here.
+   */
+  private async adoptedVersion(
+    driver: Driver,
+    kmsUri: string,
+    keyRef: string,
+    version: number,
+    want: AdoptWant,
+  ): Promise<{ type: KeyType; purpose: Purpose; version: VersionRecord }> {
     const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
     await driver.keyExistsAndIsActive(keyId);
+    const what = `${driver.name} key '${keyRef}'`;
     const createdAt = new Date().toISOString();
-    let rec: KeyRecord;
+    let desc = driver.describeKey ? await driver.describeKey(keyId) : undefined;
     let pub: { spki: Buffer } | undefined;
-    try {
-      pub = await driver.getPublicKey(keyId);
-    } catch (e) {
-      if (!isKeyportError(e, 'KEY_USAGE') && !isKeyportError(e, 'UNSUPPORTED')) throw e;
+    if (desc?.spec !== 'aes256') {
+      try {
+        pub = await driver.getPublicKey(keyId);
+      } catch (e) {
+        if (desc) {
+          if (desc.spec) throw e; // a key keyport can use whose public key cannot be read: a real failure
+          // else: a key spec keyport does not use; checkAdoptable below says so with the KMS's description
+        } else if (isKeyportError(e, 'KEY_USAGE'))
+          desc = describedFromPublicKey(keyId, 'aes256'); // no public key: symmetric
+        else if (isKeyportError(e, 'UNSUPPORTED')) throw err('KEY_USAGE', `${e.message}: refusing to register it`);
+        else throw e;
+      }
     }
-    if (pub) {
-      const type = keyTypeOf(publicKeyObject(pub.spki));
-      const purpose = StoreKeyring.purposeFor(type, opts.purpose ?? (opts.usage?.length ? 'signing' : undefined));
-      const v: VersionRecord = {
-        version: 1,
+    const pubType = pub ? keyTypeOf(publicKeyObject(pub.spki)) : undefined;
+    if (desc && pubType && desc.spec && desc.spec !== pubType)
+      throw err('KEY_USAGE', `${what} is described as ${desc.spec} but its public key is ${pubType}: refusing it`);
+    desc ??= describedFromPublicKey(keyId, pubType);
+    const { type, purpose } = checkAdoptable(what, driver, desc, want);
+    if (type === 'aes256')
+      return {
+        type,
+        purpose,
+        version: { version, createdAt, fingerprint: `kms:${keyId}`, external: { kms: kmsUri, keyId, origin: 'registered' } },
+      };
+    if (!pub) throw err('KEY_USAGE', `${what} is ${desc.native}: it has no public key to record`);
+    return {
+      type,
+      purpose,
+      version: {
+        version,
         createdAt,
         publicKey: pub.spki.toString('base64'),
         fingerprint: fingerprintOf(type, { publicKey: pub.spki }),
-        external: { kms: kmsUri, keyId },
-      };
-      rec = this.newRecord(name, type, purpose, StoreKeyring.usageFor(purpose, opts.usage), opts.createdBy, v, { registered: 'true' });
-    } else {
-      const v: VersionRecord = { version: 1, createdAt, fingerprint: `kms:${keyId}`, external: { kms: kmsUri, keyId } };
-      rec = this.newRecord(name, 'aes256', 'symmetric', ['any'], opts.createdBy, v, { registered: 'true' });
-    }
-    await this.store.create(rec);
-    return toKeyInfo(rec);
+        external: { kms: kmsUri, keyId, origin: 'registered' },
+      },
+    };
   }
 
   async describe(name: string): Promise<KeyInfo> {
@@ -479,17 +515,48 @@ export class StoreKeyring implements Keyring {
     this.forget(name);
     await this.store.delete(name);
     // keys keyport generated inside a KMS go with their record; registered ones stay in the KMS
-    if (r.meta?.['kms_generated'] === 'true') for (const v of r.versions) await this.dropExternal(v);
+    for (const v of r.versions) if (StoreKeyring.generatedHere(r, v)) await this.dropExternal(v);
   }
 
-  async rotate(name: string): Promise<KeyInfo> {
+  /** a version whose KMS key keyport made (and so deletes with the record), not one it adopted */
+  private static generatedHere(r: KeyRecord, v: VersionRecord): boolean {
+    if (!v.external) return false;
+    if (v.external.origin) return v.external.origin === 'generated';
+    return r.meta?.['kms_generated'] === 'true';
+  }
+
+  /**
+   * Add a version. With `toKeyId` the new version is a KMS key that already exists (pre-generated,
+   * e.g. for Canton's manual rotation), checked like a registration against the key's type and purpose;
+   * without, a new key is made where the newest version lives (a registered key's new KMS key is
+   * keyport's own and goes with the record).
+   */
+  async rotate(name: string, opts: { toKeyId?: string } = {}): Promise<KeyInfo> {
     const r = await this.record(name);
     const last = r.versions[r.versions.length - 1]!;
-    if (r.meta?.['registered'] === 'true')
-      throw err('UNSUPPORTED', `key '${name}' was registered from a KMS: rotate it in the KMS and register the new key`);
+    let v: VersionRecord;
+    if (opts.toKeyId !== undefined) {
+      if (!opts.toKeyId) throw err('USAGE', '--to-key-id needs the KMS key id, ARN, alias or label');
+      if (!last.external)
+        throw err('UNSUPPORTED', `key '${name}' is held by the store, not a KMS: --to-key-id rotates keys that live in a KMS`);
+      if (r.versions.some((x) => x.external && x.external.kms === last.external!.kms && x.external.keyId === opts.toKeyId))
+        throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
+      const driver = await this.kmsDriver(last.external.kms);
+      const a = await this.adoptedVersion(driver, last.external.kms, opts.toKeyId, last.version + 1, {
+        type: r.type,
+        purpose: r.purpose,
+        ...(r.usage.some((u) => u !== 'any') ? { usage: r.usage } : {}),
+      });
+      if (r.versions.some((x) => x.external?.keyId === a.version.external!.keyId && x.external?.kms === a.version.external!.kms))
+        throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
+      v = a.version;
+    } else {
+      v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
+      // a registered key's new KMS key is keyport's own: it goes with the record
+      if (v.external && r.meta?.['registered'] === 'true') v.external = { ...v.external, origin: 'generated' };
+    }
     // the new version is made outside the write (key generation, a KMS call) and numbered inside it, so
     // rotations racing through several replicas or processes all land as consecutive versions
-    const v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
     let next: KeyRecord;
     try {
       next = await this.updateRecord(name, (cur) => {
@@ -499,7 +566,7 @@ export class StoreKeyring implements Keyring {
         return { ...cur, versions: [...cur.versions, { ...v, version: cur.versions[cur.versions.length - 1]!.version + 1 }] };
       });
     } catch (e) {
-      await this.dropExternal(v);
+      if (StoreKeyring.generatedHere(r, v)) await this.dropExternal(v);
       throw e;
     }
     return toKeyInfo(next);

@@ -18,6 +18,8 @@ export interface KeyInfo {
   fingerprint: string;
   /** newest version number */
   version: number;
+  /** when the newest version was made (the key's age for rotation) */
+  versionCreatedAt?: string;
   versions: number;
   /** how the secret is held: clear, sealed (envelope) or external (in a KMS) */
   protection: 'clear' | 'sealed' | 'external';

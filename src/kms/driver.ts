@@ -36,6 +36,25 @@ export interface DriverKeyInfo {
   state?: 'enabled' | 'disabled' | 'pending-deletion' | 'unknown';
 }
 
+/**
+ * What a KMS says a key is and may do (AWS DescribeKey KeySpec/KeyUsage, PKCS#11 object attributes,
+ * …), read before keyport adopts a key it did not make, so a key that cannot serve the requested
+ * role is refused at registration instead of failing at its first use.
+ */
+export interface DriverKeyDescription {
+  keyId: string;
+  /** keyport's spec when keyport can use a key of this shape; undefined for any other (e.g. ECC_NIST_P521, HMAC) */
+  spec?: SigningKeySpec | EncryptionKeySpec | 'aes256';
+  /** the KMS lets the key sign */
+  sign: boolean;
+  /** the KMS lets the key decrypt (asymmetric) or encrypt and decrypt (symmetric) */
+  decrypt: boolean;
+  /** the key in the KMS's own words, for messages: `ECC_NIST_P521 with KeyUsage SIGN_VERIFY` */
+  native: string;
+  /** how this KMS says "may sign" and "may decrypt", for messages: `KeyUsage SIGN_VERIFY` */
+  words: { sign: string; decrypt: string };
+}
+
 export interface Driver {
   /** scheme the driver registered for (awskms, gcpkms, …) */
   readonly name: string;
@@ -61,6 +80,8 @@ export interface Driver {
   importKey?(material: KeyMaterialForImport, name?: string): Promise<string>;
   /** absent where the KMS cannot list */
   listKeys?(): AsyncIterable<DriverKeyInfo>;
+  /** what the key is and may do, as the KMS records it; absent where the KMS cannot tell */
+  describeKey?(keyId: string): Promise<DriverKeyDescription>;
   /** resolve a user-given reference (alias, ARN, label) to the key id the driver uses */
   resolveKeyId?(ref: string): Promise<string>;
   close?(): Promise<void>;

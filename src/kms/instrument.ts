@@ -224,6 +224,10 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     w.importKey = (m: KeyMaterialForImport, name?: string) =>
       call('importKey', { name, spec: m.spec, inputBytes: m.secret.length }, () => imp(m, name), { creates: true, keyIdOf: (r) => r });
   }
+  if (driver.describeKey) {
+    const desc = driver.describeKey.bind(driver);
+    w.describeKey = (keyId: string) => call('describeKey', { keyId }, () => desc(keyId));
+  }
   if (driver.resolveKeyId) {
     const res = driver.resolveKeyId.bind(driver);
     w.resolveKeyId = (ref: string) => call('resolveKeyId', { keyId: ref }, () => res(ref), { keyIdOf: (r) => r });

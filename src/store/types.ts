@@ -24,7 +24,12 @@ export interface VersionRecord {
   /** envelope-protected: the secret material encrypted under a KMS wrapper key */
   sealed?: SealedBlob;
   /** the key lives in a KMS; this is its reference */
-  external?: { kms: string; keyId: string };
+  external?: {
+    kms: string;
+    keyId: string;
+    /** who made the KMS key: 'registered' (adopted, never deleted by keyport) or 'generated'; absent: see the record's meta */
+    origin?: 'registered' | 'generated';
+  };
 }
 
 export interface SealedBlob {

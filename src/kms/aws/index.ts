@@ -25,6 +25,7 @@ import { keyTypeOf } from '../../crypto/keys.js';
 import type {
   Driver,
   DriverFactory,
+  DriverKeyDescription,
   DriverKeyInfo,
   DriverPublicKey,
   EncryptionAlgoSpec,
@@ -261,6 +262,22 @@ class AwsKmsDriver implements Driver {
     }
   }
 
+  async describeKey(keyId: string): Promise<DriverKeyDescription> {
+    const m = await this.describe(keyId);
+    const awsSpec = m.KeySpec ?? m.CustomerMasterKeySpec ?? 'an unknown key spec';
+    const usage = m.KeyUsage ?? 'unknown';
+    const symmetric = awsSpec === 'SYMMETRIC_DEFAULT';
+    const spec = symmetric ? 'aes256' : FROM_AWS_SPEC[awsSpec];
+    return {
+      keyId: m.KeyId ?? keyId,
+      ...(spec ? { spec } : {}),
+      sign: usage === 'SIGN_VERIFY',
+      decrypt: usage === 'ENCRYPT_DECRYPT',
+      native: `${awsSpec} with KeyUsage ${usage}`,
+      words: { sign: 'KeyUsage SIGN_VERIFY', decrypt: 'KeyUsage ENCRYPT_DECRYPT' },
+    };
+  }
+
   async resolveKeyId(ref: string): Promise<string> {
     if (ref.startsWith('arn:')) return ref; // multi-region / cross-account ARNs are used as they are
     const m = await this.describe(ref);
@@ -452,6 +469,7 @@ interface KeyMeta {
   Enabled?: boolean;
   KeyUsage?: string;
   KeySpec?: string;
+  CustomerMasterKeySpec?: string;
   KeyManager?: string;
 }
 

@@ -36,6 +36,7 @@ import { rawToDer } from '../../crypto/ecdsa-encoding.js';
 import type {
   Driver,
   DriverFactory,
+  DriverKeyDescription,
   DriverKeyInfo,
   DriverPublicKey,
   EncryptionAlgoSpec,
@@ -730,6 +731,35 @@ class Pkcs11Driver implements Driver {
       const halves = this.objects(s, `id=${key.id.toString('hex')}`).filter((o) => o.label === key.label);
       const all = halves.some((o) => o.handle.equals(key.handle)) ? halves : [key, ...halves];
       for (const o of all) p11.C_DestroyObject(s, o.handle);
+    });
+  }
+
+  async describeKey(keyId: string): Promise<DriverKeyDescription> {
+    const { lib, p11 } = this;
+    return this.run(`look up key '${keyId}'`, (s) => {
+      const { key } = this.key(s, keyId);
+      const spec = this.specOf(s, key);
+      const known = ['aes256', 'ec-p256', 'ec-p384', 'secp256k1', 'ed25519', 'rsa-2048', 'rsa-3072'].includes(spec);
+      const flag = (t: number) => {
+        try {
+          return bool(attrs(p11, s, key.handle, [t])[0]!);
+        } catch {
+          return false; // an attribute the token does not report allows nothing
+        }
+      };
+      const secret = key.cls === lib.CKO_SECRET_KEY;
+      const sign = !secret && flag(lib.CKA_SIGN);
+      const decrypt = secret ? flag(lib.CKA_ENCRYPT) && flag(lib.CKA_DECRYPT) : flag(lib.CKA_DECRYPT);
+      const cls = secret ? 'secret key' : 'private key';
+      const flags = secret ? `CKA_ENCRYPT/CKA_DECRYPT=${decrypt}` : `CKA_SIGN=${sign}, CKA_DECRYPT=${decrypt}`;
+      return {
+        keyId: this.keyIdOf(key),
+        ...(known ? { spec: spec as Spec } : {}),
+        sign,
+        decrypt,
+        native: `a ${spec === 'ec-unknown-curve' ? 'EC key on a curve keyport does not use' : spec} ${cls} with ${flags}`,
+        words: { sign: 'CKA_SIGN=true', decrypt: 'CKA_DECRYPT=true' },
+      };
     });
   }
 

@@ -33,7 +33,7 @@ const METHODS = [
   'keyExistsAndIsActive',
   'deleteKey',
 ] as const;
-const OPTIONAL = ['importKey', 'listKeys', 'resolveKeyId', 'close'] as const;
+const OPTIONAL = ['importKey', 'listKeys', 'describeKey', 'resolveKeyId', 'close'] as const;
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'USAGE',
@@ -211,6 +211,7 @@ function adapt(d: Driver, spec: string): Driver {
     deleteKey: wrap(d.deleteKey),
   };
   if (d.importKey) a.importKey = wrap(d.importKey);
+  if (d.describeKey) a.describeKey = wrap(d.describeKey);
   if (d.resolveKeyId) a.resolveKeyId = wrap(d.resolveKeyId);
   if (d.close) a.close = wrap(d.close);
   if (d.listKeys) {
