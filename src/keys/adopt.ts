@@ -10,6 +10,18 @@ import { err } from '../errors.js';
 import { KEY_TYPE_INFO, isKeyType, type KeyType, type Purpose } from '../crypto/keytypes.js';
 import type { Driver, DriverKeyDescription } from '../kms/driver.js';
 import type { KeyUsage } from '../store/types.js';
+import { ROLE_RULES, checkRole, roleForUsage, type CantonKeyRole } from '../canton/roles.js';
+
+/** the Canton roles a registration is held to: the one asked for, and those its usage restrictions imply */
+function rolesOf(want: AdoptWant): CantonKeyRole[] {
+  const roles = new Set<CantonKeyRole>(want.role ? [want.role] : []);
+  for (const u of want.usage ?? []) {
+    const r = roleForUsage(u);
+    if (r) roles.add(r);
+  }
+  return [...roles];
+}
+const rolePurpose = (r: CantonKeyRole): Purpose => (ROLE_RULES[r].operation === 'sign' ? 'signing' : 'encryption');
 
 export interface AdoptWant {
   /** the purpose asked for (`--purpose`); default: what the KMS allows the key to do */
@@ -18,19 +30,19 @@ export interface AdoptWant {
   type?: KeyType;
   /** signing-key usage restrictions asked for: only signing keys take them */
   usage?: KeyUsage[];
-  /** a role's rule (e.g. Canton's encryption key: encryption, rsa-2048): name for messages, purpose, allowed types */
-  role?: { name: string; purpose: Purpose; types: readonly KeyType[] };
+  /** a Canton node role (src/canton/roles.ts): its purpose and the specs Canton accepts for a KMS-held key */
+  role?: CantonKeyRole;
 }
 
 const article = (s: string) => (/^[aeiou]/i.test(s) ? `an ${s}` : `a ${s}`);
 const orList = (l: readonly string[]) => (l.length <= 1 ? (l[0] ?? 'none') : `${l.slice(0, -1).join(', ')} or ${l[l.length - 1]}`);
 
 /** the key types a purpose may use on this driver (and under the role's rule, when given) */
-export function typesFor(driver: Driver, purpose: Purpose, role?: AdoptWant['role']): KeyType[] {
+export function typesFor(driver: Driver, purpose: Purpose, role?: CantonKeyRole): KeyType[] {
   const offered: readonly string[] =
     purpose === 'symmetric' ? ['aes256'] : purpose === 'signing' ? driver.supportedSigningKeySpecs() : driver.supportedEncryptionKeySpecs();
   return offered.filter(
-    (t): t is KeyType => isKeyType(t) && KEY_TYPE_INFO[t].purposes.includes(purpose) && (!role || role.types.includes(t)),
+    (t): t is KeyType => isKeyType(t) && KEY_TYPE_INFO[t].purposes.includes(purpose) && (!role || ROLE_RULES[role].kmsSpecs.includes(t)),
   );
 }
 
@@ -58,10 +70,11 @@ export function checkAdoptable(
   want: AdoptWant,
 ): { type: KeyType; purpose: Purpose } {
   // usage restrictions (namespace, protocol, …) are a signing key's: asking for them asks for a signing key
-  const asked = want.role?.purpose ?? want.purpose ?? (want.usage?.some((u) => u !== 'any') ? 'signing' : undefined);
+  const asked =
+    (want.role ? rolePurpose(want.role) : undefined) ?? want.purpose ?? (want.usage?.some((u) => u !== 'any') ? 'signing' : undefined);
   const needs = (purpose: Purpose): string => {
     const types = typesFor(driver, purpose, want.role).filter((t) => !want.type || t === want.type);
-    const role = want.role ? `${article(want.role.name)} key` : `${article(purpose)} key`;
+    const role = want.role ? `a Canton ${want.role} key` : `${article(purpose)} key`;
     if (purpose === 'symmetric') return `${role} needs a symmetric aes256 key with ${d.words.decrypt}`;
     const word = purpose === 'signing' ? d.words.sign : d.words.decrypt;
     if (!types.length) return `${role} cannot be held here: this ${driver.name} offers keyport no ${want.type ?? purpose} key type`;
@@ -76,8 +89,7 @@ export function checkAdoptable(
   const type = d.spec;
   if (type === 'aes256') {
     const purpose = asked ?? 'symmetric';
-    if (purpose !== 'symmetric' || (want.type && want.type !== 'aes256') || (want.role && !want.role.types.includes('aes256')))
-      throw refuse(purpose);
+    if (purpose !== 'symmetric' || (want.type && want.type !== 'aes256') || rolesOf(want).length) throw refuse(purpose);
     if (!d.decrypt) throw refuse('symmetric');
     if (want.usage?.some((u) => u !== 'any')) throw err('USAGE', `${what} is ${d.native}: usage restrictions apply to signing keys only`);
     return { type, purpose };
@@ -99,8 +111,10 @@ export function checkAdoptable(
   if (!KEY_TYPE_INFO[type].purposes.includes(purpose) || !typesFor(driver, purpose).includes(type)) throw refuse(purpose);
   if (purpose === 'signing' ? !d.sign : !d.decrypt) throw refuse(purpose);
   if (want.type && want.type !== type) throw refuse(purpose);
-  if (want.role && !want.role.types.includes(type)) throw refuse(purpose);
   if (purpose !== 'signing' && want.usage?.some((u) => u !== 'any'))
     throw err('USAGE', `${what} is ${d.native}, ${article(purpose)} key: usage restrictions apply to signing keys only`);
+  // Canton's own rule for the role (a KMS-held key: ECC_NIST_P256/P384 signing, RSA_2048 encryption)
+  for (const r of rolesOf(want))
+    checkRole(r, { type, usage: d.sign && d.decrypt ? 'sign-encrypt' : d.sign ? 'sign' : 'encrypt', native: d.native, inKms: true }, what);
   return { type, purpose };
 }

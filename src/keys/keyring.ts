@@ -417,12 +417,7 @@ export class StoreKeyring implements Keyring {
    * Adopt a key that already exists in a KMS (Canton's manual init): reference + public key only.
    * `kmsUri` names the KMS (without key-id), `keyRef` the key: id, ARN, alias/NAME, label.
    */
-  async register(
-    name: string,
-    kmsUri: string,
-    keyRef: string,
-    opts: { usage?: KeyUsage[]; purpose?: Purpose; type?: KeyType; role?: AdoptWant['role']; createdBy?: string } = {},
-  ): Promise<KeyInfo> {
+  async register(name: string, kmsUri: string, keyRef: string, opts: AdoptWant & { createdBy?: string } = {}): Promise<KeyInfo> {
     checkName(name);
     if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
     const driver = await this.kmsDriver(kmsUri);
