@@ -19,7 +19,7 @@ interface KeyOpts extends StoreOpts {
   pem?: boolean;
   context?: string;
   format?: 'der' | 'raw';
-  version?: string;
+  keyVersion?: string;
   keyId?: string;
 }
 
@@ -36,7 +36,7 @@ const usageList = (s?: string): KeyUsage[] | undefined => {
 
 const versionOf = (s?: string) => {
   if (s === undefined) return undefined;
-  if (!/^[1-9]\d*$/.test(s)) throw err('USAGE', `--version must be a positive number, got '${s}'`);
+  if (!/^[1-9]\d*$/.test(s)) throw err('USAGE', `--key-version must be a positive number, got '${s}'`);
   return Number(s);
 };
 
@@ -102,11 +102,11 @@ export function register(program: Command): void {
       .description('export the newest key material (PKCS#8 DER, or 32 raw bytes for aes256), where the store allows it'),
   )
     .option('--pem', 'PEM (base64 for aes256)')
-    .option('--version <n>', 'export this version')
+    .option('--key-version <n>', 'export this version of the key (default newest)')
     .option('-o, --out <file>', 'write to a file (0600) instead of stdout')
     .action(async (name: string, o: KeyOpts) => {
       const all = await withKeyring(o, (kr) => kr.export(name));
-      const want = versionOf(o.version);
+      const want = versionOf(o.keyVersion);
       const k = want === undefined ? all[all.length - 1]! : all.find((x) => x.version === want);
       if (!k) throw err('NOT_FOUND', `key '${name}' has no version ${want}`);
       const { toPem } = await import('../crypto/keys.js');
@@ -188,10 +188,10 @@ export function register(program: Command): void {
 
   storeOptions(key.command('public <name>').description('the SPKI public key (DER, or PEM with --pem)'))
     .option('--pem', 'PEM output')
-    .option('--version <n>', 'this version (default newest)')
+    .option('--key-version <n>', 'this version of the key (default newest)')
     .option('-o, --out <file>', 'write to a file')
     .action(async (name: string, o: KeyOpts) => {
-      const spki = await withKeyring(o, (kr) => kr.publicKey(name, versionOf(o.version)));
+      const spki = await withKeyring(o, (kr) => kr.publicKey(name, versionOf(o.keyVersion)));
       const { toPem } = await import('../crypto/keys.js');
       if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
       else writeOutput(o.out, spki, { binary: true });
@@ -250,11 +250,11 @@ export function register(program: Command): void {
     .addOption(
       new Option('--usage <usage>', 'what the signature is for (checked against the key)').choices(KEY_USAGES as unknown as string[]),
     )
-    .option('--version <n>', 'sign with this version')
+    .option('--key-version <n>', 'sign with this version of the key (default newest)')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
       const sig = await withKeyring(o, (kr) =>
-        kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.version) }),
+        kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.keyVersion) }),
       );
       writeOutput(o.out, sig, { binary: true });
     });
@@ -263,11 +263,11 @@ export function register(program: Command): void {
     .requiredOption('-i, --in <file>', "signed data, or '-' for stdin")
     .requiredOption('--sig <file>', 'signature file')
     .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
-    .option('--version <n>', 'verify against this version only')
+    .option('--key-version <n>', 'verify against this version of the key only')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
       const sig = readInput(o.sig!, 'signature');
-      const ok = await withKeyring(o, (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.version) }));
+      const ok = await withKeyring(o, (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion) }));
       if (o.json) printJson({ name, valid: ok });
       else process.stdout.write(ok ? 'signature valid\n' : '');
       if (!ok) throw err('VERIFY_FAILED', `signature does not verify with key '${name}'`);

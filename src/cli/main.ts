@@ -32,17 +32,28 @@ async function loadGroups(): Promise<Registrar[]> {
   return mods.filter((m): m is { register: Registrar } => m !== undefined).map((m) => m.register);
 }
 
-export async function main(argv: string[]): Promise<void> {
-  // the AWS SDK prints a multi-line notice on Node 20 at its first client; keyport supports Node 20 and
-  // pins the SDK in its lockfile, so the notice is noise on every CLI run (library users still get it)
-  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+/**
+ * The whole command tree. Global options (-V/--version, -h/--help) are recognised only before the
+ * command (positional options): `key verify … --version 1` is then an unknown option (exit 2), never
+ * the version and exit 0. No subcommand declares a global option's flag (test/cli/options.test.ts).
+ */
+export async function buildProgram(): Promise<Command> {
   const program = new Command('keyport')
     .description('Protect private keys with a KMS, move keys between stores and KMSs, serve keys like MinIO KES')
     .version(VERSION, '-V, --version')
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const g of await loadGroups()) g(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  // the AWS SDK prints a multi-line notice on Node 20 at its first client; keyport supports Node 20 and
+  // pins the SDK in its lockfile, so the notice is noise on every CLI run (library users still get it)
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+  const program = await buildProgram();
   try {
     await program.parseAsync(argv);
     process.exitCode = process.exitCode ?? 0;
