@@ -49,7 +49,21 @@ export async function buildProgram(): Promise<Command> {
   return program;
 }
 
+/**
+ * A closed stdout or stderr (`keyport key ls --json | head -1`) ends the process quietly with the exit
+ * code it already had (0 if none), never with an EPIPE stack trace: nobody is left to read the rest.
+ */
+function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') process.exit(process.exitCode ?? 0);
+    if (stream !== process.stderr) process.stderr.write(`keyport: cannot write output: ${e.code ?? e.message}\n`);
+    process.exit(1);
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  quietOnClosedPipe(process.stdout);
+  quietOnClosedPipe(process.stderr);
   // the AWS SDK prints a multi-line notice on Node 20 at its first client; keyport supports Node 20 and
   // pins the SDK in its lockfile, so the notice is noise on every CLI run (library users still get it)
   process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
