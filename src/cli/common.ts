@@ -1,5 +1,7 @@
 /** What every command shares: opening the keyring named by --store / --server, file I/O, progress. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { Keyring } from '../keys/types.js';
@@ -61,10 +63,56 @@ export function writeOutput(path: string | undefined, data: Buffer | string, opt
     process.stdout.write(data);
     return;
   }
+  if (opts.secret) {
+    writeSecretFile(path, typeof data === 'string' ? Buffer.from(data) : data);
+    return;
+  }
   try {
-    writeFileSync(path, data, { mode: opts.secret ? 0o600 : 0o644 });
+    writeFileSync(path, data, { mode: 0o644 });
   } catch (e) {
     throw err('USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/**
+ * Secrets go into a NEW file, mode 0600 from its creation (exclusive create of a temp file beside the
+ * target, then an atomic rename over it): an existing file's mode (0644) or owner is never inherited, a
+ * reader never sees half a key, and a symlink (or anything but a regular file) at the path is refused
+ * rather than followed.
+ */
+function writeSecretFile(path: string, data: Buffer): void {
+  const cannot = (e: unknown) => err('USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw cannot(e);
+  }
+  if (st?.isSymbolicLink()) throw err('USAGE', `refusing to write a secret through the symlink ${path}: give the real path`);
+  if (st && !st.isFile()) throw err('USAGE', `refusing to write a secret to ${path}: not a regular file`);
+  const tmp = join(dirname(path), `.${basename(path)}.keyport-${randomBytes(6).toString('hex')}`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', 0o600);
+  } catch (e) {
+    throw cannot(e);
+  }
+  try {
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
+    throw cannot(e);
   }
 }
 
