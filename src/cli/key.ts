@@ -20,6 +20,7 @@ interface KeyOpts extends StoreOpts {
   context?: string;
   format?: 'der' | 'raw';
   keyVersion?: string;
+  strict?: boolean;
   keyId?: string;
 }
 
@@ -264,10 +265,13 @@ export function register(program: Command): void {
     .requiredOption('--sig <file>', 'signature file')
     .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
     .option('--key-version <n>', 'verify against this version of the key only')
+    .option('--strict', 'ECDSA: also reject a high-S signature (keyport only makes low-S ones; another signer may not)')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
       const sig = readInput(o.sig!, 'signature');
-      const ok = await withKeyring(o, (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion) }));
+      const ok = await withKeyring(o, (kr) =>
+        kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion), strict: o.strict }),
+      );
       if (o.json) printJson({ name, valid: ok });
       else process.stdout.write(ok ? 'signature valid\n' : '');
       if (!ok) throw err('VERIFY_FAILED', `signature does not verify with key '${name}'`);

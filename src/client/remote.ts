@@ -11,6 +11,7 @@ import { isKeyType, type KeyType } from '../crypto/keytypes.js';
 import { apiKeyCertificate, parseApiKey } from '../server/identity.js';
 import { certToPem } from '../crypto/x509.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from '../keys/types.js';
+import { isHighS } from '../crypto/ecdsa-encoding.js';
 
 export interface RemoteOptions {
   apiKey?: string;
@@ -238,6 +239,8 @@ export class RemoteKeyring implements Keyring {
       signature: signature.toString('base64'),
       ...(o.format ? { format: o.format } : {}),
     });
+    // strict (no high-S ECDSA signature) is checked here: the server answers for the curve's equation
+    if (j.valid === true && o.strict && isHighS((await this.describe(name)).type, signature, o.format ?? 'der')) return false;
     return j.valid === true;
   }
   async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {

@@ -1,10 +1,12 @@
 /**
  * Signatures: ECDSA (DER or raw r‖s, SHA-256 for P-256/secp256k1, SHA-384 for P-384), Ed25519, and
- * RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt). Verify returns false on a bad signature and throws only
- * on unusable keys.
+ * RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt). ECDSA signatures are always low-S (s ≤ n/2), so none
+ * can be altered into a second valid one; a strict verify rejects high-S ones. Verify returns false on a
+ * bad signature and throws only on unusable keys.
  */
 import { sign as nodeSign, verify as nodeVerify, constants, type KeyObject } from 'node:crypto';
 import { KEY_TYPE_INFO, type KeyType } from './keytypes.js';
+import { isHighS, lowS } from './ecdsa-encoding.js';
 
 export type SignatureFormat = 'der' | 'raw';
 
@@ -24,11 +26,25 @@ function params(type: KeyType, key: KeyObject, format: SignatureFormat) {
 
 export function signData(type: KeyType, privateKey: KeyObject, data: Buffer, format: SignatureFormat = 'der'): Buffer {
   const p = params(type, privateKey, format);
-  return nodeSign(p.alg, data, p.opts);
+  const sig = nodeSign(p.alg, data, p.opts);
+  return KEY_TYPE_INFO[type].family === 'ec' ? lowS(type, sig, format) : sig;
 }
 
-export function verifyData(type: KeyType, publicKey: KeyObject, data: Buffer, signature: Buffer, format: SignatureFormat = 'der'): boolean {
+export interface VerifyOptions {
+  /** ECDSA: reject a high-S signature (s > n/2) even where the curve's equation accepts it */
+  strict?: boolean;
+}
+
+export function verifyData(
+  type: KeyType,
+  publicKey: KeyObject,
+  data: Buffer,
+  signature: Buffer,
+  format: SignatureFormat = 'der',
+  o: VerifyOptions = {},
+): boolean {
   const p = params(type, publicKey, format);
+  if (o.strict && KEY_TYPE_INFO[type].family === 'ec' && isHighS(type, signature, format)) return false;
   try {
     return nodeVerify(p.alg, data, p.opts, signature);
   } catch {

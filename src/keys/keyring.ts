@@ -11,7 +11,7 @@ import { generateKey, parseKeyMaterial, privateKeyObject, publicKeyObject, keyTy
 import { fingerprintOf } from '../crypto/fingerprint.js';
 import { signData, verifyData } from '../crypto/sign.js';
 import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../crypto/asym.js';
-import { derToRaw, ecdsaSize } from '../crypto/ecdsa-encoding.js';
+import { derToRaw, ecdsaSize, lowS } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
 import { redactUri } from '../config/uri.js';
@@ -611,7 +611,8 @@ export class StoreKeyring implements Keyring {
     const s = await this.secret(r, v);
     const format = opts.format ?? 'der';
     if (s.kind === 'ext') {
-      const der = await s.driver.sign(s.keyId, data, SIGN_ALGO[r.type]!);
+      // KMSs answer with either S (AWS KMS, PKCS#11 tokens…): normalized like every local signature
+      const der = lowS(r.type, await s.driver.sign(s.keyId, data, SIGN_ALGO[r.type]!), 'der');
       return format === 'raw' && KEY_TYPE_INFO[r.type].family === 'ec' ? derToRaw(der, ecdsaSize(r.type)) : der;
     }
     if (s.kind !== 'priv') throw err('KEY_USAGE', `key '${name}' cannot sign`);
@@ -626,7 +627,8 @@ export class StoreKeyring implements Keyring {
     const name = r.name;
     if (r.purpose !== 'signing') throw err('KEY_USAGE', `key '${name}' is a ${r.type} ${r.purpose} key: it cannot verify`);
     const versions = opts.version !== undefined ? [this.version(r, opts.version)] : [...r.versions].reverse();
-    for (const v of versions) if (verifyData(r.type, this.publicOf(r, v), data, signature, opts.format ?? 'der')) return true;
+    for (const v of versions)
+      if (verifyData(r.type, this.publicOf(r, v), data, signature, opts.format ?? 'der', { strict: opts.strict })) return true;
     return false;
   }
 

@@ -54,6 +54,8 @@ export interface SignOptions {
   usage?: KeyUsage;
   /** sign with this version (default newest) */
   version?: number;
+  /** verify: reject an ECDSA signature with high S (keyport only makes low-S ones) */
+  strict?: boolean;
 }
 
 export interface ExportedKey {
