@@ -14,6 +14,7 @@ interface MigrateCliOpts {
   rekey?: boolean;
   concurrency: string;
   journal?: string;
+  allowClear?: boolean;
   json?: boolean;
 }
 
@@ -30,6 +31,7 @@ export function register(program: Command): void {
     .option('--rekey', 'where the source cannot export (a KMS key), create a new key at the target with a signed delegation')
     .option('--concurrency <n>', 'keys in flight', '16')
     .option('--journal <path>', 'journal file (default: beside the target)')
+    .option('--allow-clear', 'allow keys from a protected (envelope or KMS) source to be written in the clear at a clear target')
     .option('--json', 'one JSON report, no progress bar')
     .action(async (pattern: string | undefined, o: MigrateCliOpts) => {
       const conc = Number(o.concurrency);
@@ -47,6 +49,7 @@ export function register(program: Command): void {
         rekey: o.rekey,
         concurrency: conc,
         journal: o.journal,
+        allowClear: o.allowClear,
         onProgress: (phase, done, total) => {
           if (phase === 'plan') return plan.update(done);
           if (!bar) {
@@ -59,6 +62,10 @@ export function register(program: Command): void {
         plan.stop();
         bar?.stop();
       });
+      if (report.clearTarget && !o.json)
+        process.stderr.write(
+          `keyport: --allow-clear: ${report.dryRun ? `${report.planned} key(s) would be` : `${report.migrated} key(s) were`} written in the clear at ${report.to}; at the source they are protected (${report.clearTarget.sourceProtection} under ${report.clearTarget.via})\n`,
+        );
       const bad = report.conflicts.length + report.failed.length + report.refused.length;
       if (o.json) {
         const { plan: p, ...rest } = report;

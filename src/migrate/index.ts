@@ -32,6 +32,8 @@ export interface MigrateOptions {
   rekey?: boolean;
   concurrency?: number;
   journal?: string;
+  /** let keys from a protected source (envelope, external) be written in the clear at a clear target */
+  allowClear?: boolean;
   batchSize?: number;
   /** progress: phase, done, total */
   onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
@@ -59,6 +61,11 @@ export interface MigrateReport {
   rekeyMap?: string;
   /** with --dry-run: the first decisions of the plan */
   plan?: PlanEntry[];
+  /**
+   * set when the source protects its keys and the target holds them in the clear (allowed only with
+   * `allowClear`): the source's protection, which the migrated keys no longer have
+   */
+  clearTarget?: { sourceProtection: 'envelope' | 'external'; via?: string };
 }
 
 async function side(kr: StoreKeyring, uri: string): Promise<Side> {
@@ -106,6 +113,16 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     dstKr = await openKeyring(o.to, { cacheTtlMs: 0 });
     const src = await side(srcKr, o.from);
     const dst = await side(dstKr, o.to);
+    // protection is never dropped silently: a protected source into a clear target needs allowClear
+    if (src.protection.mode !== 'clear' && dst.protection.mode === 'clear') {
+      const via = src.protection.mode === 'envelope' ? src.protection.wrapper : src.protection.kms;
+      if (!o.allowClear)
+        throw err(
+          'USAGE',
+          `${redactUri(o.from)} protects its keys (${src.protection.mode} under ${redactUri(via)}) but ${redactUri(o.to)} would hold them in the clear: migrate into a protected target (a store YAML with envelope: wrapper: …, or a KMS) or pass --allow-clear`,
+        );
+      report.clearTarget = { sourceProtection: src.protection.mode, via: redactUri(via) };
+    }
     const opts = { pattern: o.pattern, mode, rekey: !!o.rekey };
     const apply = (s: PlanSummary) => {
       report.planned = s.migrate;

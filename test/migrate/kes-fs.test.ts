@@ -59,7 +59,7 @@ test('KES FS keystore → sqlite (envelope) → KES FS keystore: every key byte-
   await kr.rotate('two-versions');
   await kr.close();
   const back = join(dir, 'kes-dst');
-  const r2 = await migrate({ from: mid, to: `kes-fs:${back}` });
+  const r2 = await migrate({ from: mid, to: `kes-fs:${back}`, allowClear: true });
   assert.equal(r2.migrated, 1100);
   assert.deepEqual(r2.refused.map((x) => x.name).sort(), ['not-for-kes', 'two-versions']);
   assert.match(r2.refused.find((x) => x.name === 'not-for-kes')!.reason, /only aes256/);

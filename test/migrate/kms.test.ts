@@ -52,11 +52,11 @@ test('KMS → clear store needs --rekey: new keys, an old→new map, and a deleg
   const oldPub = await ext.publicKey('ext-sig');
   await ext.close();
   const dst = `sqlite:${join(dir, 'dst.db')}`;
-  const refused = await migrate({ from: kms, to: dst });
+  const refused = await migrate({ from: kms, to: dst, allowClear: true });
   assert.equal(refused.migrated, 0);
   assert.deepEqual(refused.refused.map((x) => x.name).sort(), ['ext-enc', 'ext-sig']);
   assert.match(refused.refused[0]!.reason, /--rekey/);
-  const r = await migrate({ from: kms, to: dst, rekey: true });
+  const r = await migrate({ from: kms, to: dst, rekey: true, allowClear: true });
   assert.equal(r.strategies.rekey, 2);
   assert.equal(r.verified, 2);
   const lines = readFileSync(r.rekeyMap!, 'utf8')

@@ -169,7 +169,7 @@ describe('migrate', () => {
     await kc.close();
     assert.equal((await migrate({ from: b, to: c })).verified, 3);
     const d = sqlite();
-    assert.equal((await migrate({ from: c, to: d })).verified, 3);
+    assert.equal((await migrate({ from: c, to: d, allowClear: true })).verified, 3);
     assert.deepEqual(await snapshot(d), await snapshot(a));
   });
 
