@@ -10,6 +10,7 @@ import { parseKeyMaterial, toPem } from '../crypto/keys.js';
 import { isKeyType, type KeyType } from '../crypto/keytypes.js';
 import { apiKeyCertificate, parseApiKey } from '../server/identity.js';
 import { certToPem } from '../crypto/x509.js';
+import { compilePattern } from '../keys/names.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from '../keys/types.js';
 import { isHighS } from '../crypto/ecdsa-encoding.js';
 
@@ -191,12 +192,20 @@ export class RemoteKeyring implements Keyring {
   async describe(name: string): Promise<KeyInfo> {
     return RemoteKeyring.info(await this.call('GET', `/v1/key/describe/${RemoteKeyring.enc(name)}`));
   }
+  /**
+   * `pattern` is a keyport glob; the KES API lists by prefix (KES v0.24: a name prefix, '-' never last), so the
+   * server is asked for the glob's literal prefix and the glob is applied here. A page may come back short.
+   */
   async list(pattern = '*', o: { after?: string; limit?: number } = {}): Promise<{ names: string[]; next?: string }> {
+    const glob = compilePattern(pattern);
+    let prefix = glob.prefix.replace(/-+$/, '');
+    if (prefix === '_') prefix = '';
     const q = new URLSearchParams();
     if (o.after) q.set('after', o.after);
     if (o.limit) q.set('limit', String(o.limit));
-    const j = await this.call('GET', `/v1/key/list/${encodeURIComponent(pattern).replace(/%2A/g, '*')}${q.size ? `?${q}` : ''}`);
-    return { names: j?.names ?? [], ...(j?.continue_at ? { next: j.continue_at } : {}) };
+    const j = await this.call('GET', `/v1/key/list/${prefix ? encodeURIComponent(prefix) : '*'}${q.size ? `?${q}` : ''}`);
+    const names = ((j?.names ?? []) as string[]).filter((n) => glob.test(n));
+    return { names, ...(j?.continue_at ? { next: j.continue_at } : {}) };
   }
   async delete(name: string): Promise<void> {
     await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`);

@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { err } from '../errors.js';
 import { parseDuration } from '../config/duration.js';
 import { parseApiKey } from './identity.js';
+import { checkPolicyPatterns } from './policy.js';
+import { routePaths } from './routes.js';
 
 const Duration = z.union([z.string(), z.number()]);
 const OnOff = z.union([z.boolean(), z.enum(['on', 'off'])]).transform((v) => v === true || v === 'on');
@@ -89,6 +91,8 @@ export interface ServerConfig {
   /** store URI or YAML path for openKeyring, or an inline store config */
   store: string | { store: string; envelope?: { wrapper: string }; external?: { kms: string } };
   workers: number;
+  /** start-up notices about the configuration (e.g. allow rules for APIs KES v0.24 no longer has) */
+  notices?: string[];
 }
 
 /** `${VAR}` references are replaced from the environment, as KES does */
@@ -154,6 +158,10 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
       identities.set(ident, name);
     }
   }
+  // KES v0.24 pattern semantics: a pattern that can match no request is refused here, not silently inert
+  const notices = checkPolicyPatterns(policies.values(), routePaths(), (m) => {
+    throw err('INVALID_INPUT', `${where}: ${m}`);
+  });
   const routes: ServerConfig['routes'] = {};
   for (const [path, a] of Object.entries(c.api ?? {}))
     routes[path] = {
@@ -193,5 +201,6 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
     keys: (c.keys ?? []).map((k) => k.name),
     store,
     workers: c.workers ?? 1,
+    notices,
   };
 }

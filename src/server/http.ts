@@ -8,7 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { isKeyportError, oneLine } from '../errors.js';
 import { identityOfCertificate, parseApiKey } from './identity.js';
-import { buildRoutes, kesError, policyAllows, type Ctx, type Reply, type Route, type ServerState } from './routes.js';
+import { buildRoutes, kesError, policyAllows, type Ctx, type Reply, type ServerState } from './routes.js';
+import { createMux } from './mux.js';
 
 const socketIdentity = new WeakMap<object, string>();
 const bearerIdentity = new Map<string, string>();
@@ -60,6 +61,20 @@ function send(res: ServerResponse, status: number, body?: unknown, extra: Record
 const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) =>
   send(res, status, { message }, extra);
 
+/** Go's http.Redirect with 301, as KES's mux answers a path it spells differently */
+function redirect(req: IncomingMessage, res: ServerResponse, location: string): void {
+  if (res.headersSent || res.writableEnded) return;
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    const esc = location.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' })[c]!);
+    const body = `<a href="${esc}">Moved Permanently</a>.\n\n`;
+    res.writeHead(301, { Location: location, 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  } else {
+    res.writeHead(301, { Location: location, 'Content-Length': '0' });
+    res.end();
+  }
+}
+
 /** what a client may send past a limit before we stop reading and close (answered 413 either way) */
 const DRAIN_LIMIT = 16 << 20;
 
@@ -106,26 +121,26 @@ export function createKesServer(state: ServerState): Server {
   const routes = buildRoutes(cfg);
   state.logs.audit.subscribe(() => state.metrics.auditEvents.inc());
   state.logs.error.subscribe(() => state.metrics.errorEvents.inc());
-  const exact = new Map<string, Route>();
-  const prefixed: Route[] = [];
-  for (const r of routes) (r.path.endsWith('/') ? prefixed : (exact.set(r.path, r), [])).push(r);
-  prefixed.sort((a, b) => b.path.length - a.path.length);
+  const mux = createMux(routes);
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const t0 = process.hrtime.bigint();
-    let path = '/';
-    let query = new URLSearchParams();
-    try {
-      const u = new URL(req.url ?? '/', 'https://keyport');
-      path = u.pathname;
-      query = u.searchParams;
-      path = decodeURIComponent(path);
-    } catch {
+    state.metrics.active.inc();
+    res.once('close', () => state.metrics.active.dec());
+    // routing as KES's Go mux does it (see mux.ts): redirects come before authentication
+    const m = mux(req.url ?? '/');
+    if ('badUrl' in m) {
       await drain(req);
       return fail(res, 400, 'invalid request URL');
     }
-    // KES's Go mux answers '/v1/identity/list' (no slash) by redirecting to '/v1/identity/list/': same route here
-    const route = exact.get(path) ?? prefixed.find((r) => path.startsWith(r.path) || path + '/' === r.path);
+    if ('redirect' in m) {
+      await drain(req);
+      return redirect(req, res, m.redirect);
+    }
+    const path = m.path;
+    const route = 'route' in m ? m.route : undefined;
+    const qi = (req.url ?? '').indexOf('?');
+    const query = new URLSearchParams(qi < 0 ? '' : (req.url ?? '').slice(qi + 1));
     const identity = identify(req);
     const finish = (status: number) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -15,6 +15,7 @@ export interface Started {
 }
 
 export async function startServer(cfg: ServerConfig, opts: { onNotice?: (m: string) => void } = {}): Promise<Started> {
+  for (const n of cfg.notices ?? []) opts.onNotice?.(n);
   const kr: StoreKeyring = await openKeyring(cfg.store, {
     cacheTtlMs: cfg.cache.anyMs || 300_000,
     cacheUnusedMs: cfg.cache.unusedMs,

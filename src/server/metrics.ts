@@ -1,9 +1,16 @@
-/** Prometheus metrics in KES's names (prom-client, one registry per server). */
-import type { Counter, Histogram, Registry, Gauge } from 'prom-client';
+/**
+ * Prometheus metrics with KES v0.24's names, types and labels (prom-client, one registry per server). The kes
+ * CLI's `kes metric` reads this endpoint and refuses any family other than the request counters that has
+ * more than one series, so every family here is either a `code`-labelled request counter or one series.
+ */
+import { availableParallelism, cpus } from 'node:os';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   observe(status: number, seconds: number): void;
+  /** requests being served now (kes_http_request_active) */
+  active: Gauge;
   auditEvents: Counter;
   errorEvents: Counter;
 }
@@ -11,45 +18,73 @@ export interface Metrics {
 export async function createMetrics(): Promise<Metrics> {
   const prom = await import('prom-client');
   const registry = new prom.Registry();
-  const success = new prom.Counter({
-    name: 'kes_http_request_success',
-    help: 'Number of requests answered with 2xx',
-    registers: [registry],
-  });
-  const error = new prom.Counter({ name: 'kes_http_request_error', help: 'Number of requests answered with 4xx', registers: [registry] });
-  const failure = new prom.Counter({
-    name: 'kes_http_request_failure',
-    help: 'Number of requests answered with 5xx',
+  const counter = (name: string, help: string, labelNames: string[] = []) =>
+    new prom.Counter({ name, help, labelNames, registers: [registry] });
+  const gauge = (name: string, help: string, value: () => number) => {
+    const g: Gauge = new prom.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        g.set(value());
+      },
+    });
+    return g;
+  };
+  const success = counter('kes_http_request_success', 'Number of requests that have been served successfully.', ['code']);
+  const error = counter('kes_http_request_error', 'Number of request that failed due to some error. (HTTP 4xx status code)', ['code']);
+  const failure = counter(
+    'kes_http_request_failure',
+    'Number of request that failed due to some internal failure. (HTTP 5xx status code)',
+    ['code'],
+  );
+  const active = new prom.Gauge({
+    name: 'kes_http_request_active',
+    help: 'Number of active requests that are not finished, yet.',
     registers: [registry],
   });
   const latency: Histogram = new prom.Histogram({
     name: 'kes_http_response_time',
-    help: 'Response time of successful requests in seconds',
+    help: 'Histogram of request response times spawning from 10ms to 10s.',
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3, 5, 10],
     registers: [registry],
   });
-  const auditEvents = new prom.Counter({ name: 'kes_log_audit_events', help: 'Number of audit log events', registers: [registry] });
-  const errorEvents = new prom.Counter({ name: 'kes_log_error_events', help: 'Number of error log events', registers: [registry] });
+  const errorEvents = counter('kes_log_error_events', 'Number of error log events written to the error log targets.');
+  const auditEvents = counter('kes_log_audit_events', 'Number of audit log events written to the audit log targets.');
   const start = Date.now();
-  const up: Gauge = new prom.Gauge({
-    name: 'kes_system_up_time',
-    help: 'Seconds since the server started',
-    registers: [registry],
-    collect() {
-      up.set((Date.now() - start) / 1000);
-    },
-  });
-  prom.collectDefaultMetrics({ register: registry, prefix: 'keyport_' });
+  gauge('kes_system_up_time', 'The time the server has been up and running in seconds.', () => Math.round((Date.now() - start) / 1000));
+  gauge('kes_system_num_cpu', 'The number of logical CPUs available on the system. It may be larger than the number of usable CPUs.', () =>
+    Math.max(cpus().length, availableParallelism()),
+  );
+  gauge(
+    'kes_system_num_cpu_used',
+    'The number of logical CPUs usable by the server. It may be smaller than the number of available CPUs.',
+    () => availableParallelism(),
+  );
+  // the event loop and libuv's worker pool (crypto and file work run there)
+  gauge(
+    'kes_system_num_threads',
+    'The number of concurrent co-routines/threads that currently exists.',
+    () => 1 + (Number(process.env.UV_THREADPOOL_SIZE) || 4),
+  );
+  gauge(
+    'kes_system_mem_heap_used',
+    'The number of bytes that are currently allocated on the heap memory.',
+    () => process.memoryUsage().heapUsed,
+  );
+  gauge('kes_system_mem_stack_used', 'The bytes of stack memory obtained from the OS.', () => 0);
   return {
     registry,
+    active,
     auditEvents,
     errorEvents,
     observe(status, seconds) {
+      const code = String(status);
       if (status < 400) {
-        success.inc();
+        success.inc({ code });
         latency.observe(seconds);
-      } else if (status < 500) error.inc();
-      else failure.inc();
+      } else if (status < 500) error.inc({ code });
+      else failure.inc({ code });
     },
   };
 }

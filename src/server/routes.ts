@@ -5,10 +5,12 @@
 import os from 'node:os';
 import { err, isKeyportError } from '../errors.js';
 import type { Keyring, KeyInfo } from '../keys/types.js';
-import { compilePattern } from '../keys/names.js';
 import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
 import { KEY_USAGES, type KeyUsage } from '../store/types.js';
 import type { ServerConfig } from './config.js';
+import { isKesListPattern, matchPattern } from './policy.js';
+
+export { matchPattern };
 import type { Logs } from './logs.js';
 import type { Metrics } from './metrics.js';
 
@@ -126,15 +128,19 @@ function describeJson(k: KeyInfo) {
   };
 }
 
-function validListPattern(p: string): string {
-  if (p === '' || p === '*') return '*';
-  if (p.length > 80 || p === '_') throw err('INVALID_INPUT', `listing pattern '${p}' is empty, too long or is invalid`);
-  try {
-    compilePattern(p);
-  } catch {
-    throw err('INVALID_INPUT', `listing pattern '${p}' is empty, too long or is invalid`);
-  }
-  return p;
+function checkListPattern(p: string): void {
+  if (!isKesListPattern(p)) throw err('INVALID_INPUT', `listing pattern '${p}' is empty, too long or is invalid`);
+}
+
+/**
+ * The server API lists by prefix, as KES v0.24 does: keys by the resource taken literally ('min' lists
+ * minio-a, 'min*' lists nothing, '*' or '' lists all); policies and identities by the resource without a
+ * trailing '*'. Globs are keyport's CLI's (`keyport key ls 'app-*'`), not the server API's.
+ */
+export function kesListPrefix(resource: string, stripStar: boolean): string {
+  checkListPattern(resource);
+  if (resource === '*') return '';
+  return stripStar && resource.endsWith('*') ? resource.slice(0, -1) : resource;
 }
 
 const LIST_MAX_BYTES = 900 * 1024; // the KES client reads at most 1 MiB of a listing
@@ -161,8 +167,9 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
         os: process.platform,
         arch: process.arch === 'x64' ? 'amd64' : process.arch,
         uptime: Math.round((Date.now() - c.state.startedAt) / 1000),
-        num_cpu: os.cpus().length,
-        num_cpu_used: Math.max(1, c.state.config.workers || os.cpus().length),
+        // as KES: runtime.NumCPU() and GOMAXPROCS, i.e. the CPUs this process may run on
+        num_cpu: Math.max(os.cpus().length, os.availableParallelism()),
+        num_cpu_used: os.availableParallelism(),
         mem_heap_used: mem.heapUsed,
         mem_stack_used: 0,
         ...(p.unreachable ? { keystore_unreachable: true } : { keystore_latency: Math.max(1, Math.round(p.latencyMs)) }),
@@ -212,7 +219,10 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
     }),
     r('GET', '/v1/key/describe/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.describe(c.resource)))),
     r('GET', '/v1/key/list/', 0, S15, 'verify', async (c) => {
-      const pattern = validListPattern(c.resource);
+      const prefix = kesListPrefix(c.resource, false);
+      // a key name has no '*': a prefix with one (KES: 'min*') lists nothing
+      if (prefix.includes('*')) return ok({ names: [] });
+      const pattern = `${prefix}*`;
       const after = c.query.get('after') ?? undefined;
       const limit = c.query.has('limit') ? Math.max(1, Math.min(10_000, Number(c.query.get('limit')) || 1000)) : undefined;
       const names: string[] = [];
@@ -303,8 +313,8 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       return ok(policyJson(c.state, p.name));
     }),
     r('GET', '/v1/policy/list/', 0, S15, 'verify', async (c) => {
-      const pat = compilePattern(validListPattern(c.resource));
-      return ok({ names: [...c.state.config.policies.keys()].filter((n) => pat.test(n)).sort(), continue_at: '' });
+      const prefix = kesListPrefix(c.resource, true);
+      return ok({ names: [...c.state.config.policies.keys()].filter((n) => n.startsWith(prefix)).sort(), continue_at: '' });
     }),
     r('GET', '/v1/identity/describe/', 0, S15, 'verify', async (c) => {
       const id = c.resource.toLowerCase();
@@ -314,7 +324,7 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       return ok({ policy: p, created_at: new Date(c.state.startedAt).toISOString(), created_by: c.state.config.admin ?? '' });
     }),
     r('GET', '/v1/identity/list/', 0, S15, 'verify', async (c) => {
-      const prefix = c.resource === '*' ? '' : c.resource.replace(/\*$/, '');
+      const prefix = kesListPrefix(c.resource, true);
       const all = [...(c.state.config.admin ? [c.state.config.admin] : []), ...c.state.config.identities.keys()];
       return ok({ identities: all.filter((i) => i.startsWith(prefix)).sort(), continue_at: '' });
     }),
@@ -334,6 +344,11 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
   return routes;
 }
 
+/** the paths the server serves (exact, or subtrees ending in '/'), for checking policy patterns */
+export function routePaths(): string[] {
+  return buildRoutes({ routes: {} } as unknown as ServerConfig).map((r) => r.path);
+}
+
 function policyJson(s: ServerState, name: string) {
   const p = s.config.policies.get(name)!;
   const set = (l: string[]) => (l.length ? Object.fromEntries(l.map((x) => [x, {}])) : undefined);
@@ -344,12 +359,6 @@ function policyJson(s: ServerState, name: string) {
     created_at: new Date(s.startedAt).toISOString(),
     created_by: s.config.admin ?? '',
   };
-}
-
-/** KES's policy match: a trailing '*' is a prefix match, anything else must be equal */
-export function matchPattern(pattern: string, path: string): boolean {
-  if (!pattern) return false;
-  return pattern.endsWith('*') ? path.startsWith(pattern.slice(0, -1)) : path === pattern;
 }
 
 export function policyAllows(cfg: ServerConfig, identity: string, path: string): boolean {
