@@ -27,6 +27,7 @@ const NodeRecordSchema = z.object({
   namespace: z.string().regex(/^1220[0-9a-f]{64}$/),
   namespaceOf: z.string().optional(),
   manualInit: z.boolean(),
+  awaitingRoot: z.boolean().optional(),
   keys: z.array(
     z.object({
       role: z.enum(CANTON_KEY_ROLES),

@@ -45,6 +45,11 @@ export interface NodeRecord {
   namespaceOf?: string;
   /** keys pre-generated in a KMS and registered (Canton's manual init: init.auto-init = false) */
   manualInit: boolean;
+  /**
+   * the namespace root is an offline key whose certificates are not imported yet (`node import-certs`); until
+   * then `namespace` is the node's own namespace key's fingerprint and the node has no topology transactions
+   */
+  awaitingRoot?: boolean;
   keys: NodeKeyRef[];
   /** root certificate, delegations, revocations, owner-to-key mappings — in the order they apply */
   topology: NodeTopologyEntry[];
