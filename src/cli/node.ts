@@ -1,5 +1,5 @@
 /** `keyport node …`: Canton node identities (init, ls, show, export, verify, delegate, root-cert, import-certs, import). */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
@@ -28,6 +28,16 @@ interface NodeOpts extends StoreOpts {
   revoke?: boolean;
   history?: string[];
   as?: string;
+}
+
+/** a read-only command never creates a store: a local store's file or directory must exist */
+async function mustExist(target: string): Promise<void> {
+  const { parseUri } = await import('../config/uri.js');
+  const { isYamlPath } = await import('../keys/open.js');
+  if (isYamlPath(target)) return;
+  const u = parseUri(target);
+  const path = u.path ?? u.params['path'];
+  if ((u.scheme === 'sqlite' || u.scheme === 'fs') && path && !existsSync(path)) throw err('NOT_FOUND', `no store at ${path}`);
 }
 
 /** node commands need the store itself (node records live in it), not a remote server */
@@ -136,6 +146,7 @@ export function register(program: Command): void {
   jsonOpt(storeOpt(node.command('ls').description('list the nodes of a store'))).action(async (o: NodeOpts) => {
     const { listNodes, loadNode } = await import('../canton/node/registry.js');
     const { nodeId } = await import('../canton/node/identity.js');
+    await mustExist(storeTarget(o));
     await withStore(o, async (kr) => {
       const nodes = await Promise.all((await listNodes(kr)).map((n) => loadNode(kr, n)));
       if (o.json)
@@ -153,6 +164,7 @@ export function register(program: Command): void {
     async (name: string, o: NodeOpts) => {
       const { loadNode } = await import('../canton/node/registry.js');
       const { nodeId } = await import('../canton/node/identity.js');
+      await mustExist(storeTarget(o));
       await withStore(o, async (kr) => {
         const n = await loadNode(kr, name);
         if (o.json) return printJson(nodeView(n, nodeId(n)));
@@ -198,6 +210,7 @@ export function register(program: Command): void {
     ),
   ).action(async (name: string, o: NodeOpts) => {
     if (!o.out === !o.bundle) throw err('USAGE', 'pass --out DIR (certificates) or --bundle FILE (identity bundle)');
+    await mustExist(storeTarget(o));
     await withStore(o, async (kr) => {
       if (o.bundle) {
         const { exportBundle } = await import('../canton/node/bundle.js');

@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { err } from '../../errors.js';
-import { parsePublicKey, spkiOf } from '../../crypto/keys.js';
+import { parsePublicKey } from '../../crypto/keys.js';
 import type { StoreKeyring } from '../../keys/keyring.js';
 import {
   describeRestriction,
@@ -125,7 +125,7 @@ export function readPublicKeyFile(path: string): Buffer {
     throw err('USAGE', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
   }
   try {
-    return spkiOf(parsePublicKey(b));
+    return parsePublicKey(b).export({ type: 'spki', format: 'der' }) as Buffer;
   } catch {
     try {
       return decodeSigningPublicKey(unwrapVersioned(b, 'SigningPublicKey').data).publicKey;

@@ -7,7 +7,7 @@
  * participants and synchronizer managers also an encryption key.
  */
 import { randomBytes } from 'node:crypto';
-import { err, isKeyportError } from '../../errors.js';
+import { err } from '../../errors.js';
 import { KEY_TYPE_INFO, type KeyType } from '../../crypto/keytypes.js';
 import { checkName } from '../../keys/names.js';
 import type { StoreKeyring } from '../../keys/keyring.js';
@@ -240,21 +240,15 @@ export async function initNode(kr: StoreKeyring, name: string, opts: InitOptions
 }
 
 /**
- * Register a pre-generated KMS key for a role: the keyring checks what the KMS says the key is against the
- * role's rule (spec and usage), and so does this function on what was recorded.
+ * Register a pre-generated KMS key for a role: the keyring checks what the KMS says the key is (spec and
+ * usage: AWS DescribeKey, PKCS#11 attributes) against the role's rule (src/canton/roles.ts) before recording it.
  */
 export async function registerForRole(kr: StoreKeyring, kms: string, name: string, keyId: string, role: CantonKeyRole) {
-  const rule = ROLE_RULES[role];
   const usage = ROLE_USAGES[role];
-  const purpose = rule.operation === 'sign' ? ('signing' as const) : ('encryption' as const);
-  let info: Awaited<ReturnType<StoreKeyring['register']>>;
-  try {
-    info = await kr.register(name, kms, keyId, { purpose, ...(usage.length ? { usage } : {}), createdBy: 'keyport node init' });
-  } catch (e) {
-    if (isKeyportError(e, 'KEY_USAGE')) throw err('KEY_USAGE', `cannot be the node's ${role} key: ${e.message}`);
-    throw e;
-  }
-  const why = roleMismatch(role, { type: info.type, usage: info.purpose === 'signing' ? 'sign' : 'encrypt', inKms: true });
+  // a refusal names the KMS key, what it is and what the role needs (src/keys/adopt.ts, src/canton/roles.ts)
+  const info = await kr.register(name, kms, keyId, { role, ...(usage.length ? { usage } : {}), createdBy: 'keyport node init' });
+  // belt and braces: what was recorded must fit the role too
+  const why = roleMismatch(role, { type: info.type, usage: 'unknown', inKms: true });
   if (why) {
     await kr.delete(name).catch(() => undefined);
     throw err('KEY_USAGE', `KMS key '${keyId}' cannot be the node's ${role} key: ${why.replace(/^the key is/, 'it is')}`);
