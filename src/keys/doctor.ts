@@ -76,6 +76,15 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
       detail: `${keys} key(s)${damaged ? `, ${damaged} unreadable` : ''}`,
       ...(damaged ? { fix: 'restore the unreadable records from a backup (keyport never half-writes one)' } : {}),
     });
+    // an interrupted write (kill -9) can leave temp files holding whole key records
+    const stale = kr.store.staleFiles?.() ?? [];
+    if (stale.length)
+      add({
+        check: 'temp files',
+        status: 'problem',
+        detail: `${stale.length} temp file(s) left by an interrupted write, which may hold key material: ${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}`,
+        fix: 'the next keyport write to this store removes them under its lock (e.g. run the interrupted migrate again); or delete them while no keyport process writes',
+      });
     if (opts.maxAgeMs !== undefined)
       add({
         check: 'key age',

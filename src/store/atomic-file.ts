@@ -1,12 +1,73 @@
-/** Crash-safe file writes: write a temp file, fsync, rename (or link for create-only), fsync the directory. */
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, linkSync, unlinkSync, mkdirSync } from 'node:fs';
+/**
+ * Crash-safe file writes: write a temp file, fsync, rename (or link for create-only), fsync the directory.
+ * A temp file is named `.tmp-p<pid>.<nonce>.<final name>`, so one left by a writer that died (kill -9
+ * mid-migration) is recognised and removed (`removeStaleTemps`) instead of lingering with its content.
+ */
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, linkSync, unlinkSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 export const TEMP_PREFIX = '.tmp-';
 
+function tempPath(path: string): string {
+  return join(dirname(path), `${TEMP_PREFIX}p${process.pid}.${randomBytes(6).toString('hex')}.${basename(path)}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The temp files in `dir` no writer will finish: the writing process is gone, or (pid reused, another
+ * host) the file is older than an hour; a temp from before names carried the pid counts after a minute.
+ * A temp of a live writer, this process's above all, is never listed.
+ */
+export function staleTemps(dir: string, now = Date.now()): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const f of entries) {
+    if (!f.startsWith(TEMP_PREFIX)) continue;
+    let age: number;
+    try {
+      age = now - statSync(join(dir, f)).mtimeMs;
+    } catch {
+      continue; // finished meanwhile
+    }
+    const m = /^\.tmp-p(\d+)\.[0-9a-f]{12}\./.exec(f);
+    const pid = m ? Number(m[1]) : undefined;
+    if (pid === process.pid) continue;
+    if (pid === undefined ? age > 60_000 : !alive(pid) || age > 3_600_000) out.push(f);
+  }
+  return out;
+}
+
+/** remove `staleTemps(dir)`; returns how many were removed. Callers hold the store's lock. */
+export function removeStaleTemps(dir: string): number {
+  let n = 0;
+  for (const f of staleTemps(dir)) {
+    try {
+      unlinkSync(join(dir, f));
+      n++;
+    } catch {
+      /* removed by someone else */
+    }
+  }
+  if (n) fsyncDir(dir);
+  return n;
+}
+
 function writeTemp(path: string, data: Buffer | string, mode: number): string {
-  const tmp = join(dirname(path), `${TEMP_PREFIX}${basename(path)}-${randomBytes(6).toString('hex')}`);
+  const tmp = tempPath(path);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const b = typeof data === 'string' ? Buffer.from(data) : data;
@@ -87,7 +148,7 @@ export async function createFilesAtomic(dir: string, files: { path: string; data
   const temps: string[] = [];
   try {
     for (const f of files) {
-      const tmp = join(dirname(f.path), `${TEMP_PREFIX}${basename(f.path)}-${randomBytes(6).toString('hex')}`);
+      const tmp = tempPath(f.path);
       const fd = openSync(tmp, 'wx', mode);
       temps.push(tmp);
       try {

@@ -3,6 +3,8 @@
  * never replaces), files 0600 in a 0700 directory. Listing reads the whole directory and sorts, so it
  * never truncates. Store settings live in `DIR/.keyport-meta.json`. Read-modify-writes (rotate,
  * protect) and deletes take a per-key lock file, so processes sharing the directory do not lose updates.
+ * Before its first write a store removes the temp files a writer that died left (they may hold whole key
+ * records), under a store-wide lock.
  */
 import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +13,15 @@ import { DirListing } from './dir-listing.js';
 import { withFileLock } from './file-lock.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { checkUpdated, parseRecord } from './record.js';
-import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic, TEMP_PREFIX } from './atomic-file.js';
+import {
+  createFileAtomic,
+  createFilesAtomic,
+  fsyncDir,
+  removeStaleTemps,
+  staleTemps,
+  writeFileAtomic,
+  TEMP_PREFIX,
+} from './atomic-file.js';
 
 const EXT = '.key';
 const META = '.keyport-meta.json';
@@ -39,12 +49,30 @@ class FsStore implements RecordStore {
     return join(this.dir, name + EXT);
   }
 
+  private cleaned?: Promise<void>;
+
+  /** once, before the first write: remove stale temp files under the store's lock */
+  private writable(): Promise<void> {
+    this.cleaned ??= withFileLock(join(this.dir, '.keyport-store.lock'), `store ${this.dir}`, () => {
+      removeStaleTemps(this.dir);
+    }).catch((e) => {
+      this.cleaned = undefined;
+      throw e;
+    });
+    return this.cleaned;
+  }
+
+  staleFiles(): string[] {
+    return staleTemps(this.dir).map((f) => join(this.dir, f));
+  }
+
   /** per-key lock file (a dot file: never listed as a key) */
   private locked<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
     return withFileLock(join(this.dir, `.lock-${name}`), `key '${name}'`, fn);
   }
 
   async create(rec: KeyRecord): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     try {
       createFileAtomic(this.file(rec.name), JSON.stringify(rec));
@@ -80,6 +108,7 @@ class FsStore implements RecordStore {
   }
 
   async delete(name: string): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     // under the key's lock, so a rotation in another process cannot write the deleted key back
     await this.locked(name, () => {
@@ -94,6 +123,7 @@ class FsStore implements RecordStore {
   }
 
   async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    await this.writable();
     this.listing.invalidate();
     return this.locked(name, async () => {
       const next = fn(await this.get(name));
@@ -108,6 +138,7 @@ class FsStore implements RecordStore {
   }
 
   async replace(rec: KeyRecord): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     if (!existsSync(this.file(rec.name))) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
     try {
@@ -118,6 +149,7 @@ class FsStore implements RecordStore {
   }
 
   async createMany(recs: KeyRecord[]): Promise<string[]> {
+    await this.writable();
     this.listing.invalidate();
     try {
       const existed = await createFilesAtomic(
@@ -131,6 +163,7 @@ class FsStore implements RecordStore {
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     // each file is replaced atomically; the directory has no multi-file transaction
     for (const r of recs) {
@@ -157,6 +190,7 @@ class FsStore implements RecordStore {
   }
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
+    await this.writable();
     const m = this.readMeta();
     if (value === undefined) delete m[key];
     else m[key] = value;

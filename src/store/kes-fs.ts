@@ -15,7 +15,8 @@ import { err } from '../errors.js';
 import { kcv } from '../crypto/fingerprint.js';
 import { DirListing } from './dir-listing.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
-import { createFileAtomic, createFilesAtomic, fsyncDir, writeFileAtomic } from './atomic-file.js';
+import { createFileAtomic, createFilesAtomic, fsyncDir, removeStaleTemps, staleTemps, writeFileAtomic } from './atomic-file.js';
+import { withFileLock } from './file-lock.js';
 import { decodeKesKey, encodeKesKey, kesKeyForm, type KesKey, type KesKeyForm } from './kes-format.js';
 
 const META = '.keyport-meta.json';
@@ -137,7 +138,25 @@ class KesFsStore implements RecordStore {
     return encodeKesKey(k, existing === 'json' && !k.hmacKey ? 'json' : 'protobuf');
   }
 
+  private cleaned?: Promise<void>;
+
+  /** once, before the first write: remove temp files a writer that died left (clear KES keys), under the store's lock */
+  private writable(): Promise<void> {
+    this.cleaned ??= withFileLock(join(this.dir, '.keyport-store.lock'), `store ${this.dir}`, () => {
+      removeStaleTemps(this.dir);
+    }).catch((e) => {
+      this.cleaned = undefined;
+      throw e;
+    });
+    return this.cleaned;
+  }
+
+  staleFiles(): string[] {
+    return staleTemps(this.dir).map((f) => join(this.dir, f));
+  }
+
   async create(rec: KeyRecord): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     const path = this.file(rec.name);
     const data = encodeKesKey(recordToKesKey(rec));
@@ -151,6 +170,7 @@ class KesFsStore implements RecordStore {
 
   /** bulk create-only (migration): parallel fsyncs, one directory fsync; returns the names that existed */
   async createMany(recs: KeyRecord[]): Promise<string[]> {
+    await this.writable();
     this.listing.invalidate();
     const files = recs.map((r) => ({ path: this.file(r.name), data: encodeKesKey(recordToKesKey(r)), name: r.name }));
     try {
@@ -194,6 +214,7 @@ class KesFsStore implements RecordStore {
   }
 
   async delete(name: string): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     try {
       unlinkSync(this.file(name));
@@ -205,6 +226,7 @@ class KesFsStore implements RecordStore {
   }
 
   async replace(rec: KeyRecord): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     const path = this.file(rec.name);
     const k = recordToKesKey(rec);
@@ -218,6 +240,7 @@ class KesFsStore implements RecordStore {
   }
 
   async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+    await this.writable();
     this.listing.invalidate();
     // refuse before writing anything if one record cannot be held; then each file atomically
     const keys = recs.map((r) => ({ path: this.file(r.name), k: recordToKesKey(r), name: r.name }));
@@ -247,6 +270,7 @@ class KesFsStore implements RecordStore {
   }
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
+    await this.writable();
     const m = this.readMeta();
     if (value === undefined) {
       if (!(key in m)) return;

@@ -116,6 +116,11 @@ export interface RecordStore {
    * or deleted meanwhile by another process is neither lost nor brought back.
    */
   updateMany?(names: string[], fn: (cur: KeyRecord) => KeyRecord | undefined, meta?: Record<string, string | undefined>): Promise<void>;
+  /**
+   * optional: leftovers of interrupted writes that may hold key material (a directory store's stale
+   * temp files), for doctor. The store removes them itself, under its lock, before its first write.
+   */
+  staleFiles?(): string[];
   /** optional: drop superseded copies of records (e.g. SQLite WAL frames) after a bulk rewrite */
   compact?(): Promise<void>;
   close(): Promise<void>;
