@@ -4,9 +4,13 @@ import { err } from '../errors.js';
 import { printJson } from './output.js';
 import { progressBar } from './common.js';
 
+/** exit code of a migration that finished with same-name keys of other material left untouched (`--merge`) */
+export const EXIT_CONFLICTS_LEFT = 3;
+
 interface MigrateCliOpts {
   from: string;
-  to: string;
+  to?: string;
+  target?: string;
   force?: boolean;
   merge?: boolean;
   dryRun?: boolean;
@@ -22,9 +26,10 @@ export function register(program: Command): void {
   program
     .command('migrate [pattern]')
     .description('move keys (all, a glob, or one name) between stores and KMSs: planned first, verified after, resumable')
-    .requiredOption('--from <store>', 'source store URI or YAML file')
-    .requiredOption('--to <store>', 'target store URI or YAML file')
-    .addOption(new Option('--force', 'replace keys the target already has (atomically)').conflicts('merge'))
+    .requiredOption('--from <store>', 'source: store URI, store YAML, or a KES server config (its keystore section)')
+    .option('--to <store>', 'target: store URI, store YAML, or a KES server config (its keystore section)')
+    .addOption(new Option('--target <store>', 'the same as --to').hideHelp())
+    .addOption(new Option('-f, --force', 'replace keys the target already has (atomically)').conflicts('merge'))
     .addOption(new Option('--merge', 'add only what the target lacks; same-material keys are skipped').conflicts('force'))
     .option('--dry-run', 'print the plan and write nothing')
     .option('--no-verify', 'skip the fingerprint and cryptographic round-trip checks')
@@ -33,7 +38,14 @@ export function register(program: Command): void {
     .option('--journal <path>', 'journal file (default: beside the target)')
     .option('--allow-clear', 'allow keys from a protected (envelope or KMS) source to be written in the clear at a clear target')
     .option('--json', 'one JSON report, no progress bar')
+    .addHelpText(
+      'after',
+      `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
+    )
     .action(async (pattern: string | undefined, o: MigrateCliOpts) => {
+      if (o.to !== undefined && o.target !== undefined) throw err('USAGE', 'give the target once: --to or --target');
+      const to = o.to ?? o.target;
+      if (to === undefined) throw err('USAGE', "required option '--to <store>' not specified");
       const conc = Number(o.concurrency);
       if (!Number.isInteger(conc) || conc < 1 || conc > 1024) throw err('USAGE', `--concurrency must be 1-1024, got '${o.concurrency}'`);
       const { migrate } = await import('../migrate/index.js');
@@ -41,7 +53,7 @@ export function register(program: Command): void {
       let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
       const report = await migrate({
         from: o.from,
-        to: o.to,
+        to,
         pattern,
         mode: o.force ? 'force' : o.merge ? 'merge' : 'default',
         dryRun: o.dryRun,
@@ -89,14 +101,19 @@ export function register(program: Command): void {
           w(
             `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} (${report.keysPerSecond.toFixed(0)} keys/s)`,
           );
+        // refusals, conflicts and failures are for stderr: stdout keeps the report
+        const e = (s: string) => process.stderr.write(s + '\n');
         if (report.conflicts.length)
-          w(
+          e(
             `conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`,
           );
-        for (const r of report.refused.slice(0, 20)) w(`refused ${r.name}: ${r.reason}`);
-        for (const e of report.errors.slice(0, 20)) w(`failed ${e.name}: ${e.error}`);
+        for (const r of report.refused.slice(0, 20)) e(`refused ${r.name}: ${r.reason}`);
+        for (const x of report.errors.slice(0, 20)) e(`failed ${x.name}: ${x.error}`);
         if (report.rekeyMap) w(`old → new key map and delegations: ${report.rekeyMap}`);
       }
-      if (bad) process.exitCode = 1;
+      // with --merge, keys left untouched are the outcome asked for: their own exit code, not failure
+      const leftOnly = o.merge && report.conflicts.length > 0 && report.failed.length + report.refused.length === 0;
+      if (leftOnly) process.exitCode = EXIT_CONFLICTS_LEFT;
+      else if (bad) process.exitCode = 1;
     });
 }

@@ -26,6 +26,7 @@ import { readProtection, writeProtection } from '../store/protection.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
 import { protectEnable } from './protect.js';
 import { sameWrapperKey } from '../store/envelope.js';
+import { isKesConfig, kesKeystoreToStoreConfig } from '../store/kes-config.js';
 
 const Duration = z.union([z.string(), z.number()]);
 export const StoreConfigSchema = z
@@ -62,6 +63,8 @@ export function loadStoreConfig(path: string): StoreConfig {
   } catch (e) {
     throw err('INVALID_INPUT', `${path}: not valid YAML (${(e as Error).message.split('\n')[0]})`);
   }
+  // a KES server config: its keystore section is the store (src/store/kes-config.ts)
+  if (isKesConfig(doc)) doc = kesKeystoreToStoreConfig(doc['keystore'], path);
   const r = StoreConfigSchema.safeParse(doc);
   if (!r.success) {
     const i = r.error.issues[0]!;

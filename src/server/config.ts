@@ -11,6 +11,7 @@ import { err } from '../errors.js';
 import { parseDuration } from '../config/duration.js';
 import { parseApiKey } from './identity.js';
 import { checkPolicyPatterns } from './policy.js';
+import { kesKeystoreToStoreConfig } from '../store/kes-config.js';
 import { routePaths } from './routes.js';
 
 const Duration = z.union([z.string(), z.number()]);
@@ -169,15 +170,8 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
       ...(a.timeout !== undefined ? { timeoutMs: parseDuration(a.timeout, `api.${path}.timeout`) } : {}),
     };
   const exp = c.cache?.expiry ?? {};
-  const ks = c.keystore;
-  let store: ServerConfig['store'];
-  if (ks.keyport) store = ks.keyport;
-  else if (ks.fs) store = `kes-fs:${resolve(base, ks.fs.path)}`;
-  else
-    throw err(
-      'INVALID_INPUT',
-      `${where}: keystore: use fs: {path: …} or keyport: {store: URI} (other KES keystores: migrate them with 'keyport migrate')`,
-    );
+  // the keystore section, as `keyport migrate` reads a KES config too (fs, aws.secretsmanager, keyport)
+  const store: ServerConfig['store'] = kesKeystoreToStoreConfig(c.keystore, where, base);
   const { host, port } = parseAddress(c.address);
   return {
     host,

@@ -49,7 +49,7 @@ function fileName(name: string): string {
 }
 
 /** map a KES key to a keyport record */
-export function kesKeyToRecord(name: string, k: KesKey): KeyRecord {
+export function kesKeyToRecord(name: string, k: KesKey & { form?: KesKeyForm }): KeyRecord {
   const clear = k.hmacKey ? Buffer.concat([k.secret, k.hmacKey]) : k.secret;
   return {
     name,
@@ -59,7 +59,8 @@ export function kesKeyToRecord(name: string, k: KesKey): KeyRecord {
     state: 'active',
     createdAt: k.createdAt,
     createdBy: k.createdBy,
-    meta: { kes_algorithm: k.algorithm },
+    // a legacy JSON key remembers its form, so a KES keystore it moves to gets the same bytes (as `kes migrate` copies them)
+    meta: { kes_algorithm: k.algorithm, ...(k.form === 'json' ? { kes_form: 'json' } : {}) },
     versions: [{ version: 1, createdAt: k.createdAt, fingerprint: kcv(k.secret), clear: clear.toString('base64') }],
   };
 }
@@ -133,9 +134,10 @@ class KesFsStore implements RecordStore {
     }
   }
 
-  /** the bytes to store: KES v0.24 protobuf, except a legacy JSON file stays JSON while it can */
-  private encode(k: KesKey, existing: KesKeyForm | undefined): Buffer {
-    return encodeKesKey(k, existing === 'json' && !k.hmacKey ? 'json' : 'protobuf');
+  /** the bytes to store: KES v0.24 protobuf, except a legacy JSON key (the record's or the file's) stays JSON while it can */
+  private encode(k: KesKey, existing: KesKeyForm | undefined, rec?: KeyRecord): Buffer {
+    const json = rec?.meta?.['kes_form'] === 'json' || existing === 'json';
+    return encodeKesKey(k, json && !k.hmacKey ? 'json' : 'protobuf');
   }
 
   private cleaned?: Promise<void>;
@@ -159,7 +161,7 @@ class KesFsStore implements RecordStore {
     await this.writable();
     this.listing.invalidate();
     const path = this.file(rec.name);
-    const data = encodeKesKey(recordToKesKey(rec));
+    const data = this.encode(recordToKesKey(rec), undefined, rec);
     try {
       createFileAtomic(path, data, 0o600);
     } catch (e) {
@@ -172,7 +174,7 @@ class KesFsStore implements RecordStore {
   async createMany(recs: KeyRecord[]): Promise<string[]> {
     await this.writable();
     this.listing.invalidate();
-    const files = recs.map((r) => ({ path: this.file(r.name), data: encodeKesKey(recordToKesKey(r)), name: r.name }));
+    const files = recs.map((r) => ({ path: this.file(r.name), data: this.encode(recordToKesKey(r), undefined, r), name: r.name }));
     try {
       const existed = new Set(await createFilesAtomic(this.dir, files));
       return files.filter((f) => existed.has(f.path)).map((f) => f.name);
@@ -233,7 +235,7 @@ class KesFsStore implements RecordStore {
     const form = this.formOf(path);
     if (!form) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
     try {
-      writeFileAtomic(path, this.encode(k, form), 0o600);
+      writeFileAtomic(path, this.encode(k, form, rec), 0o600);
     } catch (e) {
       ioError(e, `cannot write key '${rec.name}'`);
     }
@@ -243,10 +245,10 @@ class KesFsStore implements RecordStore {
     await this.writable();
     this.listing.invalidate();
     // refuse before writing anything if one record cannot be held; then each file atomically
-    const keys = recs.map((r) => ({ path: this.file(r.name), k: recordToKesKey(r), name: r.name }));
-    for (const { path, k, name } of keys) {
+    const keys = recs.map((r) => ({ path: this.file(r.name), k: recordToKesKey(r), name: r.name, r }));
+    for (const { path, k, name, r } of keys) {
       try {
-        writeFileAtomic(path, this.encode(k, this.formOf(path)), 0o600);
+        writeFileAtomic(path, this.encode(k, this.formOf(path), r), 0o600);
       } catch (e) {
         ioError(e, `cannot write key '${name}'`);
       }

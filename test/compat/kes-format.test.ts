@@ -369,7 +369,7 @@ describe('kes-fs store on a directory', () => {
       }),
     );
     const r = await s.get('old');
-    assert.deepEqual(r.meta, { kes_algorithm: 'ChaCha20' });
+    assert.deepEqual(r.meta, { kes_algorithm: 'ChaCha20', kes_form: 'json' });
     assert.equal(r.createdBy, 'kes-admin');
     await s.replace({ ...r, createdBy: 'someone else' });
     const j = decodeKesKey(readFileSync(join(dir, 'old')));
