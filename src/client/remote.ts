@@ -24,7 +24,36 @@ export interface RemoteOptions {
 
 const env = (...names: string[]) => names.map((n) => process.env[n]).find((v) => v !== undefined && v !== '');
 
-function statusError(status: number, message: string): never {
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'USAGE',
+  'INVALID_NAME',
+  'INVALID_INPUT',
+  'INVALID_CIPHERTEXT',
+  'NOT_FOUND',
+  'EXISTS',
+  'UNSUPPORTED',
+  'KEY_USAGE',
+  'KEY_DISABLED',
+  'VERIFY_FAILED',
+  'PERMISSION',
+  'AUTH',
+  'UNAVAILABLE',
+  'TIMEOUT',
+  'THROTTLED',
+  'CONFLICT',
+  'INTERNAL',
+]);
+
+/**
+ * The error for a refusal: a keyport server says its stable `code` beside KES's `message`, and that
+ * code is kept (a disabled key is KEY_DISABLED, not PERMISSION); a KES server's status and message are
+ * mapped as well as they can be.
+ */
+function statusError(status: number, message: string, serverCode?: unknown): never {
+  if (typeof serverCode === 'string' && CODES.has(serverCode)) {
+    const code = serverCode as ErrorCode;
+    throw err(code, `server: ${message || `HTTP ${status}`}`, code === 'CONFLICT' ? { retryable: false } : undefined);
+  }
   let code: ErrorCode = 'INTERNAL';
   if (status === 404) code = 'NOT_FOUND';
   else if (status === 400)
@@ -124,6 +153,7 @@ export class RemoteKeyring implements Keyring {
                     : typeof json?.error === 'string'
                       ? json.error
                       : text.slice(0, 200).trim(),
+                  json?.code,
                 );
               } catch (e) {
                 reject(e);

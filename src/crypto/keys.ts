@@ -2,7 +2,7 @@
  * Key material: generation, parsing (PKCS#8 / SPKI, DER or PEM), export, and the key type of a key
  * object. Private keys travel as PKCS#8 DER, public keys as SPKI DER, aes256 keys as 32 raw bytes.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { err } from '../errors.js';
 import { KEY_TYPE_INFO, type KeyType } from './keytypes.js';
 
@@ -35,6 +35,66 @@ export function generateKey(type: KeyType): KeyMaterial {
       const kp = generateKeyPairSync('rsa', { modulusLength: info.bits!, publicExponent: 65537, ...enc });
       return { type, secret: kp.privateKey, publicKey: kp.publicKey };
     }
+  }
+}
+
+/**
+ * How many key pairs are generated at once off the event loop. node:crypto's generateKeyPair runs in
+ * libuv's thread pool (4 threads by default), which file system calls share: RSA generation takes
+ * seconds, so at most two pool threads do it and the rest of the server keeps its file I/O.
+ */
+const GENERATE_SLOTS = 2;
+let generating = 0;
+const waiting: (() => void)[] = [];
+
+function aborted(signal?: AbortSignal): Error {
+  return err('TIMEOUT', 'key generation was cancelled: the request ran out of time', { cause: signal?.reason });
+}
+
+/**
+ * generateKey off the event loop: the key pair is made in libuv's thread pool, a few at a time, so a
+ * burst of RSA creates never stalls other work. A request that is cancelled while it waits for a
+ * slot generates nothing.
+ */
+export async function generateKeyAsync(type: KeyType, signal?: AbortSignal): Promise<KeyMaterial> {
+  const info = KEY_TYPE_INFO[type];
+  if (info.family === 'symmetric') return { type, secret: randomBytes(64) };
+  if (signal?.aborted) throw aborted(signal);
+  // a finished generation hands its slot straight to the next waiter
+  if (generating < GENERATE_SLOTS) generating++;
+  else
+    await new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener('abort', cancel);
+        resolve();
+      };
+      const cancel = () => {
+        const i = waiting.indexOf(go);
+        if (i >= 0) waiting.splice(i, 1);
+        reject(aborted(signal));
+      };
+      waiting.push(go);
+      signal?.addEventListener('abort', cancel, { once: true });
+    });
+  try {
+    const enc = { privateKeyEncoding: { type: 'pkcs8', format: 'der' }, publicKeyEncoding: { type: 'spki', format: 'der' } } as const;
+    const pair = (alg: 'ec' | 'ed25519' | 'rsa', opts: object) =>
+      new Promise<{ publicKey: Buffer; privateKey: Buffer }>((resolve, reject) =>
+        generateKeyPair(alg as 'ec', { ...opts, ...enc } as never, (e: Error | null, publicKey: Buffer, privateKey: Buffer) =>
+          e ? reject(e) : resolve({ publicKey, privateKey }),
+        ),
+      );
+    const kp =
+      info.family === 'ec'
+        ? await pair('ec', { namedCurve: info.curve! })
+        : info.family === 'ed25519'
+          ? await pair('ed25519', {})
+          : await pair('rsa', { modulusLength: info.bits!, publicExponent: 65537 });
+    return { type, secret: kp.privateKey, publicKey: kp.publicKey };
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else generating--;
   }
 }
 

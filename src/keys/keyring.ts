@@ -7,7 +7,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { err, isKeyportError } from '../errors.js';
 import { KEY_TYPE_INFO, parseKeyType, type KeyType, type Purpose } from '../crypto/keytypes.js';
-import { generateKey, parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
+import { generateKeyAsync, parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
 import { fingerprintOf } from '../crypto/fingerprint.js';
 import { signData, verifyData } from '../crypto/sign.js';
 import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../crypto/asym.js';
@@ -298,7 +298,7 @@ export class StoreKeyring implements Keyring {
   }
 
   /** a new version for a record: generated here, or in the KMS for an external store */
-  private async newVersion(name: string, type: KeyType, purpose: Purpose, version: number): Promise<VersionRecord> {
+  private async newVersion(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord> {
     const createdAt = new Date().toISOString();
     const p = await this.protection();
     if (p.mode === 'external') {
@@ -319,7 +319,8 @@ export class StoreKeyring implements Keyring {
         external: ext,
       };
     }
-    const m = generateKey(type);
+    // off the event loop: an RSA key takes seconds
+    const m = await generateKeyAsync(type, signal);
     return {
       version,
       createdAt,
@@ -342,16 +343,20 @@ export class StoreKeyring implements Keyring {
     const type = parseKeyType(opts.type);
     const purpose = StoreKeyring.purposeFor(type, opts.purpose);
     const usage = StoreKeyring.usageFor(purpose, opts.usage);
+    // everything that can refuse is asked before the key is generated (RSA takes seconds; a KMS key costs)
+    if (this.store.capabilities.kesOnly && type !== 'aes256')
+      throw err('UNSUPPORTED', `a KES keystore holds only aes256 keys, not ${type}: use a keyport store for other key types`);
     const p = await this.protection();
-    if (p.mode === 'external') {
-      // do not leave an orphan KMS key behind for a name that is taken
-      const exists = await this.store.get(name).then(
-        () => true,
-        (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)),
-      );
-      if (exists) throw err('EXISTS', `key '${name}' already exists`);
+    const exists = await this.store.get(name).then(
+      () => true,
+      (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)),
+    );
+    if (exists) throw err('EXISTS', `key '${name}' already exists`);
+    const v = await this.newVersion(name, type, purpose, 1, opts.signal);
+    if (opts.signal?.aborted) {
+      await this.dropExternal(v);
+      throw err('TIMEOUT', `creating key '${name}' was cancelled: the request ran out of time`);
     }
-    const v = await this.newVersion(name, type, purpose, 1);
     const rec = this.newRecord(
       name,
       type,

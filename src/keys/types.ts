@@ -45,6 +45,8 @@ export interface CreateOptions {
   purpose?: Purpose;
   usage?: KeyUsage[];
   createdBy?: string;
+  /** cancels a create that has not started generating yet (a server request that ran out of time) */
+  signal?: AbortSignal;
 }
 
 export interface SignOptions {

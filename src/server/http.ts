@@ -6,9 +6,9 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { isKeyportError, oneLine } from '../errors.js';
+import { isKeyportError, oneLine, type ErrorCode } from '../errors.js';
 import { identityOfCertificate, parseApiKey } from './identity.js';
-import { buildRoutes, kesError, policyAllows, type Ctx, type Reply, type ServerState } from './routes.js';
+import { buildRoutes, codeOfStatus, kesError, policyAllows, type Ctx, type Reply, type ServerState } from './routes.js';
 import { createMux } from './mux.js';
 
 const socketIdentity = new WeakMap<object, string>();
@@ -58,8 +58,14 @@ function send(res: ServerResponse, status: number, body?: unknown, extra: Record
   res.end(text);
 }
 
-const fail = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) =>
-  send(res, status, { message }, extra);
+/** a KES error body, `{"message": …}`, with keyport's stable error code beside it */
+const fail = (
+  res: ServerResponse,
+  status: number,
+  message: string,
+  extra?: Record<string, string>,
+  code: ErrorCode = codeOfStatus(status),
+) => send(res, status, { message, code }, extra);
 
 /** Go's http.Redirect with 301, as KES's mux answers a path it spells differently */
 function redirect(req: IncomingMessage, res: ServerResponse, location: string): void {
@@ -165,7 +171,7 @@ export function createKesServer(state: ServerState): Server {
     if (route.auth !== 'none') {
       if (!identity && route.auth === 'verify') {
         await drain(req);
-        fail(res, 400, 'tls: client certificate is required');
+        fail(res, 400, 'tls: client certificate is required', {}, 'AUTH');
         return finish(400);
       }
       if (route.auth === 'verify' && !policyAllows(cfg, identity, path)) {
@@ -175,6 +181,8 @@ export function createKesServer(state: ServerState): Server {
       }
     }
     let timer: NodeJS.Timeout | undefined;
+    const cancel = new AbortController();
+    res.once('close', () => cancel.abort());
     try {
       const body = await readBody(req, route.maxBody);
       if (body === 'too-large' || body === 'too-large-close') {
@@ -182,15 +190,16 @@ export function createKesServer(state: ServerState): Server {
         return finish(413);
       }
       const resource = path.length >= route.path.length ? path.slice(route.path.length) : '';
-      const ctx: Ctx = { identity, admin: !!cfg.admin && identity === cfg.admin, resource, query, body, state };
+      const ctx: Ctx = { identity, admin: !!cfg.admin && identity === cfg.admin, resource, query, body, state, signal: cancel.signal };
       const work = route.handler(ctx);
       const reply: Reply | 'timeout' =
         route.timeoutMs > 0
           ? await Promise.race([work, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), route.timeoutMs)))])
           : await work;
       if (reply === 'timeout') {
+        cancel.abort();
         work.catch(() => undefined);
-        fail(res, 503, 'request timed out');
+        fail(res, 503, 'request timed out', {}, 'TIMEOUT');
         return finish(503);
       }
       if ('stream' in reply) {
@@ -203,14 +212,22 @@ export function createKesServer(state: ServerState): Server {
       if ('text' in reply) {
         res.writeHead(reply.status, { 'Content-Type': reply.contentType, 'Content-Length': Buffer.byteLength(reply.text) });
         res.end(reply.text);
-      } else send(res, reply.status, reply.json);
+      } else {
+        // a handler's own refusal ({"message": …}) gets its code too
+        const j = reply.json as { message?: unknown; code?: unknown } | undefined;
+        send(
+          res,
+          reply.status,
+          reply.status >= 400 && j?.message !== undefined && j.code === undefined ? { ...j, code: codeOfStatus(reply.status) } : j,
+        );
+      }
       return finish(reply.status);
     } catch (e) {
       const subject = path.startsWith('/v1/policy/') ? 'policy' : path.startsWith('/v1/identity/') ? 'identity' : 'key';
-      const { status, message } = kesError(e, subject);
+      const { status, message, code } = kesError(e, subject);
       if (!isKeyportError(e) || status >= 500)
         state.logs.logError(`${req.method} ${route.path}: ${isKeyportError(e) ? oneLine(e) : 'internal error: ' + oneLine(e)}`);
-      fail(res, status, message);
+      fail(res, status, message, {}, code);
       return finish(status);
     } finally {
       if (timer) clearTimeout(timer);
@@ -233,7 +250,7 @@ export function createKesServer(state: ServerState): Server {
     (req, res) => {
       handle(req, res).catch((e) => {
         state.logs.logError(`request failed: ${oneLine(e)}`);
-        fail(res, 500, 'internal server error');
+        fail(res, 500, 'internal server error', {}, 'INTERNAL');
       });
     },
   );
@@ -241,7 +258,7 @@ export function createKesServer(state: ServerState): Server {
   // a request node's HTTP parser rejects still gets a KES-style answer
   server.on('clientError', (_e, socket) => {
     if (socket.writable) {
-      const body = '{"message":"bad request"}';
+      const body = '{"message":"bad request","code":"INVALID_INPUT"}';
       socket.end(
         `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );

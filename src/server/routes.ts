@@ -3,7 +3,7 @@
  * plus keyport's additions in the same style. Handlers call the same Keyring the CLI uses.
  */
 import os from 'node:os';
-import { err, isKeyportError } from '../errors.js';
+import { err, isKeyportError, type ErrorCode } from '../errors.js';
 import type { Keyring, KeyInfo } from '../keys/types.js';
 import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
 import { KEY_USAGES, type KeyUsage } from '../store/types.js';
@@ -24,6 +24,8 @@ export interface Ctx {
   query: URLSearchParams;
   body: Buffer;
   state: ServerState;
+  /** aborted when the request runs out of time or its client goes away: work not yet started is skipped */
+  signal: AbortSignal;
 }
 
 export type Reply =
@@ -88,25 +90,43 @@ function str(o: Record<string, unknown>, field: string): string | undefined {
 
 const ok = (json?: unknown): Reply => ({ status: 200, json });
 
-/** KES's own error messages, which its clients match on */
-export function kesError(e: unknown, subject = 'key'): { status: number; message: string } {
-  if (!isKeyportError(e)) return { status: 500, message: 'internal server error' };
-  switch (e.code) {
+/**
+ * KES's own error messages, which its clients match on, and keyport's stable error code beside them
+ * (KES clients ignore the extra field; keyport's remote client keeps it)
+ */
+export function kesError(e: unknown, subject = 'key'): { status: number; message: string; code: ErrorCode } {
+  if (!isKeyportError(e)) return { status: 500, message: 'internal server error', code: 'INTERNAL' };
+  const code = e.code;
+  switch (code) {
     case 'NOT_FOUND':
-      return { status: 404, message: `${subject} does not exist` };
+      return { status: 404, message: `${subject} does not exist`, code };
     case 'EXISTS':
-      return { status: 400, message: `${subject} already exists` };
+      return { status: 400, message: `${subject} already exists`, code };
     case 'INVALID_CIPHERTEXT':
-      return { status: 400, message: 'decryption failed: ciphertext is not authentic' };
+      return { status: 400, message: 'decryption failed: ciphertext is not authentic', code };
     case 'INVALID_NAME':
-      return { status: 400, message: e.message };
+      return { status: 400, message: e.message, code };
     case 'UNAVAILABLE':
-      return { status: 502, message: 'key store is unavailable' };
+      return { status: 502, message: 'key store is unavailable', code };
     case 'TIMEOUT':
-      return { status: 504, message: 'key store is not reachable' };
+      return { status: 504, message: 'key store is not reachable', code };
     default:
-      return { status: e.httpStatus, message: e.message };
+      return { status: e.httpStatus, message: e.message, code };
   }
+}
+
+/** the stable code of an HTTP status the server answers without a KeyportError (routing, policy, limits) */
+export function codeOfStatus(status: number): ErrorCode {
+  if (status === 400 || status === 405 || status === 406 || status === 413) return 'INVALID_INPUT';
+  if (status === 401) return 'AUTH';
+  if (status === 403) return 'PERMISSION';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 409) return 'CONFLICT';
+  if (status === 501) return 'UNSUPPORTED';
+  if (status === 502) return 'UNAVAILABLE';
+  if (status === 503) return 'THROTTLED';
+  if (status === 504) return 'TIMEOUT';
+  return 'INTERNAL';
 }
 
 function describeJson(k: KeyInfo) {
@@ -192,7 +212,13 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const usage = (b['usage'] as KeyUsage[] | undefined) ?? undefined;
       if (usage !== undefined && (!Array.isArray(usage) || usage.some((u) => !(KEY_USAGES as readonly string[]).includes(u))))
         throw err('INVALID_INPUT', 'invalid usage');
-      await c.state.kr.create(c.resource, { type, purpose: str(b, 'purpose') as never, usage, createdBy: c.identity });
+      try {
+        await c.state.kr.create(c.resource, { type, purpose: str(b, 'purpose') as never, usage, createdBy: c.identity, signal: c.signal });
+      } catch (e) {
+        // a key type this store cannot hold is the client's request refused (checked before generating), not a missing feature
+        if (isKeyportError(e, 'UNSUPPORTED')) throw err('UNSUPPORTED', e.message, { httpStatus: 400 });
+        throw e;
+      }
       return ok();
     }),
     r('PUT', '/v1/key/import/', MB, S15, 'verify', async (c) => {

@@ -1,6 +1,12 @@
 /**
  * The embedded default store: one SQLite file (better-sqlite3), WAL journal, synchronous=FULL so a
  * committed key survives power loss; every write is one transaction (all or nothing).
+ *
+ * better-sqlite3 is synchronous, and SQLite's own busy handler sleeps in the calling thread: another
+ * process holding the write lock (`protect rotate`, `migrate`, `sqlite3`) would freeze a server's
+ * event loop for the whole busy timeout. So SQLite is told never to wait (busy_timeout 0) and a busy
+ * database is retried here with timers, up to BUSY_WAIT_MS, then refused as THROTTLED (HTTP 503).
+ * Readers never wait for a writer in WAL mode, so only writes queue behind another process's lock.
  */
 import { mkdirSync, chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -9,24 +15,41 @@ import { err } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { checkUpdated, parseRecord, prefixEnd } from './record.js';
 
+/** how long a call waits (asynchronously) for another connection's lock before it is refused */
+export const BUSY_WAIT_MS = 5_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const isBusy = (e: unknown) => {
+  const code = (e as { code?: string }).code ?? '';
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+};
+
 export async function openSqliteStore(path: string, uri: string): Promise<RecordStore> {
   const Database = (await import('better-sqlite3')).default;
   const fresh = !existsSync(path);
   if (fresh) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  let db: DatabaseT.Database;
-  try {
-    db = new Database(path, { timeout: 10_000 });
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    // overwrite freed content so old clear key bytes do not linger after protect enable / delete
-    db.pragma('secure_delete = ON');
-    db.exec(`CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
-  } catch (e) {
-    throw err('UNAVAILABLE', `cannot open SQLite store ${path}: ${(e as Error).message}`, { retryable: false });
+  let db: DatabaseT.Database | undefined;
+  for (const deadline = Date.now() + BUSY_WAIT_MS; ; ) {
+    try {
+      db = new Database(path, { timeout: 0 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      // overwrite freed content so old clear key bytes do not linger after protect enable / delete
+      db.pragma('secure_delete = ON');
+      db.exec(`CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+               CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
+      break;
+    } catch (e) {
+      if (db?.open) db.close();
+      if (isBusy(e) && Date.now() < deadline) {
+        await sleep(25);
+        continue;
+      }
+      if (isBusy(e)) throw err('THROTTLED', `SQLite store ${path} is locked by another process: retry later`);
+      throw err('UNAVAILABLE', `cannot open SQLite store ${path}: ${(e as Error).message}`, { retryable: false });
+    }
   }
   if (fresh) for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
-  return new SqliteStore(db, uri, path);
+  return new SqliteStore(db!, uri, path);
 }
 
 function freeze(r: KeyRecord): KeyRecord {
@@ -76,22 +99,36 @@ class SqliteStore implements RecordStore {
     }
   }
 
-  private wrap<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? '';
-      if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
-      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') throw err('CONFLICT', `SQLite store ${this.path} is busy: retry`);
-      if (code.startsWith('SQLITE_')) throw err('UNAVAILABLE', `SQLite store ${this.path}: ${(e as Error).message}`, { retryable: false });
-      throw e;
+  /**
+   * one synchronous SQLite call; a busy database is tried again after a timer (never a wait in this
+   * thread), with backoff, until BUSY_WAIT_MS have passed
+   */
+  private async wrap<T>(fn: () => T): Promise<T> {
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      try {
+        return fn();
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? '';
+        if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
+        if (isBusy(e)) {
+          if (Date.now() + pause < deadline) {
+            await sleep(pause + Math.random() * pause);
+            continue;
+          }
+          throw err('THROTTLED', `SQLite store ${this.path} is locked by another process: retry later`);
+        }
+        if (code.startsWith('SQLITE_'))
+          throw err('UNAVAILABLE', `SQLite store ${this.path}: ${(e as Error).message}`, { retryable: false });
+        throw e;
+      }
     }
   }
 
   async create(rec: KeyRecord): Promise<void> {
     this.cache.delete(rec.name);
     try {
-      this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)));
+      await this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)));
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw err('EXISTS', `key '${rec.name}' already exists`);
       throw e;
@@ -102,11 +139,11 @@ class SqliteStore implements RecordStore {
     // only a possible hit needs the version check: a row read now is as fresh as it gets, and if the
     // database has not moved since the last check (which predates every cached row) all rows still hold
     if (this.cache.has(name)) {
-      this.wrap(() => this.fresh());
+      await this.wrap(() => this.fresh());
       const hit = this.cache.get(name);
       if (hit) return hit;
     }
-    const r = this.wrap(() => this.q.get.get(name)) as string | undefined;
+    const r = (await this.wrap(() => this.q.get.get(name))) as string | undefined;
     if (r === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
     const rec = freeze(parseRecord(r, `key '${name}'`));
     if (this.cache.size >= 4096) this.cache.delete(this.cache.keys().next().value!);
@@ -117,7 +154,7 @@ class SqliteStore implements RecordStore {
   async list(opts: ListOptions = {}): Promise<ListPage> {
     const limit = Math.max(1, Math.min(opts.limit ?? 1000, 100_000));
     const prefix = opts.prefix ?? '';
-    const names = this.wrap(() => this.q.list.all(opts.after ?? '', prefix, prefixEnd(prefix), limit + 1)) as string[];
+    const names = (await this.wrap(() => this.q.list.all(opts.after ?? '', prefix, prefixEnd(prefix), limit + 1))) as string[];
     if (names.length > limit) {
       names.length = limit;
       return { names, next: names[limit - 1] };
@@ -127,13 +164,13 @@ class SqliteStore implements RecordStore {
 
   async delete(name: string): Promise<void> {
     this.cache.delete(name);
-    const r = this.wrap(() => this.q.del.run(name));
+    const r = await this.wrap(() => this.q.del.run(name));
     if (r.changes === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
   }
 
   async replace(rec: KeyRecord): Promise<void> {
     this.cache.delete(rec.name);
-    const r = this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name));
+    const r = await this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name));
     if (r.changes === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
   }
 
@@ -149,7 +186,7 @@ class SqliteStore implements RecordStore {
     });
     this.cache.delete(name);
     try {
-      return this.wrap(() => tx.immediate());
+      return await this.wrap(() => tx.immediate());
     } finally {
       this.cache.delete(name);
     }
@@ -173,7 +210,7 @@ class SqliteStore implements RecordStore {
     });
     this.cache.clear();
     try {
-      this.wrap(() => tx.immediate());
+      await this.wrap(() => tx.immediate());
     } finally {
       this.cache.clear();
     }
@@ -185,15 +222,15 @@ class SqliteStore implements RecordStore {
       for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);
     });
     this.cache.clear();
-    this.wrap(() => tx(recs));
+    await this.wrap(() => tx(recs));
   }
 
   async getMeta(key: string): Promise<string | undefined> {
-    return this.wrap(() => this.q.getMeta.get(key)) as string | undefined;
+    return (await this.wrap(() => this.q.getMeta.get(key))) as string | undefined;
   }
 
   async setMeta(key: string, value: string | undefined): Promise<void> {
-    this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
+    await this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
   }
 
   async createMany(recs: KeyRecord[]): Promise<string[]> {
@@ -202,13 +239,20 @@ class SqliteStore implements RecordStore {
       for (const r of rs) if (this.q.insertIgnore.run(r.name, JSON.stringify(r)).changes === 0) skipped.push(r.name);
     });
     for (const r of recs) this.cache.delete(r.name);
-    this.wrap(() => tx(recs));
+    await this.wrap(() => tx(recs));
     return skipped;
   }
 
   /** fold the WAL into the database file and truncate it, so no superseded page survives */
   async compact(): Promise<void> {
-    this.wrap(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+    // without a busy handler a checkpoint that meets a reader reports busy instead of waiting: try again
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (;;) {
+      const [r] = (await this.wrap(() => this.db.pragma('wal_checkpoint(TRUNCATE)'))) as { busy: number }[];
+      if (!r?.busy) return;
+      if (Date.now() > deadline) throw err('THROTTLED', `SQLite store ${this.path} is in use by another process: retry later`);
+      await sleep(25);
+    }
   }
 
   async close(): Promise<void> {

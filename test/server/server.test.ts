@@ -68,7 +68,7 @@ describe('keyport server (KES v1 API)', async () => {
     await assert.rejects(stranger.describe('my-app-data'), (e) => isKeyportError(e, 'PERMISSION') && !/my-app/.test(e.message));
     const anon = await raw(t.url, agentFor(), 'GET', '/v1/key/describe/my-app-data');
     assert.equal(anon.status, 400);
-    assert.deepEqual(JSON.parse(anon.body), { message: 'tls: client certificate is required' });
+    assert.deepEqual(JSON.parse(anon.body), { message: 'tls: client certificate is required', code: 'AUTH' });
     // the bearer form of an API key is the same identity
     const bearer = await raw(t.url, agentFor(), 'GET', '/v1/key/describe/my-app-data', undefined, { Authorization: `Bearer ${t.app.key}` });
     assert.equal(bearer.status, 200);
@@ -96,7 +96,7 @@ describe('keyport server (KES v1 API)', async () => {
     assert.ok(JSON.parse(big.body).message);
     const bad = await raw(t.url, ad, 'PUT', '/v1/key/encrypt/post-made', '{"plaintext": "!!notbase64"}');
     assert.equal(bad.status, 400);
-    assert.deepEqual(JSON.parse(bad.body), { message: 'invalid request body' });
+    assert.deepEqual(JSON.parse(bad.body), { message: 'invalid request body', code: 'INVALID_INPUT' });
     assert.equal(JSON.parse((await raw(t.url, a, 'GET', '/version')).body).version.startsWith('v0.24'), true);
     const api = JSON.parse((await raw(t.url, ad, 'GET', '/v1/api')).body) as { path: string; max_body: number }[];
     assert.ok(api.some((r) => r.path === '/v1/key/encrypt/' && r.max_body === 1 << 20));
@@ -129,6 +129,33 @@ describe('keyport server (KES v1 API)', async () => {
       'AAAAAAAA',
     ])
       assert.ok(!all.includes(needle), `audit leaks ${needle.slice(0, 10)}`);
+  });
+
+  test("errors carry a stable code beside KES's message, and the remote client keeps it (KEY_DISABLED, KEY_USAGE are not PERMISSION)", async () => {
+    await admin.create('ns-only', { type: 'ec-p256', usage: ['namespace'] });
+    await assert.rejects(admin.sign('ns-only', Buffer.from('m'), { usage: 'protocol' }), (e) => isKeyportError(e, 'KEY_USAGE'));
+    // a key the server has not seen yet, disabled in its store (as a KES or keyport store can hold one)
+    const kr = await openKeyring({
+      store: (t.config.store as { store: string }).store,
+      envelope: (t.config.store as { envelope: { wrapper: string } }).envelope,
+    });
+    await kr.create('to-disable', { type: 'ec-p256' });
+    const rec = await kr.store.get('to-disable');
+    await kr.store.replace({ ...rec, state: 'disabled' });
+    await kr.close();
+    const r = await raw(
+      t.url,
+      agentFor((await import('../../src/server/identity.js')).parseApiKey(t.admin)),
+      'PUT',
+      '/v1/key/sign/to-disable',
+      '{}',
+    );
+    assert.equal(r.status, 403);
+    assert.equal(JSON.parse(r.body).code, 'KEY_DISABLED');
+    await assert.rejects(admin.sign('to-disable', Buffer.from('m')), (e) => isKeyportError(e, 'KEY_DISABLED'));
+    // policy refusals stay PERMISSION, unknown keys NOT_FOUND
+    await assert.rejects(app.delete('my-app-data'), (e) => isKeyportError(e, 'PERMISSION'));
+    await assert.rejects(admin.describe('never-made'), (e) => isKeyportError(e, 'NOT_FOUND'));
   });
 
   test('the store behind the server is envelope-protected and readable as a keyport store', async () => {
