@@ -61,7 +61,13 @@ export function register(program: Command): void {
         throw e;
       });
       if (cluster.isPrimary) announce(cfg, dev, 1, s.url);
-      const stop = () => void s.close().then(() => process.exit(0));
+      const stop = (signal: string) => {
+        process.stdout.write(`keyport server: ${signal}: shutting down (in-flight requests finish first)\n`);
+        void s.close().then(() => {
+          process.stdout.write('keyport server stopped\n');
+          process.exit(0);
+        });
+      };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       await new Promise(() => undefined);
@@ -70,7 +76,7 @@ export function register(program: Command): void {
 
 function announce(
   cfg: { host: string; port: number },
-  dev: { apiKey: string; certPath: string; dir: string } | undefined,
+  dev: { apiKey: string; apiKeyPath: string; apiKeyCreated: boolean; certPath: string; dir: string } | undefined,
   workers: number,
   url?: string,
 ) {
@@ -79,8 +85,14 @@ function announce(
   w(`keyport server listening on ${u}${workers > 1 ? ` (${workers} workers)` : ''}`);
   if (dev) {
     w(`  state:     ${dev.dir} (SQLite store sealed under a local wrapper key)`);
-    w(`  admin key: ${dev.apiKey}`);
-    w(`  try:       export KES_SERVER=${u} KES_API_KEY=${dev.apiKey}`);
+    // the admin key is a secret: shown once, when it is made; after that, where it is
+    if (dev.apiKeyCreated) {
+      w(`  admin key: ${dev.apiKey}  (new: shown this once, kept in ${dev.apiKeyPath})`);
+      w(`  try:       export KES_SERVER=${u} KES_API_KEY=${dev.apiKey}`);
+    } else {
+      w(`  admin key: in ${dev.apiKeyPath}`);
+      w(`  try:       export KES_SERVER=${u} KES_API_KEY=$(cat ${dev.apiKeyPath})`);
+    }
     w(`             npx keyport key create my-key -k && npx keyport key ls -k`);
     w(`             (or the kes CLI: kes key create my-key -k)`);
   }

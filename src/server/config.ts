@@ -52,7 +52,24 @@ export const ServerConfigSchema = z
       })
       .passthrough()
       .optional(),
-    log: z.object({ error: OnOff.optional(), audit: OnOff.optional() }).passthrough().optional(),
+    log: z
+      .object({
+        error: OnOff.optional(),
+        audit: OnOff.optional(),
+        /** keyport: one line per request on stderr (time, client, identity, method, path, status, duration) */
+        requests: OnOff.optional(),
+      })
+      .passthrough()
+      .optional(),
+    /** keyport: connection limits (KES has fixed ones) */
+    connections: z
+      .object({
+        max: z.number().int().min(1).max(1_000_000).optional(),
+        idle_timeout: Duration.optional(),
+        handshake_timeout: Duration.optional(),
+      })
+      .strict()
+      .optional(),
     keys: z.array(z.object({ name: z.string() })).optional(),
     keystore: z
       .object({
@@ -77,6 +94,14 @@ export interface ResolvedPolicy {
   deny: string[];
 }
 
+export interface ConnectionLimits {
+  max: number;
+  idleTimeoutMs: number;
+  handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { max: 4096, idleTimeoutMs: 90_000, handshakeTimeoutMs: 10_000 };
+
 export interface ServerConfig {
   host: string;
   port: number;
@@ -87,7 +112,9 @@ export interface ServerConfig {
   identities: Map<string, string>;
   routes: Record<string, { skipAuth?: boolean; timeoutMs?: number }>;
   cache: { anyMs: number; unusedMs: number; offlineMs: number };
-  log: { error: boolean; audit: boolean };
+  log: { error: boolean; audit: boolean; requests?: boolean };
+  /** open connections at most, and how long one may sit idle or take to finish its TLS handshake */
+  connections?: ConnectionLimits;
   keys: string[];
   /** store URI or YAML path for openKeyring, or an inline store config */
   store: string | { store: string; envelope?: { wrapper: string }; external?: { kms: string } };
@@ -103,10 +130,17 @@ function expandEnv(text: string): string {
 
 export function normaliseIdentity(s: string, where: string): string {
   const t = s.trim();
-  if (t.startsWith('kes:v1:')) return parseApiKey(t).identity;
+  if (t.startsWith('kes:v1:')) {
+    try {
+      return parseApiKey(t).identity;
+    } catch (e) {
+      throw err('INVALID_INPUT', `${where}: ${(e as Error).message} (value not shown)`);
+    }
+  }
   if (/^[0-9a-f]{64}$/i.test(t)) return t.toLowerCase();
   if (t === '' || t === 'disabled') return '';
-  throw err('INVALID_INPUT', `${where}: '${t.slice(0, 16)}…' is neither a hex identity nor a kes:v1: API key`);
+  // the value may be a misspelled API key, i.e. a secret: say what is wrong, never echo it
+  throw err('INVALID_INPUT', `${where}: the value is neither a hex identity (64 hex digits) nor a kes:v1: API key (value not shown)`);
 }
 
 function parseAddress(a: string): { host: string; port: number } {
@@ -115,6 +149,25 @@ function parseAddress(a: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw err('INVALID_INPUT', `address '${a}': bad port`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** what each required section or key is, for a config that lacks it */
+const REQUIRED: Record<string, string> = {
+  tls: "the 'tls' section is missing: give tls.key and tls.cert (the server's private key and certificate files, PEM)",
+  'tls.key': "'tls.key' is missing: the file with the server's private key (PEM)",
+  'tls.cert': "'tls.cert' is missing: the file with the server's certificate (PEM)",
+  keystore: "the 'keystore' section is missing: keystore: {fs: {path: DIR}} or keystore: {keyport: {store: URI}}",
+  'admin.identity': "'admin.identity' is missing: the admin's identity (hex) or API key, or 'disabled'",
+};
+
+/** one schema issue in words; values from the file are never echoed (they may be secrets) */
+function describeIssue(i: z.core.$ZodIssue, doc: unknown): string {
+  const key = i.path.join('.');
+  let v: unknown = doc;
+  for (const p of i.path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined;
+  if (i.code === 'invalid_type' && (v === undefined || v === null))
+    return key ? (REQUIRED[key] ?? `'${key}' is missing`) : 'the file is empty: a server config needs at least tls and keystore';
+  return `${key || 'document'}: ${i.message}`;
 }
 
 export function loadServerConfig(path: string): ServerConfig {
@@ -131,10 +184,7 @@ export function loadServerConfig(path: string): ServerConfig {
     throw err('INVALID_INPUT', `${path}: not valid YAML (${(e as Error).message.split('\n')[0]})`);
   }
   const r = ServerConfigSchema.safeParse(doc);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    throw err('INVALID_INPUT', `${path}: ${i.path.join('.') || 'document'}: ${i.message}`);
-  }
+  if (!r.success) throw err('INVALID_INPUT', `${path}: ${describeIssue(r.error.issues[0]!, doc)}`);
   return resolveServerConfig(r.data, dirname(resolve(path)), path);
 }
 
@@ -191,7 +241,18 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
       unusedMs: exp.unused !== undefined ? parseDuration(exp.unused, 'cache.expiry.unused') : 20_000,
       offlineMs: exp.offline !== undefined ? parseDuration(exp.offline, 'cache.expiry.offline') : 0,
     },
-    log: { error: c.log?.error ?? true, audit: c.log?.audit ?? false },
+    log: { error: c.log?.error ?? true, audit: c.log?.audit ?? false, requests: c.log?.requests ?? false },
+    connections: {
+      max: c.connections?.max ?? DEFAULT_CONNECTION_LIMITS.max,
+      idleTimeoutMs:
+        c.connections?.idle_timeout !== undefined
+          ? parseDuration(c.connections.idle_timeout, 'connections.idle_timeout')
+          : DEFAULT_CONNECTION_LIMITS.idleTimeoutMs,
+      handshakeTimeoutMs:
+        c.connections?.handshake_timeout !== undefined
+          ? parseDuration(c.connections.handshake_timeout, 'connections.handshake_timeout')
+          : DEFAULT_CONNECTION_LIMITS.handshakeTimeoutMs,
+    },
     keys: (c.keys ?? []).map((k) => k.name),
     store,
     workers: c.workers ?? 1,

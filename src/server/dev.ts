@@ -16,18 +16,25 @@ export interface DevSetup {
   dir: string;
   config: ServerConfig;
   apiKey: string;
+  /** the file that holds the admin API key (0600) */
+  apiKeyPath: string;
+  /** true when this start made the admin API key: only then is it printed */
+  apiKeyCreated: boolean;
   certPath: string;
 }
 
-function once(path: string, make: () => Buffer | string): Buffer {
+/** the file's content, made (0600, exclusively) if it does not exist yet; `created` says whether this call made it */
+function once(path: string, make: () => Buffer | string): { data: Buffer; created: boolean } {
+  let created = false;
   if (!existsSync(path)) {
     try {
       createFileAtomic(path, make());
+      created = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
   }
-  return readFileSync(path);
+  return { data: readFileSync(path), created };
 }
 
 export function devSetup(opts: { dir?: string; host?: string; port?: number } = {}): DevSetup {
@@ -36,7 +43,7 @@ export function devSetup(opts: { dir?: string; host?: string; port?: number } = 
   const keyPem = once(
     join(dir, 'server.key'),
     () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-  );
+  ).data;
   const certPath = join(dir, 'server.cert');
   const cert = once(certPath, () => {
     return certToPem(
@@ -47,14 +54,16 @@ export function devSetup(opts: { dir?: string; host?: string; port?: number } = 
         usage: ['server'],
       }),
     );
-  });
-  const apiKey = once(join(dir, 'admin.key'), () => generateApiKey().key + '\n')
-    .toString()
-    .trim();
+  }).data;
+  const apiKeyPath = join(dir, 'admin.key');
+  const made = once(apiKeyPath, () => generateApiKey().key + '\n');
+  const apiKey = made.data.toString().trim();
   const admin = parseApiKey(apiKey).identity;
   return {
     dir,
     apiKey,
+    apiKeyPath,
+    apiKeyCreated: made.created,
     certPath,
     config: {
       host: opts.host ?? '127.0.0.1',

@@ -10,6 +10,8 @@ import { isKeyportError, oneLine, type ErrorCode } from '../errors.js';
 import { identityOfCertificate, parseApiKey } from './identity.js';
 import { buildRoutes, codeOfStatus, kesError, policyAllows, type Ctx, type Reply, type ServerState } from './routes.js';
 import { createMux } from './mux.js';
+import { streamTo } from './logs.js';
+import { DEFAULT_CONNECTION_LIMITS } from './config.js';
 
 const socketIdentity = new WeakMap<object, string>();
 const bearerIdentity = new Map<string, string>();
@@ -116,6 +118,24 @@ function drain(req: IncomingMessage): Promise<void> {
   );
 }
 
+/**
+ * KES's TLS policy (kes v0.24 internal/fips, non-FIPS build): TLS 1.3's three suites and, for TLS 1.2,
+ * only ECDHE with AEAD ciphers (AES-GCM, ChaCha20-Poly1305) — no CBC, CCM, CCM8, ARIA or static RSA
+ */
+export const KES_TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+/** KES's curves: X25519, P-256, P-384, P-521 */
+const KES_TLS_CURVES = 'X25519:P-256:P-384:P-521';
+
 export interface RunningServer {
   server: Server;
   url: string;
@@ -125,6 +145,7 @@ export interface RunningServer {
 export function createKesServer(state: ServerState): Server {
   const cfg = state.config;
   const routes = buildRoutes(cfg);
+  const limits = cfg.connections ?? DEFAULT_CONNECTION_LIMITS;
   state.logs.audit.subscribe(() => state.metrics.auditEvents.inc());
   state.logs.error.subscribe(() => state.metrics.errorEvents.inc());
   const mux = createMux(routes);
@@ -151,6 +172,12 @@ export function createKesServer(state: ServerState): Server {
     const finish = (status: number) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       state.metrics.observe(status, seconds);
+      if (cfg.log.requests)
+        // one line per request (log.requests): no body, no query, the path cut short; identities shortened
+        process.stderr.write(
+          `${new Date().toISOString()} ${req.socket.remoteAddress ?? '-'} ${identity ? identity.slice(0, 16) : '-'} ${req.method} ` +
+            `${JSON.stringify(path.length > 200 ? path.slice(0, 200) + '…' : path)} ${status} ${(seconds * 1000).toFixed(1)}ms\n`,
+        );
       if (route && route.path !== '/v1/log/audit')
         state.logs.audit.emit({
           time: new Date().toISOString(),
@@ -205,7 +232,10 @@ export function createKesServer(state: ServerState): Server {
       if ('stream' in reply) {
         res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
         res.flushHeaders();
-        const unsub = state.logs[reply.stream].subscribe((line) => res.write(line));
+        // a log stream may be quiet for long: the idle timeout does not apply (TCP keep-alive finds dead peers)
+        req.socket.setTimeout(0);
+        const dropped = state.metrics.dropped[reply.stream];
+        const unsub = streamTo<unknown>(state.logs[reply.stream], res, () => dropped.inc());
         res.on('close', unsub);
         return finish(200);
       }
@@ -243,9 +273,19 @@ export function createKesServer(state: ServerState): Server {
       requestCert: true,
       rejectUnauthorized: !!cfg.tls.ca,
       minVersion: 'TLSv1.2',
-      keepAliveTimeout: 90_000,
+      ciphers: KES_TLS_CIPHERS,
+      ecdhCurve: KES_TLS_CURVES,
+      honorCipherOrder: true,
+      // a connection that never finishes (or starts) its TLS handshake is closed
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // KES: IdleTimeout 90 s, ReadHeaderTimeout 5 s
+      keepAliveTimeout: limits.idleTimeoutMs,
+      headersTimeout: 5_000,
       requestTimeout: 60_000,
-      headersTimeout: 10_000,
+      connectionsCheckingInterval: 1_000,
+      // TCP keep-alive: a peer that vanished without a FIN (half-open) is found and its socket closed
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
     },
     (req, res) => {
       handle(req, res).catch((e) => {
@@ -254,7 +294,11 @@ export function createKesServer(state: ServerState): Server {
       });
     },
   );
-  server.on('tlsClientError', () => undefined);
+  // no socket sits idle past the idle timeout: before its first request, between requests, or in a stalled body
+  server.timeout = limits.idleTimeoutMs;
+  server.maxConnections = limits.max;
+  // a failed or timed-out handshake: close the socket (a listener that only ignored the error left it open for good)
+  server.on('tlsClientError', (_e, socket) => socket.destroy());
   // a request node's HTTP parser rejects still gets a KES-style answer
   server.on('clientError', (_e, socket) => {
     if (socket.writable) {

@@ -34,6 +34,20 @@ export class EventLog<T> {
   }
 }
 
+/** what one /v1/log/* subscriber may have waiting to be sent before lines are dropped */
+export const SUBSCRIBER_BUFFER = 1 << 20;
+
+/**
+ * Stream a log to a subscriber's response with a bounded buffer: while more than `limit` bytes wait
+ * to be sent (a slow or stalled reader), new lines are dropped and counted, never queued.
+ */
+export function streamTo<T>(log: EventLog<T>, out: Writable, onDrop: () => void, limit = SUBSCRIBER_BUFFER): () => void {
+  return log.subscribe((line) => {
+    if (out.writableLength + line.length > limit) onDrop();
+    else out.write(line);
+  });
+}
+
 export class Logs {
   readonly audit: EventLog<AuditEvent>;
   readonly error: EventLog<{ message: string; time: string }>;

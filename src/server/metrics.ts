@@ -13,6 +13,8 @@ export interface Metrics {
   active: Gauge;
   auditEvents: Counter;
   errorEvents: Counter;
+  /** lines not sent to a /v1/log/audit or /v1/log/error subscriber whose buffer was full */
+  dropped: { audit: Counter; error: Counter };
 }
 
 export async function createMetrics(): Promise<Metrics> {
@@ -51,6 +53,11 @@ export async function createMetrics(): Promise<Metrics> {
   });
   const errorEvents = counter('kes_log_error_events', 'Number of error log events written to the error log targets.');
   const auditEvents = counter('kes_log_audit_events', 'Number of audit log events written to the audit log targets.');
+  // keyport: one series each, so `kes metric` still reads the endpoint
+  const dropped = {
+    audit: counter('keyport_log_audit_dropped_events', 'Audit log events not sent to a subscriber that was too slow to take them.'),
+    error: counter('keyport_log_error_dropped_events', 'Error log events not sent to a subscriber that was too slow to take them.'),
+  };
   const start = Date.now();
   gauge('kes_system_up_time', 'The time the server has been up and running in seconds.', () => Math.round((Date.now() - start) / 1000));
   gauge('kes_system_num_cpu', 'The number of logical CPUs available on the system. It may be larger than the number of usable CPUs.', () =>
@@ -78,6 +85,7 @@ export async function createMetrics(): Promise<Metrics> {
     active,
     auditEvents,
     errorEvents,
+    dropped,
     observe(status, seconds) {
       const code = String(status);
       if (status < 400) {

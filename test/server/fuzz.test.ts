@@ -156,7 +156,8 @@ test(`${N} malformed requests: never a crash, never a 500, always a JSON error`,
       if (r.status >= 400) {
         try {
           const j = JSON.parse(r.body);
-          if (typeof j.message !== 'string' || Object.keys(j).length !== 1)
+          // KES's {"message": …} plus keyport's stable error code, nothing else
+          if (typeof j.message !== 'string' || typeof j.code !== 'string' || Object.keys(j).length !== 2)
             bad.push(`${method} ${path.slice(0, 60)} → error body ${r.body.slice(0, 80)}`);
         } catch {
           bad.push(`${method} ${path.slice(0, 60)} → ${r.status} non-JSON error ${r.body.slice(0, 80)}`);

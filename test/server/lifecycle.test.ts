@@ -43,5 +43,25 @@ test('--dev starts on the embedded default, prints endpoint and admin key, and d
   // every request either completed or was never accepted — none failed half-way with a server error
   for (const r of results) assert.ok(r === 'ok' || /cannot reach server|ECONNRESET|socket hang up/.test(r), r);
   assert.ok(results.includes('ok'));
+  assert.match(out, /shutting down/);
+  assert.match(out, /keyport server stopped/);
   await kr.close();
+
+  // the next start finds the key and says where it is, without printing the secret again
+  const again = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'server', '--dev', '--addr', '127.0.0.1:0'], {
+    env: { ...process.env, KEYPORT_HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out2 = '';
+  await new Promise<void>((resolve, reject) => {
+    again.stdout.on('data', (d: Buffer) => {
+      out2 += d.toString();
+      if (/admin key: .*\n/.test(out2)) resolve();
+    });
+    again.on('exit', (c) => reject(new Error(`server exited ${c}: ${out2}`)));
+  });
+  again.kill('SIGTERM');
+  await new Promise((r) => again.on('exit', r));
+  assert.ok(!out2.includes(apiKey), `the admin key is printed again: ${out2}`);
+  assert.ok(out2.includes(`admin key: in ${join(home, 'dev', 'admin.key')}`), out2);
 });
