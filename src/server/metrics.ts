@@ -53,10 +53,10 @@ export async function createMetrics(): Promise<Metrics> {
   });
   const errorEvents = counter('kes_log_error_events', 'Number of error log events written to the error log targets.');
   const auditEvents = counter('kes_log_audit_events', 'Number of audit log events written to the audit log targets.');
-  // keyport: one series each, so `kes metric` still reads the endpoint
+  // keyport additions in KES's namespace, one series each, so `kes metric` still reads the endpoint
   const dropped = {
-    audit: counter('keyport_log_audit_dropped_events', 'Audit log events not sent to a subscriber that was too slow to take them.'),
-    error: counter('keyport_log_error_dropped_events', 'Error log events not sent to a subscriber that was too slow to take them.'),
+    audit: counter('kes_log_audit_dropped_events', 'Audit log events not sent to a subscriber that was too slow to take them.'),
+    error: counter('kes_log_error_dropped_events', 'Error log events not sent to a subscriber that was too slow to take them.'),
   };
   const start = Date.now();
   gauge('kes_system_up_time', 'The time the server has been up and running in seconds.', () => Math.round((Date.now() - start) / 1000));

@@ -64,7 +64,7 @@ test('a stalled audit subscriber: memory stays bounded, dropped lines are counte
   const grown = after.heapUsed + after.external - (before.heapUsed + before.external);
   sub.destroy();
   const metrics = (await raw(t.url, admin, 'GET', '/v1/metrics')).body;
-  const dropped = Number(/^keyport_log_audit_dropped_events (\d+)/m.exec(metrics)?.[1] ?? 'NaN');
+  const dropped = Number(/^kes_log_audit_dropped_events (\d+)/m.exec(metrics)?.[1] ?? 'NaN');
   assert.ok(dropped > 1000, `dropped lines are counted: ${dropped}`);
   assert.ok(grown < 20 * 1024 * 1024, `memory grew by ${(grown / 1048576).toFixed(1)} MB for 60 MB of audit lines`);
 });
