@@ -34,7 +34,7 @@ const tlsKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKe
 writeFileSync(join(dir, 'server.key'), tlsKey.export({ type: 'pkcs8', format: 'pem' }) as string);
 writeFileSync(
   join(dir, 'server.crt'),
-  certToPem(selfSignedCertificate(tlsKey, { commonName: 'bench', ipAddresses: ['127.0.0.1'], usage: ['server'] })),
+  certToPem(await selfSignedCertificate(tlsKey, { commonName: 'bench', ipAddresses: ['127.0.0.1'], usage: ['server'] })),
 );
 const port = 17000 + Math.floor(Math.random() * 2000);
 writeFileSync(
@@ -47,7 +47,7 @@ const kp = spawn(process.execPath, ['bin/keyport.js', 'server', '--config', join
 await new Promise<void>((resolve) => kp.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
 await new Promise((r) => setTimeout(r, 500));
 
-const c = apiKeyCertificate(apiKey);
+const c = await apiKeyCertificate(apiKey);
 const agent = new Agent({
   keepAlive: true,
   maxSockets: conc,

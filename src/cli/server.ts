@@ -28,7 +28,7 @@ export function register(program: Command): void {
         if (!m || Number(m[3]) > 65535) throw err('USAGE', `--addr '${o.addr}' is not HOST:PORT`);
         addr = { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
       }
-      const dev = o.dev ? devSetup(addr) : undefined;
+      const dev = o.dev ? await devSetup(addr) : undefined;
       const cfg = dev ? dev.config : loadServerConfig(o.config!);
       if (addr) Object.assign(cfg, addr);
       if (o.workers !== undefined) {

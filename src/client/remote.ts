@@ -3,12 +3,14 @@
  * works like the local store. Authentication as the KES CLI does it: KES_API_KEY (turned into a
  * self-signed client certificate) or KES_CLIENT_CERT / KES_CLIENT_KEY; KEYPORT_* names work too.
  */
-import { Agent, request } from 'node:https';
+import { Agent, request, type AgentOptions } from 'node:https';
+import type { ClientRequestArgs } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { err, isKeyportError, type ErrorCode } from '../errors.js';
 import { parseKeyMaterial, toPem } from '../crypto/keys.js';
 import { isKeyType, type KeyType } from '../crypto/keytypes.js';
-import { apiKeyCertificate, parseApiKey } from '../server/identity.js';
+import { apiKeyCertificate, parseApiKey, type ApiKey } from '../server/identity.js';
 import { certToPem } from '../crypto/x509.js';
 import { compilePattern } from '../keys/names.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from '../keys/types.js';
@@ -75,6 +77,38 @@ function statusError(status: number, message: string, serverCode?: unknown): nev
   throw err(code, `server: ${message || `HTTP ${status}`}`, code === 'CONFLICT' ? { retryable: false } : undefined);
 }
 
+/**
+ * An https.Agent that presents the client certificate a KES API key stands for, as the KES client
+ * does. The certificate is made asynchronously (WebCrypto), so the agent's first connection waits for
+ * it (node's documented asynchronous createConnection) and the agent itself is built synchronously.
+ */
+export class ApiKeyAgent extends Agent {
+  private creds: Promise<{ cert: string; key: string }>;
+  constructor(apiKey: ApiKey, opts: AgentOptions = {}) {
+    super(opts);
+    this.creds = apiKeyCertificate(apiKey).then((c) => ({
+      cert: certToPem(c.cert),
+      key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY'),
+    }));
+    this.creds.catch(() => undefined);
+  }
+  override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    this.creds.then(
+      (c) => {
+        let sock: Duplex | null | undefined;
+        try {
+          sock = super.createConnection({ ...options, ...c } as ClientRequestArgs);
+        } catch (e) {
+          return callback?.(e as Error, undefined as never);
+        }
+        if (sock) callback?.(null, sock);
+      },
+      (e: Error) => callback?.(e, undefined as never),
+    );
+    return undefined;
+  }
+}
+
 export class RemoteKeyring implements Keyring {
   private agent: Agent;
   private base: URL;
@@ -106,12 +140,8 @@ export class RemoteKeyring implements Keyring {
       if (!certFile || !keyFile) throw err('USAGE', 'KES_CLIENT_CERT and KES_CLIENT_KEY go together');
       cert = read(certFile, 'client certificate');
       key = read(keyFile, 'client key');
-    } else if (apiKey) {
-      const c = apiKeyCertificate(parseApiKey(apiKey));
-      cert = certToPem(c.cert);
-      key = toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY');
     }
-    this.agent = new Agent({
+    const opts: AgentOptions = {
       keepAlive: true,
       maxSockets: 64,
       cert,
@@ -119,7 +149,8 @@ export class RemoteKeyring implements Keyring {
       ca: caFile ? read(caFile, 'CA certificate') : undefined,
       rejectUnauthorized: !insecure,
       minVersion: 'TLSv1.2',
-    });
+    };
+    this.agent = apiKey && !cert ? new ApiKeyAgent(parseApiKey(apiKey), opts) : new Agent(opts);
   }
 
   private call(method: string, path: string, body?: unknown): Promise<any> {

@@ -1,56 +1,52 @@
 /**
- * Just enough X.509 to issue self-signed certificates (node:crypto parses certificates but cannot make
- * them): the dev server's TLS certificate, and the client certificate a KES API key stands for.
+ * Self-signed certificates (node:crypto parses certificates but cannot make them), built with
+ * @peculiar/x509: the dev server's TLS certificate, and the client certificate a KES API key stands for.
+ * Signing goes through WebCrypto, so making a certificate is asynchronous.
  */
-import { createHash, randomBytes, sign, type KeyObject, createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 
-function len(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const b: number[] = [];
-  while (n > 0) {
-    b.unshift(n & 0xff);
-    n >>= 8;
-  }
-  return Buffer.from([0x80 | b.length, ...b]);
+type X509 = typeof import('@peculiar/x509');
+let lib: Promise<X509> | undefined;
+
+/**
+ * @peculiar/x509 resolves its algorithm providers with tsyringe, which needs the Reflect metadata API
+ * (normally the reflect-metadata package, which keyport does not depend on). The four functions it
+ * uses are added here, only where no such API is installed, before the library is loaded.
+ */
+function ensureReflectMetadata(): void {
+  const R = Reflect as unknown as Record<string, unknown>;
+  if (typeof R['getMetadata'] === 'function') return;
+  const store = new WeakMap<object, Map<PropertyKey | undefined, Map<unknown, unknown>>>();
+  const own = (target: object, prop: PropertyKey | undefined, create: boolean) => {
+    let byProp = store.get(target);
+    if (!byProp && create) store.set(target, (byProp = new Map()));
+    let m = byProp?.get(prop);
+    if (!m && create) byProp!.set(prop, (m = new Map()));
+    return m;
+  };
+  const defineMetadata = (key: unknown, value: unknown, target: object, prop?: PropertyKey) => {
+    own(target, prop, true)!.set(key, value);
+  };
+  const getOwnMetadata = (key: unknown, target: object, prop?: PropertyKey) => own(target, prop, false)?.get(key);
+  const getMetadata = (key: unknown, target: object, prop?: PropertyKey): unknown => {
+    for (let t: object | null = target; t; t = Object.getPrototypeOf(t)) {
+      const m = own(t, prop, false);
+      if (m?.has(key)) return m.get(key);
+    }
+    return undefined;
+  };
+  const metadata = (key: unknown, value: unknown) => (target: object, prop?: PropertyKey) => defineMetadata(key, value, target, prop);
+  Object.assign(R, { defineMetadata, getOwnMetadata, getMetadata, metadata });
 }
-const tlv = (tag: number, body: Buffer) => Buffer.concat([Buffer.from([tag]), len(body.length), body]);
-const seq = (...p: Buffer[]) => tlv(0x30, Buffer.concat(p));
-const set = (...p: Buffer[]) => tlv(0x31, Buffer.concat(p));
-function oid(s: string): Buffer {
-  const parts = s.split('.').map(Number);
-  const out = [40 * parts[0]! + parts[1]!];
-  for (const p of parts.slice(2)) {
-    const enc: number[] = [p & 0x7f];
-    for (let v = p >> 7; v > 0; v >>= 7) enc.unshift((v & 0x7f) | 0x80);
-    out.push(...enc);
-  }
-  return tlv(0x06, Buffer.from(out));
-}
-/** a DER INTEGER from unsigned big-endian bytes: minimal (no leading zero bytes), positive */
-function int(b: Buffer): Buffer {
-  let i = 0;
-  while (i < b.length - 1 && b[i] === 0) i++;
-  let v = b.subarray(i);
-  if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
-  return tlv(0x02, v);
-}
-const utf8 = (s: string) => tlv(0x0c, Buffer.from(s, 'utf8'));
-const bitString = (b: Buffer) => tlv(0x03, Buffer.concat([Buffer.from([0]), b]));
-const octets = (b: Buffer) => tlv(0x04, b);
-const explicit = (n: number, b: Buffer) => tlv(0xa0 + n, b);
-function time(d: Date): Buffer {
-  const iso = d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
-  return d.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(iso.slice(2))) : tlv(0x18, Buffer.from(iso));
-}
-function ipBytes(ip: string): Buffer {
-  if (ip.includes(':')) {
-    const [head, tail] = ip.split('::') as [string, string | undefined];
-    const h = head ? head.split(':') : [];
-    const t = tail ? tail.split(':') : [];
-    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
-  }
-  return Buffer.from(ip.split('.').map(Number));
+
+function x509(): Promise<X509> {
+  lib ??= (async () => {
+    ensureReflectMetadata();
+    const m = await import('@peculiar/x509');
+    m.cryptoProvider.set(webcrypto as unknown as Crypto);
+    return m;
+  })();
+  return lib;
 }
 
 export interface CertOptions {
@@ -63,37 +59,43 @@ export interface CertOptions {
 }
 
 /** A self-signed certificate for an Ed25519 or ECDSA P-256 key: DER. */
-export function selfSignedCertificate(privateKey: KeyObject, o: CertOptions): Buffer {
-  const pub = createPublicKey(privateKey);
-  const spki = pub.export({ type: 'spki', format: 'der' }) as Buffer;
+export async function selfSignedCertificate(privateKey: KeyObject, o: CertOptions): Promise<Buffer> {
+  const x = await x509();
   const ed = privateKey.asymmetricKeyType === 'ed25519';
-  const algId = ed ? seq(oid('1.3.101.112')) : seq(oid('1.2.840.10045.4.3.2'));
-  const name = seq(set(seq(oid('2.5.4.3'), utf8(o.commonName))));
-  const now = new Date(Date.now() - 60_000);
-  const until = new Date(now.getTime() + (o.days ?? 365) * 86_400_000);
+  if (!ed && (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'))
+    throw new TypeError('selfSignedCertificate: an Ed25519 or ECDSA P-256 key is needed');
+  const alg = ed ? { name: 'Ed25519' } : { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const subtle = webcrypto.subtle;
+  // node's webcrypto key type and the DOM's differ only in usages newer than the library's typings
+  const keys = {
+    privateKey: await subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), alg, false, ['sign']),
+    publicKey: await subtle.importKey('spki', createPublicKey(privateKey).export({ type: 'spki', format: 'der' }), alg, true, ['verify']),
+  } as unknown as CryptoKeyPair;
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(notBefore.getTime() + (o.days ?? 365) * 86_400_000);
   // RFC 5280: a positive serial of at most 20 bytes; 0x40 keeps it 16 bytes long and non-zero
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x3f) | 0x40;
-  const exts: Buffer[] = [];
-  const san = [...(o.dnsNames ?? []).map((d) => tlv(0x82, Buffer.from(d))), ...(o.ipAddresses ?? []).map((ip) => tlv(0x87, ipBytes(ip)))];
-  if (san.length) exts.push(seq(oid('2.5.29.17'), octets(seq(...san))));
+  const san = [
+    ...(o.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(o.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
   const usage = o.usage ?? ['server', 'client'];
-  exts.push(seq(oid('2.5.29.37'), octets(seq(...usage.map((u) => oid(u === 'server' ? '1.3.6.1.5.5.7.3.1' : '1.3.6.1.5.5.7.3.2'))))));
-  // keyUsage: digitalSignature (bit 0) — critical
-  exts.push(seq(oid('2.5.29.15'), tlv(0x01, Buffer.from([0xff])), octets(tlv(0x03, Buffer.from([0x07, 0x80])))));
-  exts.push(seq(oid('2.5.29.14'), octets(octets(createHash('sha1').update(spki).digest()))));
-  const tbs = seq(
-    explicit(0, int(Buffer.from([2]))),
-    int(serial),
-    algId,
-    name,
-    seq(time(now), time(until)),
-    name,
-    spki,
-    explicit(3, seq(...exts)),
-  );
-  const sig = ed ? sign(null, tbs, privateKey) : sign('sha256', tbs, privateKey);
-  return seq(tbs, algId, bitString(sig));
+  const cert = await x.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial.toString('hex'),
+    name: [{ CN: [o.commonName] }],
+    notBefore,
+    notAfter,
+    signingAlgorithm: alg,
+    keys,
+    extensions: [
+      ...(san.length ? [new x.SubjectAlternativeNameExtension(san)] : []),
+      new x.ExtendedKeyUsageExtension(usage.map((u) => (u === 'server' ? x.ExtendedKeyUsage.serverAuth : x.ExtendedKeyUsage.clientAuth))),
+      new x.KeyUsagesExtension(x.KeyUsageFlags.digitalSignature, true),
+      await x.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return Buffer.from(cert.rawData);
 }
 
 export function certToPem(der: Buffer): string {

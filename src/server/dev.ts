@@ -24,11 +24,11 @@ export interface DevSetup {
 }
 
 /** the file's content, made (0600, exclusively) if it does not exist yet; `created` says whether this call made it */
-function once(path: string, make: () => Buffer | string): { data: Buffer; created: boolean } {
+async function once(path: string, make: () => Buffer | string | Promise<Buffer | string>): Promise<{ data: Buffer; created: boolean }> {
   let created = false;
   if (!existsSync(path)) {
     try {
-      createFileAtomic(path, make());
+      createFileAtomic(path, await make());
       created = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -37,26 +37,30 @@ function once(path: string, make: () => Buffer | string): { data: Buffer; create
   return { data: readFileSync(path), created };
 }
 
-export function devSetup(opts: { dir?: string; host?: string; port?: number } = {}): DevSetup {
+export async function devSetup(opts: { dir?: string; host?: string; port?: number } = {}): Promise<DevSetup> {
   const dir = opts.dir ?? join(process.env.KEYPORT_HOME ?? join(homedir(), '.keyport'), 'dev');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const keyPem = once(
-    join(dir, 'server.key'),
-    () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  const keyPem = (
+    await once(
+      join(dir, 'server.key'),
+      () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    )
   ).data;
   const certPath = join(dir, 'server.cert');
-  const cert = once(certPath, () => {
-    return certToPem(
-      selfSignedCertificate(createPrivateKey(keyPem), {
-        commonName: 'keyport dev server',
-        dnsNames: ['localhost'],
-        ipAddresses: ['127.0.0.1', '::1'],
-        usage: ['server'],
-      }),
-    );
-  }).data;
+  const cert = (
+    await once(certPath, async () => {
+      return certToPem(
+        await selfSignedCertificate(createPrivateKey(keyPem), {
+          commonName: 'keyport dev server',
+          dnsNames: ['localhost'],
+          ipAddresses: ['127.0.0.1', '::1'],
+          usage: ['server'],
+        }),
+      );
+    })
+  ).data;
   const apiKeyPath = join(dir, 'admin.key');
-  const made = once(apiKeyPath, () => generateApiKey().key + '\n');
+  const made = await once(apiKeyPath, () => generateApiKey().key + '\n');
   const apiKey = made.data.toString().trim();
   const admin = parseApiKey(apiKey).identity;
   return {

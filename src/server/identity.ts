@@ -40,6 +40,6 @@ export function generateApiKey(): ApiKey {
 }
 
 /** the client certificate a KES client presents for an API key */
-export function apiKeyCertificate(k: ApiKey): { cert: Buffer; key: KeyObject } {
-  return { cert: selfSignedCertificate(k.privateKey, { commonName: k.identity, usage: ['client'], days: 90 }), key: k.privateKey };
+export async function apiKeyCertificate(k: ApiKey): Promise<{ cert: Buffer; key: KeyObject }> {
+  return { cert: await selfSignedCertificate(k.privateKey, { commonName: k.identity, usage: ['client'], days: 90 }), key: k.privateKey };
 }

@@ -109,8 +109,8 @@ interface Cluster {
   kms: Kms;
 }
 
-function makeCluster(kms: Kms, dir: string): Cluster {
-  const dev = devSetup({ dir: join(dir, 'tls'), host: '127.0.0.1', port: 0 });
+async function makeCluster(kms: Kms, dir: string): Promise<Cluster> {
+  const dev = await devSetup({ dir: join(dir, 'tls'), host: '127.0.0.1', port: 0 });
   return { dir, admin: parseApiKey(dev.apiKey), keyPath: join(dir, 'tls', 'server.key'), certPath: dev.certPath, kms };
 }
 
@@ -236,7 +236,7 @@ describe('HA: three keyport replicas over one PostgreSQL database', { skip: skip
     pgUrl = env.PG_URL!;
     dir = mkdtempSync(join(tmpdir(), 'keyport-ha-'));
     const kms = await sharedKms(dir);
-    cluster = makeCluster(kms, dir);
+    cluster = await makeCluster(kms, dir);
     table = `ha_${uniq()}`;
     store = `postgres:${withTable(pgUrl, table)}`;
     // started at the same time on an empty database: each one sets up the schema and the envelope
@@ -523,7 +523,7 @@ describe('HA: keystore outage and recovery', { skip: skipUnless('postgres') }, (
     const env = pgp.start();
     fwd = new Forwarder(Number(env.PG_PORT));
     await fwd.listen();
-    cluster = makeCluster(await sharedKms(dir), join(dir, 'srv'));
+    cluster = await makeCluster(await sharedKms(dir), join(dir, 'srv'));
     const proxied = `postgres:${viaPort(env.PG_URL!, fwd.port)}`;
     [R0, R1, R2] = await Promise.all([
       startReplica(cluster, 'R0', writeConfig(cluster, 'R0', proxied, { any: '0s' })),

@@ -4,9 +4,8 @@ import { after } from 'node:test';
 import { request, Agent } from 'node:https';
 import { devSetup } from '../../src/server/dev.js';
 import { startServer, type Started } from '../../src/server/index.js';
-import { generateApiKey, apiKeyCertificate, type ApiKey } from '../../src/server/identity.js';
-import { certToPem } from '../../src/crypto/x509.js';
-import { toPem } from '../../src/crypto/keys.js';
+import { generateApiKey, type ApiKey } from '../../src/server/identity.js';
+import { ApiKeyAgent } from '../../src/client/remote.js';
 import type { ServerConfig } from '../../src/server/config.js';
 import { tempDir } from './tmp.js';
 
@@ -22,7 +21,7 @@ export interface TestServer {
 
 export async function testServer(edit?: (c: ServerConfig, dir: string) => void): Promise<TestServer> {
   const dir = tempDir('keyport-srv-');
-  const dev = devSetup({ dir: join(dir, 'dev'), host: '127.0.0.1', port: 0 });
+  const dev = await devSetup({ dir: join(dir, 'dev'), host: '127.0.0.1', port: 0 });
   const app = generateApiKey();
   const stranger = generateApiKey();
   const cfg = dev.config;
@@ -41,13 +40,8 @@ export async function testServer(edit?: (c: ServerConfig, dir: string) => void):
 
 export function agentFor(key?: ApiKey): Agent {
   if (!key) return new Agent({ rejectUnauthorized: false, keepAlive: true });
-  const c = apiKeyCertificate(key);
-  return new Agent({
-    rejectUnauthorized: false,
-    keepAlive: true,
-    cert: certToPem(c.cert),
-    key: toPem(c.key.export({ type: 'pkcs8', format: 'der' }) as Buffer, 'PRIVATE KEY'),
-  });
+  // the API key's client certificate is made asynchronously; the agent's connections wait for it
+  return new ApiKeyAgent(key, { rejectUnauthorized: false, keepAlive: true });
 }
 
 export function raw(
