@@ -17,7 +17,7 @@ import type {
   SigningAlgoSpec,
   SigningKeySpec,
 } from '../driver.js';
-import { generateKey, keyTypeOf, parseKeyMaterial, spkiOf, toPem } from '../../crypto/keys.js';
+import { generateKeyAsync, keyTypeOf, parseKeyMaterial, spkiOf, toPem } from '../../crypto/keys.js';
 import { aesGcmDecrypt, aesGcmEncrypt } from '../../crypto/aead.js';
 import { signData } from '../../crypto/sign.js';
 import { eciesDecrypt, rsaOaepDecrypt } from '../../crypto/asym.js';
@@ -121,11 +121,12 @@ class LocalDriver implements Driver {
     return ['rsa-oaep-sha256', 'ecies-p256-hkdf-sha256-aes-gcm'];
   }
 
+  // off the event loop: a server in external mode on local: keys must not stall on an RSA key
   async generateSigningKeyPair(spec: SigningKeySpec, name?: string) {
-    return this.create(this.newPath(name, '.pem'), toPem(generateKey(spec).secret, 'PRIVATE KEY'));
+    return this.create(this.newPath(name, '.pem'), toPem((await generateKeyAsync(spec)).secret, 'PRIVATE KEY'));
   }
   async generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string) {
-    return this.create(this.newPath(name, '.pem'), toPem(generateKey(spec).secret, 'PRIVATE KEY'));
+    return this.create(this.newPath(name, '.pem'), toPem((await generateKeyAsync(spec)).secret, 'PRIVATE KEY'));
   }
   async generateSymmetricKey(name?: string) {
     return this.create(this.newPath(name, '.key'), randomBytes(32));
