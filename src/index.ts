@@ -1,7 +1,7 @@
 /**
  * keyport as a library: the same functions the CLI and the server call.
  *
- *   import { openKeyring } from 'keyport';
+ *   import { openKeyring } from 'keyport-kms';
  *   const kr = await openKeyring('sqlite:keys.db');
  *   await kr.create('payments', { type: 'ec-p256' });
  *   const sig = await kr.sign('payments', Buffer.from('hello'));

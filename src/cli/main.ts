@@ -18,7 +18,7 @@ const VERSION = (() => {
 type Registrar = (program: Command) => void;
 
 /** command groups, one module each (src/cli/<group>.ts exporting `register`) */
-const GROUPS = ['key', 'protect', 'migrate', 'driver-test', 'doctor', 'server', 'node'];
+const GROUPS = ['key', 'protect', 'migrate', 'driver-test', 'doctor', 'server', 'node', 'help'];
 
 async function loadGroups(): Promise<Registrar[]> {
   const mods = await Promise.all(

@@ -40,8 +40,8 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
       status: 'problem',
       detail: oneLine(e),
       fix: isKeyportError(e, 'UNAVAILABLE')
-        ? 'check the address, that the store is running and reachable, and the credentials'
-        : 'fix the store address or configuration',
+        ? 'check the address (keyport help uris), that the store is running and reachable, and the credentials'
+        : 'fix the store address or configuration: every attribute is in `keyport help uris` (docs/uris.md)',
     });
     return { uri: redactUri(target), kms: '', ok: false, checks };
   }

@@ -51,7 +51,7 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
   switch (e.code as ErrorCode) {
     case 'UNAVAILABLE':
     case 'TIMEOUT':
-      return `make the KMS reachable from here: check endpoint/host and port in the URI, DNS, proxies and firewalls${aws ? ' (and region=)' : ''}`;
+      return `make the KMS reachable from here: check endpoint/host and port in the URI (\`keyport help uris\`), DNS, proxies and firewalls${aws ? ' (and region=)' : ''}`;
     case 'THROTTLED':
       return 'the KMS is throttling: retry later or raise the request quota';
     case 'AUTH':
@@ -73,10 +73,10 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
     case 'KEY_USAGE':
       return 'use a key whose usage fits: a wrapper key must be a symmetric ENCRYPT_DECRYPT key';
     case 'UNSUPPORTED':
-      return `the ${ctx.scheme} driver cannot do this here: see the driver notes in the README`;
+      return `the ${ctx.scheme} driver cannot do this here: see the capability table in the README and \`keyport help uris\``;
     case 'USAGE':
     case 'INVALID_INPUT':
-      return 'fix the URI (see `keyport --help` and the README for its attributes)';
+      return `fix the URI: every ${ctx.scheme}: attribute and its default is in \`keyport help uris\` (docs/uris.md)`;
     default:
       return `run \`keyport driver-test ${ctx.scheme}:…\` against this KMS and report the failing check`;
   }

@@ -1,0 +1,153 @@
+/**
+ * The newcomer's path, from the README alone: the install block, the dev server, the client block and
+ * the five-minute tour, each run exactly as the README writes it (extracted from the code blocks marked
+ * `<!-- newcomer-test: NAME -->`, so the README cannot drift), in a fresh directory outside the clone,
+ * with a fresh HOME and a private npm prefix (a global install lands there, never on the machine). The
+ * package comes from `npm pack` of this clone, as the README's "from a clone" block makes it; its
+ * dependencies come from the npm registry (through npm's cache), its native modules are built as a
+ * user's would be.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { connect } from 'node:net';
+import { homedir } from 'node:os';
+import { delimiter, join, sep } from 'node:path';
+import { ROOT } from '../support/testbed.js';
+import { tempDir } from '../support/tmp.js';
+
+const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+
+/** the ```sh block after each `<!-- newcomer-test: NAME … -->` marker */
+function markedBlocks(md: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const re = /<!--\s*newcomer-test:\s*([a-z-]+)[^>]*-->\s*\n```(?:sh|bash)\n([\s\S]*?)\n```/g;
+  for (const m of md.matchAll(re)) {
+    assert.ok(!out.has(m[1]!), `README: two blocks marked newcomer-test: ${m[1]}`);
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+const blocks = markedBlocks(README);
+const root = realpathSync(ROOT);
+const base = realpathSync(tempDir('keyport-newcomer-'));
+const home = join(base, 'home');
+const work = join(base, 'work');
+const prefix = join(base, 'prefix');
+for (const d of [home, work, prefix]) mkdirSync(d, { recursive: true });
+
+// a newcomer's environment: nothing of keyport's, no PATH entry into the clone, HOME fresh; npm's
+// cache and the user's npm configuration (registry, CA file, node headers for native builds) stay the
+// machine's, as a newcomer's own would; a global install goes to the private prefix
+const env: Record<string, string> = {};
+for (const [k, v] of Object.entries(process.env)) {
+  if (v === undefined || /^(KEYPORT_|KES_|npm_)/i.test(k)) continue;
+  env[k] = v;
+}
+Object.assign(env, {
+  HOME: home,
+  PATH: [join(prefix, 'bin'), ...(process.env.PATH ?? '').split(delimiter).filter((p) => p && !p.startsWith(root))].join(delimiter),
+  npm_config_prefix: prefix,
+  npm_config_cache: process.env.npm_config_cache ?? join(homedir(), '.npm'),
+  npm_config_userconfig: process.env.npm_config_userconfig ?? join(homedir(), '.npmrc'),
+  npm_config_prefer_offline: 'true',
+  npm_config_update_notifier: 'false',
+  npm_config_fund: 'false',
+  npm_config_audit: 'false',
+});
+
+function sh(script: string, cwd: string, timeoutMs: number) {
+  const r = spawnSync('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd, env, encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };
+}
+
+function show(r: { code: number | null; stdout: string; stderr: string }) {
+  return `exit ${r.code}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
+}
+
+const portFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+
+test('the README marks its install, server, client and tour blocks, with no path outside the package', () => {
+  for (const b of ['install', 'server', 'client', 'tour']) assert.ok(blocks.has(b), `README has a block marked newcomer-test: ${b}`);
+  assert.doesNotMatch(README, /\.\.\/shared|CONTRACT\.md/, 'the README never points outside the package');
+  assert.match(README, new RegExp(`npm install -g ${PKG.name}\\b`), 'the README names the published package');
+  assert.ok(!base.startsWith(root + sep), 'the newcomer directory is outside the clone');
+});
+
+test('README: install from the package, the dev server, a client, and the five-minute tour, from any directory', async (t) => {
+  // the package, made the way the README's "from a clone" block makes it
+  const pack = spawnSync('npm', ['pack', '--pack-destination', work], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_update_notifier: 'false' },
+  });
+  assert.equal(pack.status, 0, `npm pack:\n${pack.stderr}`);
+  assert.ok(
+    readdirSync(work).some((f) => f === `${PKG.name}-${PKG.version}.tgz`),
+    'npm pack wrote the tarball the README installs',
+  );
+
+  const install = sh(blocks.get('install')!, work, 15 * 60_000);
+  assert.equal(install.code, 0, `README install block failed:\n${show(install)}`);
+  assert.ok(install.stdout.includes(PKG.version), `keyport --version printed ${PKG.version}:\n${show(install)}`);
+  const which = sh('command -v keyport', base, 10_000);
+  assert.equal(which.stdout.trim(), join(prefix, 'bin', 'keyport'), 'the keyport on PATH is the one just installed');
+
+  await t.test('dev server, then the client block in another terminal', async () => {
+    assert.ok(await portFree(7373), 'port 7373 (the dev server default in the README) is free: stop whatever holds it');
+    const server = spawn('bash', ['-e', '-c', blocks.get('server')!], {
+      cwd: work,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let errOut = '';
+    server.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    server.stderr.on('data', (d: Buffer) => (errOut += d.toString()));
+    const exited = new Promise<number | null>((resolve) => server.once('exit', (c) => resolve(c)));
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/listening on/.test(out)) {
+        const early = await Promise.race([exited, new Promise((r) => setTimeout(() => r('wait'), 200))]);
+        assert.equal(early, 'wait', `the dev server exited early:\n${out}\n${errOut}`);
+        assert.ok(Date.now() < deadline, `the dev server did not start in 60 s:\n${out}\n${errOut}`);
+      }
+      assert.ok(existsSync(join(home, '.keyport', 'dev', 'admin.key')), 'the dev server keeps its admin key in ~/.keyport/dev');
+      const client = sh(blocks.get('client')!, work, 120_000);
+      assert.equal(client.code, 0, `README client block failed:\n${show(client)}`);
+      assert.match(client.stdout, /my-key/);
+      assert.match(client.stdout, /"ciphertext"/, 'key generate printed a data key');
+    } finally {
+      try {
+        process.kill(-server.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  });
+
+  await t.test('the five-minute tour, in an empty directory', () => {
+    const dir = join(base, 'tour');
+    mkdirSync(dir);
+    const tour = sh(blocks.get('tour')!, dir, 5 * 60_000);
+    assert.equal(tour.code, 0, `README tour failed:\n${show(tour)}`);
+    assert.match(tour.stdout, /Verified OK/, 'openssl verified the signature');
+    assert.match(tour.stdout, /^hello$/m, 'decrypt gave the message back');
+    assert.match(tour.stdout, /Protection\s+sealed/);
+    assert.match(tour.stdout, /node-key/);
+    assert.ok(existsSync(join(dir, 'keys-copy')), 'the migration wrote its copy');
+  });
+});
