@@ -55,6 +55,14 @@ export interface DriverKeyDescription {
   words: { sign: string; decrypt: string };
 }
 
+/**
+ * Per-call options: the caller's AbortSignal (a timeout or a client gone) cancels the call — drivers
+ * hand it to their SDK; a driver that cannot cancel may ignore it (instrument() stops waiting anyway).
+ */
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+}
+
 export interface Driver {
   /** scheme the driver registered for (awskms, gcpkms, …) */
   readonly name: string;
@@ -65,26 +73,32 @@ export interface Driver {
   supportedEncryptionKeySpecs(): EncryptionKeySpec[];
   supportedEncryptionAlgoSpecs(): EncryptionAlgoSpec[];
   /** @returns the KMS key id */
-  generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string>;
-  generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string): Promise<string>;
-  generateSymmetricKey(name?: string): Promise<string>;
-  sign(keyId: string, data: Buffer, algo: SigningAlgoSpec): Promise<Buffer>;
-  decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec): Promise<Buffer>;
-  encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer>;
-  decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer>;
-  getPublicKey(keyId: string): Promise<DriverPublicKey>;
+  generateSigningKeyPair(spec: SigningKeySpec, name?: string, opts?: CallOptions): Promise<string>;
+  generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string, opts?: CallOptions): Promise<string>;
+  generateSymmetricKey(name?: string, opts?: CallOptions): Promise<string>;
+  sign(keyId: string, data: Buffer, algo: SigningAlgoSpec, opts?: CallOptions): Promise<Buffer>;
+  decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec, opts?: CallOptions): Promise<Buffer>;
+  encryptSymmetric(keyId: string, plaintext: Buffer, opts?: CallOptions): Promise<Buffer>;
+  decryptSymmetric(keyId: string, ciphertext: Buffer, opts?: CallOptions): Promise<Buffer>;
+  getPublicKey(keyId: string, opts?: CallOptions): Promise<DriverPublicKey>;
   /** resolves when the key exists and is usable; fails with NOT_FOUND / KEY_DISABLED */
-  keyExistsAndIsActive(keyId: string): Promise<void>;
-  deleteKey(keyId: string): Promise<void>;
+  keyExistsAndIsActive(keyId: string, opts?: CallOptions): Promise<void>;
+  deleteKey(keyId: string, opts?: CallOptions): Promise<void>;
   /** BYOK; absent where the KMS cannot import */
-  importKey?(material: KeyMaterialForImport, name?: string): Promise<string>;
+  importKey?(material: KeyMaterialForImport, name?: string, opts?: CallOptions): Promise<string>;
   /** absent where the KMS cannot list */
   listKeys?(): AsyncIterable<DriverKeyInfo>;
   /** what the key is and may do, as the KMS records it; absent where the KMS cannot tell */
-  describeKey?(keyId: string): Promise<DriverKeyDescription>;
+  describeKey?(keyId: string, opts?: CallOptions): Promise<DriverKeyDescription>;
   /** resolve a user-given reference (alias, ARN, label) to the key id the driver uses */
-  resolveKeyId?(ref: string): Promise<string>;
+  resolveKeyId?(ref: string, opts?: CallOptions): Promise<string>;
   close?(): Promise<void>;
+  /**
+   * true when the driver runs each of its KMS requests through src/kms/retry.ts itself (per KMS
+   * operation: limiter, throttling, unknown-outcome creates); instrument() then makes one attempt
+   * per Driver call instead of retrying whole calls
+   */
+  readonly retriesRequests?: boolean;
 }
 
 /** A factory registered per URI scheme (the smallstep model). */

@@ -1,11 +1,12 @@
 /**
  * `instrument(driver, opts)`: the same Driver with, on every call,
- *  - a per-call timeout (TIMEOUT, retryable);
- *  - bounded retries with exponential back-off and full jitter on retryable errors
- *    (UNAVAILABLE / TIMEOUT / THROTTLED / CONFLICT), never on AUTH, PERMISSION, NOT_FOUND, …;
- *    calls that create something (generate*, importKey) are retried only when the request cannot have
- *    reached the KMS's state (UNAVAILABLE, THROTTLED), never after a TIMEOUT or CONFLICT, so that a
- *    slow answer does not leave a duplicate key behind;
+ *  - the retry policy of src/kms/retry.ts (one layer): per-attempt timeout, a deadline for the whole
+ *    call, the caller's AbortSignal, throttling retried through the process's adaptive limiter of
+ *    this KMS and operation while the deadline allows, other retryable errors (UNAVAILABLE / TIMEOUT /
+ *    CONFLICT) a bounded number of times — creates (generate*, importKey) only when the request cannot
+ *    have reached the KMS, so that a lost answer does not leave a duplicate key behind. A driver that
+ *    runs its own KMS requests through that layer (`retriesRequests`, e.g. awskms, per AWS operation)
+ *    gets one attempt per call here;
  *  - errors that are not KeyportErrors become one-line INTERNAL errors naming the driver;
  *  - one audit line per call (see src/kms/audit.ts): sizes, never bytes.
  * health() never throws: a failing or hanging health check reports `failed`.
@@ -14,7 +15,9 @@ import { err, isKeyportError, type KeyportError, oneLine, type ErrorCode } from 
 import { parseUri, redactUri, type ParsedUri } from '../config/uri.js';
 import { openDriver } from './registry.js';
 import { auditSinkFromEnv, type AuditRecord, type AuditSink } from './audit.js';
-import type { Driver, DriverKeyInfo, Health, KeyMaterialForImport } from './driver.js';
+import type { CallOptions, Driver, DriverKeyInfo, Health, KeyMaterialForImport } from './driver.js';
+import { limiterFor } from './limiter.js';
+import { DEFAULT_RETRY_POLICY, retryPolicyFromEnv, runKmsCall, type RetryPolicy } from './retry.js';
 
 export interface InstrumentOptions {
   /** retries after the first attempt (default 4, so at most 5 attempts) */
@@ -25,12 +28,13 @@ export interface InstrumentOptions {
   maxDelayMs?: number;
   /** per-attempt timeout (default 15000 ms); 0 = none */
   timeoutMs?: number;
+  /** the whole call, throttled retries and waiting for the limiter included (default 300000 ms); 0 = none */
+  deadlineMs?: number;
   audit?: AuditSink;
   /** the KMS URI, for audit lines and messages (redacted here again to be safe) */
   kmsUri: string;
 }
 
-const CREATE_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAVAILABLE', 'THROTTLED']);
 const MAX_MESSAGE = 300;
 
 /** Any thrown value as a KeyportError: KeyportErrors pass, everything else is a one-line INTERNAL. */
@@ -66,7 +70,7 @@ interface CallMeta {
 }
 
 interface CallShape<T> {
-  /** creates state in the KMS: no retry after an ambiguous failure */
+  /** creates state in the KMS: no blind retry after a failure that may have reached it */
   creates?: boolean;
   outputBytes?: (r: T) => number | undefined;
   keyIdOf?: (r: T) => string | undefined;
@@ -75,13 +79,26 @@ interface CallShape<T> {
 }
 
 export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
-  const retries = Math.max(0, opts.retries ?? 4);
-  const base = Math.max(0, opts.baseDelayMs ?? 100);
-  const cap = Math.max(base, opts.maxDelayMs ?? 5000);
-  const timeoutMs = Math.max(0, opts.timeoutMs ?? 15000);
   const kms = redactUri(opts.kmsUri);
+  const policy: RetryPolicy = {
+    retries: Math.max(0, opts.retries ?? DEFAULT_RETRY_POLICY.retries),
+    baseDelayMs: Math.max(0, opts.baseDelayMs ?? DEFAULT_RETRY_POLICY.baseDelayMs),
+    maxDelayMs: Math.max(opts.baseDelayMs ?? 0, opts.maxDelayMs ?? DEFAULT_RETRY_POLICY.maxDelayMs),
+    attemptTimeoutMs: Math.max(0, opts.timeoutMs ?? DEFAULT_RETRY_POLICY.attemptTimeoutMs),
+    deadlineMs: Math.max(0, opts.deadlineMs ?? DEFAULT_RETRY_POLICY.deadlineMs),
+  };
+  // a driver that retries its own KMS requests (per KMS operation) gets one attempt per Driver call
+  // here, bounded by the deadline only: never retries on top of retries
+  const own = driver.retriesRequests === true;
+  const callPolicy: RetryPolicy = own ? { ...policy, retries: 0, attemptTimeoutMs: 0 } : policy;
+  const retries = policy.retries;
+  const base = policy.baseDelayMs;
+  const cap = policy.maxDelayMs;
+  const timeoutMs = policy.attemptTimeoutMs;
   const audit = opts.audit;
   const dname = driver.name || 'driver';
+  // the limiter's identity of this KMS: scheme and connection without any key id (one per KMS)
+  const kmsKey = kms.replace(/;key-id=[^;]*/g, '');
 
   const record = (r: AuditRecord) => {
     if (!audit) return;
@@ -116,12 +133,19 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     });
   }
 
-  async function call<T>(op: string, meta: CallMeta, fn: () => Promise<T>, shape: CallShape<T> = {}): Promise<T> {
-    const started = performance.now();
+  async function call<T>(
+    op: string,
+    meta: CallMeta,
+    fn: (o: CallOptions) => Promise<T>,
+    shape: CallShape<T> = {},
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const started = audit ? performance.now() : 0;
     const requestIds: string[] = [];
     let attempts = 0;
     let ambiguous = false;
-    const finish = (outcome: 'ok' | 'error', extra: Partial<AuditRecord>) =>
+    const finish = (outcome: 'ok' | 'error', extra: Partial<AuditRecord>) => {
+      if (!audit) return;
       record({
         time: new Date().toISOString(),
         kms,
@@ -136,31 +160,41 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
         ...(meta.inputBytes !== undefined ? { inputBytes: meta.inputBytes } : {}),
         ...extra,
       });
-    for (;;) {
-      attempts++;
-      try {
-        const r = await attempt(op, fn);
-        const keyId = shape.keyIdOf?.(r);
-        const out = shape.outputBytes?.(r);
-        finish('ok', { ...(keyId !== undefined ? { keyId } : {}), ...(out !== undefined ? { outputBytes: out } : {}) });
-        return r;
-      } catch (e) {
-        for (const id of requestIdsOf(e)) if (!requestIds.includes(id)) requestIds.push(id);
-        const ke = toKeyportError(e, dname);
-        if (shape.deletes && ambiguous && ke.code === 'NOT_FOUND') {
-          finish('ok', {});
-          return undefined as T;
-        }
-        const again = ke.retryable && attempts <= retries && (!shape.creates || CREATE_RETRYABLE.has(ke.code));
-        if (!again) {
-          finish('error', { code: ke.code });
-          throw ke;
-        }
-        if (ke.code === 'TIMEOUT' || ke.code === 'UNAVAILABLE') ambiguous = true;
-        // full jitter: uniform in [0, min(cap, base * 2^(n-1))]
-        const ceiling = Math.min(cap, base * 2 ** (attempts - 1));
-        await sleep(Math.random() * ceiling);
+    };
+    try {
+      const r = await runKmsCall<T>(
+        {
+          op,
+          kms,
+          idempotent: !shape.creates,
+          signal,
+          limiter: own ? undefined : limiterFor(kmsKey, op),
+          policy: callPolicy,
+          map: (e) => toKeyportError(e, dname),
+          onError: (e) => {
+            attempts++;
+            for (const id of requestIdsOf(e)) if (!requestIds.includes(id)) requestIds.push(id);
+            if (shape.deletes) {
+              const c = (e as { code?: unknown }).code;
+              if (c === 'TIMEOUT' || c === 'UNAVAILABLE') ambiguous = true;
+            }
+          },
+        },
+        (s) => fn({ signal: s }),
+      );
+      attempts = r.attempts;
+      const keyId = shape.keyIdOf?.(r.value);
+      const out = shape.outputBytes?.(r.value);
+      finish('ok', { ...(keyId !== undefined ? { keyId } : {}), ...(out !== undefined ? { outputBytes: out } : {}) });
+      return r.value;
+    } catch (e) {
+      const ke = toKeyportError(e, dname);
+      if (shape.deletes && ambiguous && ke.code === 'NOT_FOUND') {
+        finish('ok', {});
+        return undefined as T;
       }
+      finish('error', { code: ke.code });
+      throw ke;
     }
   }
 
@@ -192,37 +226,78 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     supportedSigningAlgoSpecs: () => driver.supportedSigningAlgoSpecs(),
     supportedEncryptionKeySpecs: () => driver.supportedEncryptionKeySpecs(),
     supportedEncryptionAlgoSpecs: () => driver.supportedEncryptionAlgoSpecs(),
-    generateSigningKeyPair: (spec, name) =>
-      call('generateSigningKeyPair', { spec, name }, () => driver.generateSigningKeyPair(spec, name), { creates: true, keyIdOf: (r) => r }),
-    generateEncryptionKeyPair: (spec, name) =>
-      call('generateEncryptionKeyPair', { spec, name }, () => driver.generateEncryptionKeyPair(spec, name), {
-        creates: true,
-        keyIdOf: (r) => r,
-      }),
-    generateSymmetricKey: (name) =>
-      call('generateSymmetricKey', { spec: 'aes256', name }, () => driver.generateSymmetricKey(name), { creates: true, keyIdOf: (r) => r }),
-    sign: (keyId, data, algo) =>
-      call('sign', { keyId, inputBytes: data.length, spec: algo }, () => driver.sign(keyId, data, algo), { outputBytes: (r) => r?.length }),
-    decryptAsymmetric: (keyId, ct, algo) =>
-      call('decryptAsymmetric', { keyId, inputBytes: ct.length, spec: algo }, () => driver.decryptAsymmetric(keyId, ct, algo), {
-        outputBytes: (r) => r?.length,
-      }),
-    encryptSymmetric: (keyId, pt) =>
-      call('encryptSymmetric', { keyId, inputBytes: pt.length }, () => driver.encryptSymmetric(keyId, pt), {
-        outputBytes: (r) => r?.length,
-      }),
-    decryptSymmetric: (keyId, ct) =>
-      call('decryptSymmetric', { keyId, inputBytes: ct.length }, () => driver.decryptSymmetric(keyId, ct), {
-        outputBytes: (r) => r?.length,
-      }),
-    getPublicKey: (keyId) => call('getPublicKey', { keyId }, () => driver.getPublicKey(keyId)),
-    keyExistsAndIsActive: (keyId) => call('keyExistsAndIsActive', { keyId }, () => driver.keyExistsAndIsActive(keyId)),
-    deleteKey: (keyId) => call('deleteKey', { keyId }, () => driver.deleteKey(keyId), { deletes: true }),
+    generateSigningKeyPair: (spec, name, o) =>
+      call(
+        'generateSigningKeyPair',
+        { spec, name },
+        (x) => driver.generateSigningKeyPair(spec, name, x),
+        { creates: true, keyIdOf: (r) => r },
+        o?.signal,
+      ),
+    generateEncryptionKeyPair: (spec, name, o) =>
+      call(
+        'generateEncryptionKeyPair',
+        { spec, name },
+        (x) => driver.generateEncryptionKeyPair(spec, name, x),
+        { creates: true, keyIdOf: (r) => r },
+        o?.signal,
+      ),
+    generateSymmetricKey: (name, o) =>
+      call(
+        'generateSymmetricKey',
+        { spec: 'aes256', name },
+        (x) => driver.generateSymmetricKey(name, x),
+        { creates: true, keyIdOf: (r) => r },
+        o?.signal,
+      ),
+    sign: (keyId, data, algo, o) =>
+      call(
+        'sign',
+        { keyId, inputBytes: data.length, spec: algo },
+        (x) => driver.sign(keyId, data, algo, x),
+        { outputBytes: (r) => r?.length },
+        o?.signal,
+      ),
+    decryptAsymmetric: (keyId, ct, algo, o) =>
+      call(
+        'decryptAsymmetric',
+        { keyId, inputBytes: ct.length, spec: algo },
+        (x) => driver.decryptAsymmetric(keyId, ct, algo, x),
+        { outputBytes: (r) => r?.length },
+        o?.signal,
+      ),
+    encryptSymmetric: (keyId, pt, o) =>
+      call(
+        'encryptSymmetric',
+        { keyId, inputBytes: pt.length },
+        (x) => driver.encryptSymmetric(keyId, pt, x),
+        { outputBytes: (r) => r?.length },
+        o?.signal,
+      ),
+    decryptSymmetric: (keyId, ct, o) =>
+      call(
+        'decryptSymmetric',
+        { keyId, inputBytes: ct.length },
+        (x) => driver.decryptSymmetric(keyId, ct, x),
+        { outputBytes: (r) => r?.length },
+        o?.signal,
+      ),
+    getPublicKey: (keyId, o) => call('getPublicKey', { keyId }, (x) => driver.getPublicKey(keyId, x), {}, o?.signal),
+    keyExistsAndIsActive: (keyId, o) =>
+      call('keyExistsAndIsActive', { keyId }, (x) => driver.keyExistsAndIsActive(keyId, x), {}, o?.signal),
+    deleteKey: (keyId, o) => call('deleteKey', { keyId }, (x) => driver.deleteKey(keyId, x), { deletes: true }, o?.signal),
   };
+  if (own) (w as { retriesRequests?: boolean }).retriesRequests = true;
   if (driver.importKey) {
     const imp = driver.importKey.bind(driver);
-    w.importKey = (m: KeyMaterialForImport, name?: string) =>
-      call('importKey', { name, spec: m.spec, inputBytes: m.secret.length }, () => imp(m, name), { creates: true, keyIdOf: (r) => r });
+    w.importKey = (m: KeyMaterialForImport, name?: string, o?: CallOptions) =>
+      call(
+        'importKey',
+        { name, spec: m.spec, inputBytes: m.secret.length },
+        (x) => imp(m, name, x),
+        { creates: true, keyIdOf: (r) => r },
+        o?.signal,
+      );
   }
   if (driver.describeKey) {
     const desc = driver.describeKey.bind(driver);
@@ -230,7 +305,8 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   }
   if (driver.resolveKeyId) {
     const res = driver.resolveKeyId.bind(driver);
-    w.resolveKeyId = (ref: string) => call('resolveKeyId', { keyId: ref }, () => res(ref), { keyIdOf: (r) => r });
+    w.resolveKeyId = (ref: string, o?: CallOptions) =>
+      call('resolveKeyId', { keyId: ref }, (x) => res(ref, x), { keyIdOf: (r) => r }, o?.signal);
   }
   if (driver.listKeys) {
     const list = driver.listKeys.bind(driver);
@@ -313,23 +389,14 @@ export async function openInstrumentedDriver(uri: string | ParsedUri, opts: Part
   return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? u.raw, audit: opts.audit ?? auditSinkFromEnv() });
 }
 
-/** KEYPORT_KMS_RETRIES, KEYPORT_KMS_TIMEOUT_MS, KEYPORT_KMS_BACKOFF_MS, KEYPORT_KMS_BACKOFF_MAX_MS */
-function envOptions(env: NodeJS.ProcessEnv = process.env): Partial<InstrumentOptions> {
-  const num = (name: string, max: number): number | undefined => {
-    const v = env[name];
-    if (v === undefined || v === '') return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > max) throw err('USAGE', `${name} must be a whole number from 0 to ${max}, got '${v}'`);
-    return n;
+/** the operator's overrides (src/kms/retry.ts retryPolicyFromEnv) as instrument options */
+function envOptions(): Partial<InstrumentOptions> {
+  const p = retryPolicyFromEnv();
+  return {
+    ...(p.retries !== undefined ? { retries: p.retries } : {}),
+    ...(p.attemptTimeoutMs !== undefined ? { timeoutMs: p.attemptTimeoutMs } : {}),
+    ...(p.baseDelayMs !== undefined ? { baseDelayMs: p.baseDelayMs } : {}),
+    ...(p.maxDelayMs !== undefined ? { maxDelayMs: p.maxDelayMs } : {}),
+    ...(p.deadlineMs !== undefined ? { deadlineMs: p.deadlineMs } : {}),
   };
-  const o: Partial<InstrumentOptions> = {};
-  const r = num('KEYPORT_KMS_RETRIES', 20);
-  if (r !== undefined) o.retries = r;
-  const t = num('KEYPORT_KMS_TIMEOUT_MS', 600_000);
-  if (t !== undefined) o.timeoutMs = t;
-  const b = num('KEYPORT_KMS_BACKOFF_MS', 60_000);
-  if (b !== undefined) o.baseDelayMs = b;
-  const m = num('KEYPORT_KMS_BACKOFF_MAX_MS', 600_000);
-  if (m !== undefined) o.maxDelayMs = m;
-  return o;
 }

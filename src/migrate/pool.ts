@@ -1,6 +1,8 @@
 /**
- * Bounded concurrency with adaptive back-off: a THROTTLED answer halves the number of calls in flight
- * and the call is retried after an exponential, jittered pause; steady success grows it back.
+ * Bounded concurrency for migrate's items. KMS throttling is not handled here: every KMS call goes
+ * through the process's adaptive limiter per KMS operation and is retried there while its deadline
+ * allows (src/kms/retry.ts), so a THROTTLED that reaches this pool is final. This layer retries only
+ * what it knows better: a concurrent-modification CONFLICT of the target store.
  */
 import { isKeyportError, type KeyportError } from '../errors.js';
 
@@ -42,15 +44,11 @@ export class AdaptivePool {
         return v;
       } catch (e) {
         this.okStreak = 0;
-        // KMS calls already come with bounded retries (src/kms/instrument.ts): retrying UNAVAILABLE or
-        // TIMEOUT again here would multiply them. This layer adds only what it knows better: slowing
-        // down when a KMS throttles, and trying again after a concurrent-modification conflict.
-        const again = isKeyportError(e) && (e as KeyportError).retryable && (e.code === 'THROTTLED' || e.code === 'CONFLICT');
+        // KMS calls come with the one retry layer (src/kms/retry.ts): retrying UNAVAILABLE, TIMEOUT or
+        // THROTTLED again here would multiply its attempts
+        if (isKeyportError(e, 'THROTTLED')) this.throttled++;
+        const again = isKeyportError(e) && (e as KeyportError).retryable && e.code === 'CONFLICT';
         if (!again || attempt >= retries) throw e;
-        if (isKeyportError(e, 'THROTTLED')) {
-          this.throttled++;
-          this.limit = Math.max(1, Math.floor(this.limit / 2));
-        }
       } finally {
         this.release();
       }

@@ -12,6 +12,7 @@ import { err, isKeyportError, KeyportError } from '../../src/errors.js';
 import type { Driver } from '../../src/kms/driver.js';
 import { instrument, openInstrumentedDriver } from '../../src/kms/instrument.js';
 import { auditSinkFromEnv, fileAuditSink, memoryAuditSink } from '../../src/kms/audit.js';
+import { isOutcomeUnknown } from '../../src/kms/retry.js';
 import { tempDir } from '../support/tmp.js';
 
 type Step = 'ok' | Error | 'hang';
@@ -69,12 +70,35 @@ describe('instrument: retries', () => {
 
   test('retries are bounded: the last retryable error comes out after retries+1 attempts', async () => {
     const audit = memoryAuditSink();
-    const { d, calls } = scripted(Array.from({ length: 10 }, () => err('THROTTLED', 'rate exceeded')));
+    const { d, calls } = scripted(Array.from({ length: 10 }, () => err('UNAVAILABLE', 'reset')));
     const w = instrument(d, { ...fast, retries: 2, audit });
-    await assert.rejects(w.sign('k', Buffer.from('x'), 'ecdsa-sha256'), (e) => isKeyportError(e, 'THROTTLED'));
+    await assert.rejects(w.sign('k', Buffer.from('x'), 'ecdsa-sha256'), (e) => isKeyportError(e, 'UNAVAILABLE'));
     assert.equal(calls.length, 3);
     assert.equal(audit.records[0]!.attempts, 3);
-    assert.equal(audit.records[0]!.code, 'THROTTLED');
+    assert.equal(audit.records[0]!.code, 'UNAVAILABLE');
+  });
+
+  test('throttling is retried while the deadline allows, not a fixed number of times, then surfaces', async () => {
+    const ok = scripted(Array.from({ length: 4 }, () => err('THROTTLED', 'rate exceeded')));
+    await instrument(ok.d, { ...fast, kmsUri: 'test:throttle-a', retries: 2 }).sign('k', Buffer.from('x'), 'ecdsa-sha256');
+    assert.equal(ok.calls.length, 5);
+    const never = scripted(Array.from({ length: 100_000 }, () => err('THROTTLED', 'rate exceeded')));
+    const w = instrument(never.d, { ...fast, kmsUri: 'test:throttle-b', deadlineMs: 300 });
+    await assert.rejects(
+      w.sign('k', Buffer.from('x'), 'ecdsa-sha256'),
+      (e) => isKeyportError(e, 'THROTTLED') || isKeyportError(e, 'TIMEOUT'),
+    );
+  });
+
+  test("a caller's AbortSignal cancels a waiting call and reaches the driver", async () => {
+    let seen: AbortSignal | undefined;
+    const { d } = scripted();
+    const w = instrument({ ...d, sign: (_k, _d, _a, o) => ((seen = o?.signal), new Promise<Buffer>(() => undefined)) }, fast);
+    const ac = new AbortController();
+    const p = w.sign('k', Buffer.from('x'), 'ecdsa-sha256', { signal: ac.signal });
+    setTimeout(() => ac.abort(), 20);
+    await assert.rejects(p, (e) => isKeyportError(e, 'TIMEOUT') && /cancelled/.test((e as Error).message));
+    assert.equal(seen?.aborted, true);
   });
 
   for (const code of ['AUTH', 'PERMISSION', 'NOT_FOUND', 'KEY_DISABLED', 'INVALID_CIPHERTEXT'] as const) {
@@ -98,13 +122,21 @@ describe('instrument: retries', () => {
     assert.equal(calls.length, 1);
   });
 
-  test('key creation is retried after UNAVAILABLE but not after an ambiguous TIMEOUT', async () => {
-    const a = scripted([err('UNAVAILABLE', 'refused'), 'ok']);
+  test('key creation is retried when the request never reached the KMS, never after an unknown outcome', async () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+    const a = scripted([err('UNAVAILABLE', 'refused', { cause: refused }), err('THROTTLED', 'slow down'), 'ok']);
     assert.equal(await instrument(a.d, fast).generateSymmetricKey('n'), 'sym-1');
-    assert.equal(a.calls.length, 2);
+    assert.equal(a.calls.length, 3);
     const b = scripted([err('TIMEOUT', 'slow'), 'ok']);
-    await assert.rejects(instrument(b.d, fast).generateSigningKeyPair('ec-p256', 'n'), (e) => isKeyportError(e, 'TIMEOUT'));
+    await assert.rejects(
+      instrument(b.d, fast).generateSigningKeyPair('ec-p256', 'n'),
+      (e) => isKeyportError(e, 'TIMEOUT') && isOutcomeUnknown(e),
+    );
     assert.equal(b.calls.length, 1);
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const c = scripted([err('UNAVAILABLE', 'reset', { cause: reset }), 'ok']);
+    await assert.rejects(instrument(c.d, fast).generateSymmetricKey('n'), (e) => isKeyportError(e, 'UNAVAILABLE') && isOutcomeUnknown(e));
+    assert.equal(c.calls.length, 1);
   });
 
   test('a retried delete whose first attempt may have worked treats NOT_FOUND as done', async () => {

@@ -1,0 +1,159 @@
+/**
+ * One adaptive rate limiter per KMS and operation per process (`limiterFor(kms, op)`), shared by every
+ * caller: migrate, protect, unsealing, server requests and external signing all go through it, so
+ * what one learns about the KMS's quota the others use.
+ *
+ * AIMD on the request rate, the shape of AWS's own quotas (requests per second per operation):
+ *  - unlimited until the KMS first throttles: no pacing and no cost on a KMS that does not throttle;
+ *  - on a throttle of a request sent after the last decrease: the rate becomes 0.85 × the current rate
+ *    (or × the rate of requests sent in the last second when none was set yet), and no more than the
+ *    rate of successful requests over the last two seconds, but never less than half the current rate —
+ *    multiplicative decrease, once per "generation", so a burst of throttles from requests already in
+ *    flight counts once, and a low quota (0.25/s) is found in a few steps rather than dozens;
+ *  - while callers are waiting for it (the rate binds), the rate grows linearly by 4% of the rate at
+ *    the last decrease per second — additive increase, probing for more quota;
+ *  - requests are spaced 1/rate apart, each gap stretched by up to 10% at random (jitter), so callers
+ *    that share a quota do not move in lock-step (never shortened: a one-token bucket would throttle).
+ */
+
+export interface LimiterStats {
+  /** requests per second now; Infinity while the KMS never throttled */
+  rate: number;
+  sent: number;
+  throttled: number;
+  decreases: number;
+}
+
+const DECREASE = 0.85;
+const INCREASE_PER_S = 0.04;
+const MIN_RATE = 0.02;
+const JITTER = 0.1;
+const WINDOW_MS = 1000;
+const SUCCESS_WINDOW_MS = 2000;
+
+export class AdaptiveLimiter {
+  private rate = Number.POSITIVE_INFINITY;
+  private rateAtCut = 0;
+  private next = 0;
+  private lastCut = 0;
+  private lastGrow = 0;
+  private readonly recent: number[] = [];
+  private readonly successes: number[] = [];
+  private stats = { sent: 0, throttled: 0, decreases: 0 };
+  /** bumped at every decrease: slots reserved before it are given up */
+  private gen = 0;
+
+  /**
+   * Wait for this caller's turn; resolves with the grant time (pass it to `throttled`). Rejects with
+   * the signal's reason when it aborts while waiting.
+   */
+  async acquire(signal?: AbortSignal): Promise<number> {
+    signal?.throwIfAborted();
+    let now = performance.now();
+    // the time this request's slot was granted at the rate then in force: a throttle of it says
+    // something about that rate, not about one set since
+    let granted = now;
+    for (;;) {
+      if (!Number.isFinite(this.rate)) break;
+      const gen = this.gen;
+      const gap = (1000 / this.rate) * (1 + Math.random() * JITTER);
+      const slot = Math.max(now, this.next);
+      this.next = slot + gap;
+      const wait = slot - now;
+      if (wait <= 0.5) {
+        this.lastGrow = now; // the rate does not bind: no probing for more
+        break;
+      }
+      this.grow(now);
+      await delay(wait, signal);
+      now = performance.now();
+      // a slot reserved before a decrease was spaced at the old rate: take a new one
+      if (gen === this.gen) break;
+      granted = now;
+    }
+    this.stats.sent++;
+    this.recent.push(now);
+    while (this.recent.length && this.recent[0]! < now - WINDOW_MS) this.recent.shift();
+    return granted;
+  }
+
+  /** the request granted at `sentAt` (acquire's result) was throttled */
+  throttled(sentAt: number): void {
+    this.stats.throttled++;
+    if (sentAt < this.lastCut) return; // sent at the old rate: already accounted for
+    const now = performance.now();
+    const base = Number.isFinite(this.rate) ? this.rate : Math.max(this.recent.filter((t) => t >= now - WINDOW_MS).length, 1);
+    this.prune(now);
+    const succeeded = this.successes.length / (SUCCESS_WINDOW_MS / 1000);
+    this.rate = Math.max(MIN_RATE, base * 0.5, Math.min(base * DECREASE, succeeded));
+    this.rateAtCut = this.rate;
+    this.lastCut = now;
+    this.lastGrow = now;
+    this.stats.decreases++;
+    this.gen++;
+    // slots reserved at the old rate are given up (their holders queue again); the next is one gap away
+    this.next = now + 1000 / this.rate;
+  }
+
+  /** a request succeeded (its rate bounds the next decrease) */
+  succeeded(): void {
+    const now = performance.now();
+    this.successes.push(now);
+    if (this.successes.length > 4096) this.prune(now);
+  }
+
+  private prune(now: number): void {
+    let i = 0;
+    while (i < this.successes.length && this.successes[i]! < now - SUCCESS_WINDOW_MS) i++;
+    if (i) this.successes.splice(0, i);
+  }
+
+  /** additive increase while the rate binds (called when a caller has to wait) */
+  private grow(now: number): void {
+    if (!Number.isFinite(this.rate)) return;
+    const dt = (now - this.lastGrow) / 1000;
+    if (dt <= 0) return;
+    this.lastGrow = now;
+    this.rate += Math.max(this.rateAtCut * INCREASE_PER_S, MIN_RATE / 4) * dt;
+  }
+
+  snapshot(): LimiterStats {
+    return { rate: this.rate, ...this.stats };
+  }
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+const limiters = new Map<string, AdaptiveLimiter>();
+
+/** The process's limiter for one operation of one KMS (`kms`: a redacted, credential-free identity). */
+export function limiterFor(kms: string, op: string): AdaptiveLimiter {
+  const k = `${kms}\u0000${op}`;
+  let l = limiters.get(k);
+  if (!l) {
+    l = new AdaptiveLimiter();
+    limiters.set(k, l);
+  }
+  return l;
+}
+
+/** every limiter of this process (bench and doctor output) */
+export function limiterStats(): Record<string, LimiterStats> {
+  const out: Record<string, LimiterStats> = {};
+  for (const [k, l] of limiters) out[k.replace('\u0000', ' ')] = l.snapshot();
+  return out;
+}
+
+export { delay as abortableDelay };
