@@ -197,10 +197,13 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
 
   it('control: the same path DOES retry a retryable answer (ThrottlingException), so the single requests above are no accident of counting', async () => {
     const lines: AuditRecord[] = [];
+    // throttling is retried while the call's deadline allows (src/kms/retry.ts), each AWS request
+    // through the limiter; when the deadline passes the caller learns it was THROTTLED
     const d = instrument(await factory(params(adminId, adminSecret), 'awskms:'), {
       kmsUri: 'awskms:',
       retries: 2,
       baseDelayMs: 1,
+      deadlineMs: 1500,
       audit: { write: (r) => lines.push(r) },
     });
     proxy.fake = { status: 400, body: JSON.stringify({ __type: 'ThrottlingException', message: 'slow down' }) };
@@ -208,10 +211,11 @@ describe('awskms on moto with IAM authentication (motoauth)', { skip: skipUnless
       const seen = await wire(async () => {
         await assert.rejects(d.keyExistsAndIsActive(symId), (e) => isKeyportError(e, 'THROTTLED') && e.retryable);
       });
-      assert.deepEqual(seen, Array(3).fill('TrentService.DescribeKey'));
+      assert.ok(seen.length >= 3, `retried: ${seen.length} requests`);
+      assert.deepEqual(new Set(seen), new Set(['TrentService.DescribeKey']));
       assert.deepEqual(
-        lines.map((l) => [l.code, l.attempts]),
-        [['THROTTLED', 3]],
+        lines.map((l) => l.code),
+        ['THROTTLED'],
       );
     } finally {
       delete proxy.fake;

@@ -4,6 +4,7 @@
  * Nothing here imports an AWS SDK: the callers load theirs lazily.
  */
 import { err, isKeyportError, type KeyportError, type ErrorCode } from '../../errors.js';
+import { classifyNetworkError } from '../neterrors.js';
 
 export interface AwsParams {
   region: string;
@@ -133,17 +134,7 @@ export function callOptions(p: AwsParams): { abortSignal: AbortSignal } {
   return { abortSignal: AbortSignal.timeout(p.timeoutMs) };
 }
 
-const NET_UNAVAILABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'EPIPE',
-  'ECONNABORTED',
-]);
-const NET_TIMEOUT = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
+const NET_TIMEOUT = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
 
 const BY_NAME: Record<string, ErrorCode> = {
   NotFoundException: 'NOT_FOUND',
@@ -212,29 +203,17 @@ function clip(s: string): string {
   return one.length > 200 ? `${one.slice(0, 197)}...` : one;
 }
 
-function findCode(e: unknown, depth = 0): string | undefined {
-  if (!e || typeof e !== 'object' || depth > 4) return undefined;
-  const o = e as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (typeof o.code === 'string') return o.code;
-  if (Array.isArray(o.errors))
-    for (const x of o.errors) {
-      const c = findCode(x, depth + 1);
-      if (c) return c;
-    }
-  return findCode(o.cause, depth + 1);
-}
-
 /** Map any error from an AWS SDK call to a KeyportError. `what` names the operation (no secrets). */
 export function mapAwsError(e: unknown, what: string, service: string): KeyportError {
   if (isKeyportError(e)) return e;
   const o = (e ?? {}) as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; $fault?: string };
   const name = o.name ?? '';
   const msg = clip(o.message ?? String(e));
-  const netCode = findCode(e);
+  const net = classifyNetworkError(e);
+  const netCode = net?.errno;
   let code: ErrorCode | undefined;
-  if (name === 'AbortError' || name === 'TimeoutError' || (netCode !== undefined && NET_TIMEOUT.has(netCode)) || NET_TIMEOUT.has(name))
-    code = 'TIMEOUT';
-  else if (netCode !== undefined && NET_UNAVAILABLE.has(netCode)) code = 'UNAVAILABLE';
+  if (name === 'AbortError' || name === 'TimeoutError' || NET_TIMEOUT.has(name)) code = 'TIMEOUT';
+  else if (net) code = net.code;
   else if (BY_NAME[name]) code = BY_NAME[name];
   else if (/usage|KeyUsage/i.test(msg) && /key/i.test(msg) && name.includes('Validation')) code = 'KEY_USAGE';
   else if (/could not load credentials|credential/i.test(msg) && name.includes('Credential')) code = 'AUTH';
@@ -252,5 +231,5 @@ export function mapAwsError(e: unknown, what: string, service: string): KeyportE
       ? 'no answer in time'
       : `${name || netCode || 'error'}: ${msg}`;
   const hint = HINT[code];
-  return err(code, `${service} ${what} failed (${detail})${hint ? `: ${hint}` : ''}`);
+  return err(code, `${service} ${what} failed (${detail})${hint ? `: ${hint}` : ''}`, { cause: e });
 }

@@ -19,10 +19,11 @@
  *  - the SDK makes one attempt per call (keyport retries above the driver) and each call is bounded
  *    by timeout-ms.
  */
-import { createHash, createPrivateKey, createPublicKey, publicEncrypt, randomBytes, createCipheriv, constants as C } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, publicEncrypt, randomUUID, constants as C } from 'node:crypto';
 import { err, isKeyportError } from '../../errors.js';
 import { keyTypeOf } from '../../crypto/keys.js';
 import type {
+  CallOptions,
   Driver,
   DriverFactory,
   DriverKeyDescription,
@@ -35,7 +36,10 @@ import type {
   SigningAlgoSpec,
   SigningKeySpec,
 } from '../driver.js';
-import { awsParams, callOptions, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from './common.js';
+import { rsaAesKeyWrap } from '../../crypto/keywrap.js';
+import { awsParams, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from './common.js';
+import { limiterFor } from '../limiter.js';
+import { DEFAULT_RETRY_POLICY, isOutcomeUnknown, retryPolicyFromEnv, runKmsCall, type RetryPolicy } from '../retry.js';
 
 type Kms = typeof import('@aws-sdk/client-kms');
 
@@ -85,30 +89,49 @@ export const factory: DriverFactory = async (params, uri) => {
   }
   const client = new sdk.KMSClient(clientConfig(p) as import('@aws-sdk/client-kms').KMSClientConfig);
   decodeXmlErrors(client.middlewareStack);
-  return new AwsKmsDriver(sdk, client, p, uri);
+  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: p.timeoutMs });
 };
 
 class AwsKmsDriver implements Driver {
   readonly name = 'awskms';
+  /** every AWS request goes through src/kms/retry.ts here, per AWS operation (instrument() does not retry again) */
+  readonly retriesRequests = true;
+  /** this KMS for the process's limiters: region and endpoint (AWS's quotas are per account and Region) */
+  private readonly kmsId: string;
   constructor(
     private readonly sdk: Kms,
     private readonly client: InstanceType<Kms['KMSClient']>,
     private readonly p: AwsParams,
     readonly uri: string,
-  ) {}
+    private readonly policy: RetryPolicy,
+  ) {
+    this.kmsId = `awskms:${p.region}:${p.endpoint ?? 'aws'}`;
+  }
 
-  /** one SDK call with the per-call deadline and error mapping */
-  private async call<T>(what: string, cmd: unknown): Promise<T> {
-    try {
-      return (await this.client.send(cmd as never, callOptions(this.p))) as T;
-    } catch (e) {
-      throw mapAwsError(e, what, SVC);
-    }
+  /**
+   * One AWS request: the process's limiter of this AWS operation, the retry policy (throttling retried
+   * while the deadline allows), the per-attempt timeout and the caller's signal handed to the SDK.
+   * `idempotent: false` for CreateKey: a failure that may have reached AWS is not retried blindly.
+   */
+  private async call<T>(what: string, cmd: unknown, o?: CallOptions, idempotent = true): Promise<T> {
+    const r = await runKmsCall<T>(
+      {
+        op: what,
+        kms: this.uri,
+        idempotent,
+        signal: o?.signal,
+        limiter: limiterFor(this.kmsId, what),
+        policy: this.policy,
+        map: (e) => mapAwsError(e, what, SVC),
+      },
+      (signal) => this.client.send(cmd as never, signal ? { abortSignal: signal } : {}) as Promise<T>,
+    );
+    return r.value;
   }
 
   async health(): Promise<Health> {
     try {
-      await this.call('ListKeys', new this.sdk.ListKeysCommand({ Limit: 1 }));
+      await this.call('ListKeys', new this.sdk.ListKeysCommand({ Limit: 1 }), { signal: AbortSignal.timeout(this.p.timeoutMs) });
       return { state: 'ok' };
     } catch (e) {
       return { state: 'failed', reason: isKeyportError(e) ? e.message : 'AWS KMS is not reachable' };
@@ -128,50 +151,131 @@ class AwsKmsDriver implements Driver {
     return ['rsa-oaep-sha256'];
   }
 
-  private async create(keySpec: string, keyUsage: string, name: string | undefined, origin?: string): Promise<string> {
-    const out = await this.call<{ KeyMetadata?: { KeyId?: string } }>(
-      'CreateKey',
-      new this.sdk.CreateKeyCommand({
-        KeySpec: keySpec as never,
-        KeyUsage: keyUsage as never,
-        ...(origin ? { Origin: origin as never } : {}),
-        Description: name ? `keyport key ${name}` : 'keyport key',
-      }),
-    );
-    const keyId = out.KeyMetadata?.KeyId;
-    if (!keyId) throw err('INTERNAL', 'AWS KMS CreateKey returned no key id');
-    if (name !== undefined) {
+  /**
+   * CreateKey (+ TagResource keyport:name and CreateAlias alias/NAME when named). The key's Description
+   * carries a random creation token, so a CreateKey whose answer was lost (connection reset, 5xx, timeout
+   * after sending) is looked up by that token instead of being sent again: the key it made is adopted, or,
+   * when none exists, CreateKey is sent again. When naming fails the new key is scheduled for deletion
+   * (disabled if even that fails): no orphan enabled key is left behind.
+   */
+  private async create(
+    keySpec: string,
+    keyUsage: string,
+    name: string | undefined,
+    origin?: string,
+    o?: CallOptions,
+    describedAs = name,
+  ): Promise<string> {
+    const token = randomUUID();
+    const description = `${describedAs ? `keyport key ${describedAs}` : 'keyport key'} (create ${token})`;
+    let keyId: string | undefined;
+    for (let round = 0; keyId === undefined; round++) {
       try {
-        await this.call('TagResource', new this.sdk.TagResourceCommand({ KeyId: keyId, Tags: [{ TagKey: NAME_TAG, TagValue: name }] }));
-        await this.call('CreateAlias', new this.sdk.CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: keyId }));
+        const out = await this.call<{ KeyMetadata?: { KeyId?: string } }>(
+          'CreateKey',
+          new this.sdk.CreateKeyCommand({
+            KeySpec: keySpec as never,
+            KeyUsage: keyUsage as never,
+            ...(origin ? { Origin: origin as never } : {}),
+            Description: description,
+          }),
+          o,
+          false,
+        );
+        keyId = out.KeyMetadata?.KeyId;
+        if (!keyId) throw err('INTERNAL', 'AWS KMS CreateKey returned no key id');
       } catch (e) {
-        await this.scheduleDeletion(keyId).catch(() => undefined);
-        if (isKeyportError(e, 'EXISTS'))
-          throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
-        throw e;
+        if (!isOutcomeUnknown(e) || round >= 2) throw e;
+        keyId = await this.findCreated(token, o);
       }
     }
+    if (name !== undefined) await this.nameKey(keyId, name, o);
     return keyId;
   }
 
-  async generateSigningKeyPair(spec: SigningKeySpec, name?: string): Promise<string> {
+  /** the key a CreateKey with this creation token made, if any (listing the account's keys) */
+  private async findCreated(token: string, o?: CallOptions): Promise<string | undefined> {
+    let marker: string | undefined;
+    do {
+      const out = await this.call<{ Keys?: { KeyId?: string }[]; NextMarker?: string; Truncated?: boolean }>(
+        'ListKeys',
+        new this.sdk.ListKeysCommand({ Limit: 1000, ...(marker ? { Marker: marker } : {}) }),
+        o,
+      );
+      const ids = (out.Keys ?? []).map((k) => k.KeyId).filter((k): k is string => !!k);
+      for (let i = 0; i < ids.length; i += 16) {
+        const metas = await Promise.all(
+          ids
+            .slice(i, i + 16)
+            .map((id) =>
+              this.call<{ KeyMetadata?: KeyMeta & { Description?: string } }>(
+                'DescribeKey',
+                new this.sdk.DescribeKeyCommand({ KeyId: id }),
+                o,
+              ).catch(() => undefined),
+            ),
+        );
+        const hit = metas.find((m) => m?.KeyMetadata?.Description?.includes(`(create ${token})`));
+        if (hit?.KeyMetadata?.KeyId) return hit.KeyMetadata.KeyId;
+      }
+      marker = out.Truncated ? out.NextMarker : undefined;
+    } while (marker);
+    return undefined;
+  }
+
+  /** TagResource + CreateAlias; on failure the key is scheduled for deletion (or at least disabled) */
+  private async nameKey(keyId: string, name: string, o?: CallOptions): Promise<void> {
+    try {
+      await this.call('TagResource', new this.sdk.TagResourceCommand({ KeyId: keyId, Tags: [{ TagKey: NAME_TAG, TagValue: name }] }), o);
+      try {
+        await this.call('CreateAlias', new this.sdk.CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: keyId }), o);
+      } catch (e) {
+        // a retried CreateAlias whose first attempt worked finds its own alias
+        if (!isKeyportError(e, 'EXISTS') || (await this.aliasTarget(name, o)) !== keyId) throw e;
+      }
+    } catch (e) {
+      await this.discard(keyId);
+      if (isKeyportError(e, 'EXISTS'))
+        throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
+      throw e;
+    }
+  }
+
+  private async aliasTarget(name: string, o?: CallOptions): Promise<string | undefined> {
+    try {
+      return (await this.describe(`alias/${name}`, o)).KeyId;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** a key keyport made but cannot hand out: scheduled for deletion, else disabled (never left enabled) */
+  private async discard(keyId: string): Promise<void> {
+    try {
+      await this.scheduleDeletion(keyId);
+    } catch {
+      await this.call('DisableKey', new this.sdk.DisableKeyCommand({ KeyId: keyId })).catch(() => undefined);
+    }
+  }
+
+  async generateSigningKeyPair(spec: SigningKeySpec, name?: string, o?: CallOptions): Promise<string> {
     const aws = SIGNING_SPECS[spec];
     if (!aws)
       throw err('UNSUPPORTED', `AWS KMS cannot make ${spec} signing keys: use one of ${this.supportedSigningKeySpecs().join(', ')}`);
-    return this.create(aws, 'SIGN_VERIFY', name);
+    return this.create(aws, 'SIGN_VERIFY', name, undefined, o);
   }
 
-  async generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string): Promise<string> {
+  async generateEncryptionKeyPair(spec: EncryptionKeySpec, name?: string, o?: CallOptions): Promise<string> {
     const aws = ENCRYPTION_SPECS[spec];
     if (!aws) throw err('UNSUPPORTED', `AWS KMS cannot make ${spec} encryption keys: use rsa-2048 or rsa-3072`);
-    return this.create(aws, 'ENCRYPT_DECRYPT', name);
+    return this.create(aws, 'ENCRYPT_DECRYPT', name, undefined, o);
   }
 
-  async generateSymmetricKey(name?: string): Promise<string> {
-    return this.create('SYMMETRIC_DEFAULT', 'ENCRYPT_DECRYPT', name);
+  async generateSymmetricKey(name?: string, o?: CallOptions): Promise<string> {
+    return this.create('SYMMETRIC_DEFAULT', 'ENCRYPT_DECRYPT', name, undefined, o);
   }
 
-  async sign(keyId: string, data: Buffer, algo: SigningAlgoSpec): Promise<Buffer> {
+  async sign(keyId: string, data: Buffer, algo: SigningAlgoSpec, o?: CallOptions): Promise<Buffer> {
     const a = SIGN_ALGOS[algo];
     if (!a) throw err('UNSUPPORTED', `AWS KMS cannot sign with ${algo}: use one of ${this.supportedSigningAlgoSpecs().join(', ')}`);
     const raw = data.length <= RAW_LIMIT;
@@ -183,12 +287,13 @@ class AwsKmsDriver implements Driver {
         MessageType: raw ? 'RAW' : 'DIGEST',
         SigningAlgorithm: a.aws as never,
       }),
+      o,
     );
     if (!out.Signature) throw err('INTERNAL', 'AWS KMS Sign returned no signature');
     return Buffer.from(out.Signature);
   }
 
-  async decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec): Promise<Buffer> {
+  async decryptAsymmetric(keyId: string, ciphertext: Buffer, algo: EncryptionAlgoSpec, o?: CallOptions): Promise<Buffer> {
     if (algo !== 'rsa-oaep-sha256') throw err('UNSUPPORTED', `AWS KMS cannot decrypt ${algo}: use rsa-oaep-sha256`);
     // an RSA ciphertext is as long as the modulus: 512 bytes at most (RSA_4096). Refused here so that a
     // permanent input error is never sent (LocalStack answers oversize input with a retryable HTTP 500)
@@ -201,24 +306,26 @@ class AwsKmsDriver implements Driver {
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }),
+      o,
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
   }
 
-  async encryptSymmetric(keyId: string, plaintext: Buffer): Promise<Buffer> {
+  async encryptSymmetric(keyId: string, plaintext: Buffer, o?: CallOptions): Promise<Buffer> {
     if (plaintext.length === 0 || plaintext.length > RAW_LIMIT) {
       throw err('INVALID_INPUT', `AWS KMS encrypts 1 to ${RAW_LIMIT} bytes, not ${plaintext.length}: wrap a data key instead`);
     }
     const out = await this.call<{ CiphertextBlob?: Uint8Array }>(
       'Encrypt',
       new this.sdk.EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
+      o,
     );
     if (!out.CiphertextBlob) throw err('INTERNAL', 'AWS KMS Encrypt returned no ciphertext');
     return Buffer.from(out.CiphertextBlob);
   }
 
-  async decryptSymmetric(keyId: string, ciphertext: Buffer): Promise<Buffer> {
+  async decryptSymmetric(keyId: string, ciphertext: Buffer, o?: CallOptions): Promise<Buffer> {
     if (ciphertext.length === 0) throw err('INVALID_CIPHERTEXT', 'empty ciphertext: nothing to decrypt');
     if (ciphertext.length > BLOB_MAX)
       throw err(
@@ -228,15 +335,17 @@ class AwsKmsDriver implements Driver {
     const out = await this.call<{ Plaintext?: Uint8Array }>(
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
+      o,
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
   }
 
-  async getPublicKey(keyId: string): Promise<DriverPublicKey> {
+  async getPublicKey(keyId: string, o?: CallOptions): Promise<DriverPublicKey> {
     const out = await this.call<{ PublicKey?: Uint8Array; KeySpec?: string; CustomerMasterKeySpec?: string }>(
       'GetPublicKey',
       new this.sdk.GetPublicKeyCommand({ KeyId: keyId }),
+      o,
     );
     if (!out.PublicKey) throw err('INTERNAL', 'AWS KMS GetPublicKey returned no key');
     // older KMS APIs (and moto) answer only the deprecated CustomerMasterKeySpec
@@ -246,14 +355,14 @@ class AwsKmsDriver implements Driver {
     return { spki: Buffer.from(out.PublicKey), spec };
   }
 
-  private async describe(keyId: string) {
-    const out = await this.call<{ KeyMetadata?: KeyMeta }>('DescribeKey', new this.sdk.DescribeKeyCommand({ KeyId: keyId }));
+  private async describe(keyId: string, o?: CallOptions) {
+    const out = await this.call<{ KeyMetadata?: KeyMeta }>('DescribeKey', new this.sdk.DescribeKeyCommand({ KeyId: keyId }), o);
     if (!out.KeyMetadata) throw err('NOT_FOUND', `AWS KMS key '${keyId}' not found`);
     return out.KeyMetadata;
   }
 
-  async keyExistsAndIsActive(keyId: string): Promise<void> {
-    const m = await this.describe(keyId);
+  async keyExistsAndIsActive(keyId: string, o?: CallOptions): Promise<void> {
+    const m = await this.describe(keyId, o);
     if (m.KeyState !== 'Enabled' || m.Enabled === false) {
       throw err(
         'KEY_DISABLED',
@@ -262,8 +371,8 @@ class AwsKmsDriver implements Driver {
     }
   }
 
-  async describeKey(keyId: string): Promise<DriverKeyDescription> {
-    const m = await this.describe(keyId);
+  async describeKey(keyId: string, o?: CallOptions): Promise<DriverKeyDescription> {
+    const m = await this.describe(keyId, o);
     const awsSpec = m.KeySpec ?? m.CustomerMasterKeySpec ?? 'an unknown key spec';
     const usage = m.KeyUsage ?? 'unknown';
     const symmetric = awsSpec === 'SYMMETRIC_DEFAULT';
@@ -278,26 +387,26 @@ class AwsKmsDriver implements Driver {
     };
   }
 
-  async resolveKeyId(ref: string): Promise<string> {
+  async resolveKeyId(ref: string, o?: CallOptions): Promise<string> {
     if (ref.startsWith('arn:')) return ref; // multi-region / cross-account ARNs are used as they are
-    const m = await this.describe(ref);
+    const m = await this.describe(ref, o);
     if (!m.KeyId) throw err('NOT_FOUND', `AWS KMS key '${ref}' not found`);
     return m.KeyId;
   }
 
-  private async scheduleDeletion(keyId: string): Promise<void> {
-    await this.call('ScheduleKeyDeletion', new this.sdk.ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+  private async scheduleDeletion(keyId: string, o?: CallOptions): Promise<void> {
+    await this.call('ScheduleKeyDeletion', new this.sdk.ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }), o);
   }
 
-  async deleteKey(keyId: string): Promise<void> {
-    const m = await this.describe(keyId);
+  async deleteKey(keyId: string, o?: CallOptions): Promise<void> {
+    const m = await this.describe(keyId, o);
     if (m.KeyState === 'PendingDeletion') return; // already going
     const id = m.KeyId ?? keyId;
     // drop the aliases first so the name can be reused at once (AWS keeps an alias on a key pending deletion)
     for await (const a of this.aliases(id)) {
-      await this.call('DeleteAlias', new this.sdk.DeleteAliasCommand({ AliasName: a }));
+      await this.call('DeleteAlias', new this.sdk.DeleteAliasCommand({ AliasName: a }), o);
     }
-    await this.scheduleDeletion(id);
+    await this.scheduleDeletion(id, o);
   }
 
   private async *aliases(keyId?: string): AsyncGenerator<string, void, void> {
@@ -352,7 +461,7 @@ class AwsKmsDriver implements Driver {
     } while (marker);
   }
 
-  async importKey(material: KeyMaterialForImport, name?: string): Promise<string> {
+  async importKey(material: KeyMaterialForImport, name?: string, o?: CallOptions): Promise<string> {
     let keySpec: string;
     let usage: string;
     if (material.kind === 'symmetric') {
@@ -384,7 +493,7 @@ class AwsKmsDriver implements Driver {
     const what = material.kind === 'symmetric' ? 'symmetric key import' : `${material.spec} private key import (RSA_AES_KEY_WRAP_SHA_256)`;
     let keyId: string;
     try {
-      keyId = await this.create(keySpec, usage, undefined, 'EXTERNAL');
+      keyId = await this.create(keySpec, usage, undefined, 'EXTERNAL', o, name);
     } catch (e) {
       // every CreateKey parameter is the driver's own, so a refusal is the endpoint's limit, not the
       // caller's input (local-kms makes EXTERNAL keys only of SYMMETRIC_DEFAULT: ValidationException)
@@ -406,20 +515,14 @@ class AwsKmsDriver implements Driver {
           WrappingAlgorithm: (symmetric ? 'RSAES_OAEP_SHA_256' : 'RSA_AES_KEY_WRAP_SHA_256') as never,
           WrappingKeySpec: (symmetric ? 'RSA_2048' : 'RSA_4096') as never,
         }),
+        o,
       );
       if (!params.ImportToken || !params.PublicKey) throw err('INTERNAL', 'AWS KMS GetParametersForImport returned no wrapping key');
       const wrappingKey = createPublicKey({ key: Buffer.from(params.PublicKey), format: 'der', type: 'spki' });
-      const oaep = (b: Buffer) => publicEncrypt({ key: wrappingKey, padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, b);
-      let wrapped: Buffer;
-      if (symmetric) {
-        wrapped = oaep(material.secret);
-      } else {
-        // RSA_AES_KEY_WRAP_SHA_256: RSA-OAEP(ephemeral AES-256 key) || AES-KWP(PKCS#8) (RFC 5649)
-        const aes = randomBytes(32);
-        const kwp = createCipheriv('id-aes256-wrap-pad', aes, Buffer.from('a65959a6', 'hex'));
-        wrapped = Buffer.concat([oaep(aes), kwp.update(material.secret), kwp.final()]);
-        aes.fill(0);
-      }
+      // RSA_AES_KEY_WRAP_SHA_256: RSA-OAEP(ephemeral AES-256 key) || AES-KWP(PKCS#8) (RFC 5649)
+      const wrapped = symmetric
+        ? publicEncrypt({ key: wrappingKey, padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, material.secret)
+        : rsaAesKeyWrap(wrappingKey, material.secret);
       step = 'ImportKeyMaterial';
       await this.call(
         'ImportKeyMaterial',
@@ -429,15 +532,15 @@ class AwsKmsDriver implements Driver {
           EncryptedKeyMaterial: wrapped,
           ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
         }),
+        o,
       );
       step = 'naming';
-      if (name !== undefined) {
-        await this.call('TagResource', new this.sdk.TagResourceCommand({ KeyId: keyId, Tags: [{ TagKey: NAME_TAG, TagValue: name }] }));
-        await this.call('CreateAlias', new this.sdk.CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: keyId }));
-      }
+      if (name !== undefined) await this.nameKey(keyId, name, o);
       return keyId;
     } catch (e) {
-      await this.scheduleDeletion(keyId).catch(() => undefined);
+      // every step was retried (throttling while the deadline allows) with this same key: what fails
+      // here is final, so the key without material is not left behind
+      if (step !== 'naming') await this.discard(keyId);
       // an endpoint without import answers the import calls with an error page (moto: HTTP 500 HTML) or a
       // validation/unsupported error; credentials, permissions, throttling and timeouts keep their codes
       const keep: string[] = ['AUTH', 'PERMISSION', 'THROTTLED', 'TIMEOUT', 'NOT_FOUND', 'KEY_DISABLED'];

@@ -1,0 +1,220 @@
+/**
+ * KMS calls under a real emulator's quota: local-kms (scripts/testbed/localkms.sh) behind the latency
+ * and quota injector (test/support/kms-injector.ts), which answers AWS's own ThrottlingException when a
+ * per-operation token bucket is empty and counts the calls of each operation.
+ *
+ * Issue 12's must-hold outcomes: with a 100/s quota per operation and 32 callers, 1000 external
+ * signatures, the first use of 2000 envelope-sealed keys and a 2000-key migration all complete with no
+ * failure; BYOK of 20 keys at AWS's quotas (CreateKey 5/s, GetParametersForImport 0.25/s) ends with
+ * exactly 20 KMS keys, none scheduled for deletion (listed in local-kms directly, not through keyport).
+ * And issue 8's: a CreateKey whose answer is lost ends with exactly one KMS key, adopted; a failed alias
+ * creation leaves no enabled orphan. Outcomes are asserted, never times.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { KMSClient, ListKeysCommand, DescribeKeyCommand, CreateAliasCommand } from '@aws-sdk/client-kms';
+import { skipUnless, serviceEnv } from '../support/testbed.js';
+import { startInjector, AWS_QUOTAS, type Injector } from '../support/kms-injector.js';
+import { openInstrumentedDriver } from '../../src/kms/instrument.js';
+import { openKeyring } from '../../src/keys/open.js';
+import { migrate } from '../../src/migrate/index.js';
+import { isKeyportError } from '../../src/errors.js';
+import { tempDir } from '../support/tmp.js';
+
+const skip = skipUnless('localkms');
+const dir = tempDir();
+process.env.KEYPORT_HOME = join(dir, 'home');
+const tag = `q${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+
+/** run `n` items with `width` callers; the failures */
+async function pool(n: number, width: number, fn: (i: number) => Promise<void>): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      for (let i = next++; i < n; i = next++) {
+        try {
+          await fn(i);
+        } catch (e) {
+          failures.push(e);
+        }
+      }
+    }),
+  );
+  return failures;
+}
+
+describe('KMS calls under quotas (local-kms behind the quota injector)', { skip }, () => {
+  let inj: Injector;
+  let env: Record<string, string>;
+  let direct: KMSClient;
+  let kms: string;
+  const QUOTA = { latencyMs: 2, jitterMs: 4, defaultRate: 100 };
+
+  before(async () => {
+    env = serviceEnv('localkms');
+    inj = await startInjector(env.LOCALKMS_ENDPOINT!, {});
+    kms = `awskms:region=${env.LOCALKMS_REGION};endpoint=${inj.endpoint};access-key-id=test;secret-access-key=test`;
+    direct = new KMSClient({
+      region: env.LOCALKMS_REGION!,
+      endpoint: env.LOCALKMS_ENDPOINT!,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+  });
+  after(async () => {
+    direct?.destroy();
+    await inj?.close();
+  });
+
+  /** every key of local-kms whose description names this prefix, with its state (read directly, not through keyport) */
+  async function kmsKeys(prefix: string): Promise<{ id: string; state: string }[]> {
+    const out: { id: string; state: string }[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await direct.send(new ListKeysCommand({ Limit: 1000, ...(marker ? { Marker: marker } : {}) }));
+      for (const k of page.Keys ?? []) {
+        const m = (await direct.send(new DescribeKeyCommand({ KeyId: k.KeyId! }))).KeyMetadata!;
+        if (m.Description?.startsWith(`keyport key ${prefix}`)) out.push({ id: m.KeyId!, state: m.KeyState! });
+      }
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return out;
+  }
+
+  it('1000 external signatures, 32 callers, 100/s: no failure', async () => {
+    inj.configure({});
+    const kr = await openKeyring(kms);
+    await kr.create(`${tag}-sig`, { type: 'ec-p256' });
+    const spki = createPublicKey({ key: await kr.publicKey(`${tag}-sig`), format: 'der', type: 'spki' });
+    inj.configure(QUOTA);
+    inj.reset();
+    const sigs: Buffer[] = [];
+    const failures = await pool(1000, 32, async (i) => {
+      sigs[i] = await kr.sign(`${tag}-sig`, Buffer.from(`m${i}`));
+    });
+    await kr.close();
+    const s = inj.stats();
+    console.log(`# signatures: ${JSON.stringify(s.ops)}`);
+    assert.deepEqual(failures.map(String), []);
+    for (const i of [0, 499, 999]) assert.ok(verify('sha256', Buffer.from(`m${i}`), spki, sigs[i]!), `signature ${i} verifies`);
+    assert.ok(s.ops.Sign!.forwarded >= 1000);
+  });
+
+  it('a quota that binds (20/s, 32 callers): throttling absorbed, none surfaced, few calls wasted', async () => {
+    inj.configure({});
+    const kr = await openKeyring(kms);
+    await kr.create(`${tag}-bind`, { type: 'ec-p256' });
+    inj.configure({ latencyMs: 5, buckets: [{ ops: ['Sign'], rate: 20 }] });
+    inj.reset();
+    const failures = await pool(200, 32, async (i) => {
+      await kr.sign(`${tag}-bind`, Buffer.from(`m${i}`));
+    });
+    await kr.close();
+    const s = inj.stats().ops.Sign!;
+    console.log(`# binding quota: ${JSON.stringify(s)}`);
+    assert.deepEqual(failures.map(String), []);
+    assert.equal(s.forwarded, 200);
+    assert.ok(s.throttled > 0, 'the quota was binding (else this test shows nothing)');
+  });
+
+  it('first use of 2000 envelope-sealed keys, 32 callers, 100/s: no failure', async () => {
+    inj.configure({});
+    const d = await openInstrumentedDriver(kms);
+    const wrapper = `${kms};key-id=${await d.generateSymmetricKey()}`;
+    await d.close?.();
+    const store = `sqlite:${join(dir, 'sealed.db')}`;
+    const cfg = { store, envelope: { wrapper } };
+    const kr = await openKeyring(cfg);
+    const names = Array.from({ length: 2000 }, (_, i) => `k${i}`);
+    assert.deepEqual(
+      (await pool(names.length, 16, (i) => kr.create(names[i]!, { type: 'ec-p256' }).then(() => undefined))).map(String),
+      [],
+    );
+    await kr.close();
+    inj.configure(QUOTA);
+    inj.reset();
+    const fresh = await openKeyring(cfg);
+    const failures = await pool(names.length, 32, async (i) => {
+      await fresh.sign(names[i]!, Buffer.from('m'));
+    });
+    await fresh.close();
+    const s = inj.stats();
+    console.log(`# first use: ${JSON.stringify(s.ops)}`);
+    assert.deepEqual(failures.map(String).slice(0, 3), []);
+    assert.ok(s.ops.Decrypt!.forwarded >= 2000);
+  });
+
+  it('a 2000-key migration into an envelope store, 100/s: no failure, every key verified', async () => {
+    inj.configure({});
+    const d = await openInstrumentedDriver(kms);
+    const wrapper = `${kms};key-id=${await d.generateSymmetricKey()}`;
+    await d.close?.();
+    const src = `sqlite:${join(dir, 'clear.db')}`;
+    const kr = await openKeyring(src);
+    assert.deepEqual((await pool(2000, 16, (i) => kr.create(`m${i}`).then(() => undefined))).map(String), []);
+    await kr.close();
+    const to = join(dir, 'to.yaml');
+    writeFileSync(to, `store: sqlite:${join(dir, 'migrated.db')}\nenvelope:\n  wrapper: "${wrapper}"\n`);
+    inj.configure(QUOTA);
+    inj.reset();
+    const r = await migrate({ from: src, to, concurrency: 32 });
+    console.log(`# migration: ${JSON.stringify(inj.stats().ops)}`);
+    assert.deepEqual([r.failed.length, r.conflicts.length, r.refused.length], [0, 0, 0], JSON.stringify(r.errors?.slice?.(0, 3)));
+    assert.equal(r.migrated, 2000);
+    assert.equal(r.verified, 2000);
+  });
+
+  it('BYOK of 20 keys at AWS quotas: exactly 20 KMS keys, none scheduled for deletion', async () => {
+    inj.configure({ latencyMs: 5, buckets: AWS_QUOTAS });
+    inj.reset();
+    const d = await openInstrumentedDriver(kms);
+    const prefix = `${tag}-byok`;
+    const ids: string[] = [];
+    const failures = await pool(20, 20, async (i) => {
+      ids[i] = await d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, `${prefix}-${i}`);
+    });
+    await d.close?.();
+    const s = inj.stats();
+    console.log(`# byok: ${JSON.stringify(s.ops)}`);
+    assert.deepEqual(failures.map(String), []);
+    const keys = await kmsKeys(prefix);
+    assert.equal(keys.length, 20, 'one KMS key per imported key');
+    assert.deepEqual(
+      keys.filter((k) => k.state !== 'Enabled'),
+      [],
+    );
+    assert.deepEqual(new Set(keys.map((k) => k.id)), new Set(ids));
+    assert.equal(s.ops.CreateKey!.forwarded, 20);
+    assert.equal(s.ops.ScheduleKeyDeletion?.forwarded ?? 0, 0);
+    assert.ok(s.ops.GetParametersForImport!.throttled > 0, 'GetParametersForImport was throttled and resumed');
+  });
+
+  it('a CreateKey whose answer is lost ends with exactly one KMS key, adopted', async () => {
+    inj.configure({ drop: { op: 'CreateKey', count: 1 } });
+    inj.reset();
+    const d = await openInstrumentedDriver(kms);
+    const name = `${tag}-lost`;
+    const id = await d.generateSigningKeyPair('ec-p256', name);
+    const s = inj.stats();
+    assert.equal(s.ops.CreateKey!.dropped, 1, 'the answer really was lost');
+    const keys = await kmsKeys(name);
+    assert.deepEqual(keys, [{ id, state: 'Enabled' }]);
+    assert.equal((await direct.send(new DescribeKeyCommand({ KeyId: `alias/${name}` }))).KeyMetadata!.KeyId, id);
+    await d.close?.();
+  });
+
+  it('a failed alias creation after CreateKey leaves no enabled orphan key', async () => {
+    inj.configure({});
+    const d = await openInstrumentedDriver(kms);
+    const name = `${tag}-taken`;
+    const first = await d.generateSymmetricKey(`${name}-a`);
+    await direct.send(new CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: first }));
+    await assert.rejects(d.generateSymmetricKey(name), (e) => isKeyportError(e, 'EXISTS'));
+    const orphans = (await kmsKeys(`${name} `)).filter((k) => k.state === 'Enabled');
+    assert.deepEqual(orphans, []);
+    await d.close?.();
+  });
+});
