@@ -1,7 +1,9 @@
 /**
  * `azurekv:vault=https://NAME.vault.azure.net[;ca=PEM][;insecure=true][;retries=N][;purge=true]`
  * Azure Key Vault through @azure/keyvault-keys (loaded lazily). A key URI adds `key-id=NAME` (the
- * Azure key name, `NAME/VERSION`, or the full key identifier URL).
+ * Azure key name, `NAME/VERSION`, or the full key identifier URL). `retries=N` (default 0) lets the
+ * SDK retry too; by default keyport's one retry layer (src/kms/retry.ts, through instrument()) is the
+ * only one, so attempts are not multiplied.
  *
  * Credentials, first match wins:
  *  - `dev-token=true`: a fixed dummy bearer token, for emulators that accept any token (lowkey-vault);
@@ -38,6 +40,7 @@ import type * as KV from '@azure/keyvault-keys';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { err, isKeyportError, type KeyportError, type ErrorCode } from '../../errors.js';
 import { rawToDer } from '../../crypto/ecdsa-encoding.js';
+import { classifyNetworkError } from '../neterrors.js';
 import type {
   Driver,
   DriverFactory,
@@ -101,7 +104,7 @@ export const factory: DriverFactory = async (params, uri) => {
   const devToken = bool('dev-token');
   const insecure = bool('insecure');
   const purge = bool('purge');
-  const retriesText = params['retries'] ?? '2';
+  const retriesText = params['retries'] ?? '0';
   if (!/^\d{1,2}$/.test(retriesText)) throw err('USAGE', `azurekv: retries=${retriesText} must be a small whole number`);
 
   let ca: Buffer | undefined;
@@ -164,26 +167,6 @@ async function credentialFor(params: Record<string, string>, devToken: boolean):
 
 // ------------------------------------------------------------------ errors
 
-const NET_UNAVAILABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'REQUEST_SEND_ERROR',
-]);
-const NET_TIMEOUT = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ECONNABORTED']);
-const TLS_UNTRUSTED = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-
 interface SdkError {
   name?: string;
   code?: string;
@@ -213,7 +196,6 @@ function azureMessage(e: SdkError): string {
 export function mapAzureError(e: unknown, what: string, vault: string): KeyportError {
   if (isKeyportError(e)) return e;
   const x = (e ?? {}) as SdkError;
-  const code = x.code ?? (x.cause as SdkError | undefined)?.code ?? '';
   const status = x.statusCode;
   const msg = azureMessage(x);
   const mk = (c: ErrorCode, m: string, opts: { retryable?: boolean } = {}) => err(c, `azurekv: ${what}: ${m}`, { cause: e, ...opts });
@@ -221,11 +203,11 @@ export function mapAzureError(e: unknown, what: string, vault: string): KeyportE
   if (x.name === 'AuthenticationError' || x.name === 'CredentialUnavailableError' || x.name === 'AggregateAuthenticationError')
     return mk('AUTH', `could not get an Azure token (${msg}): check the credentials`);
   if (status === undefined) {
-    if (NET_UNAVAILABLE.has(code)) return mk('UNAVAILABLE', `cannot reach ${vault} (${code}): check vault= and the network`);
-    if (NET_TIMEOUT.has(code)) return mk('TIMEOUT', `${vault} did not answer in time (${code})`);
-    if (TLS_UNTRUSTED.has(code))
-      return mk('UNAVAILABLE', `the TLS certificate of ${vault} is not trusted (${code}): pass ca=PEM-FILE`, { retryable: false });
-    if (/ECONNREFUSED|ENOTFOUND|socket hang up/.test(msg)) return mk('UNAVAILABLE', `cannot reach ${vault} (${msg})`);
+    const net = classifyNetworkError(e);
+    if (net?.tls)
+      return mk('UNAVAILABLE', `the TLS certificate of ${vault} is not trusted (${net.errno}): pass ca=PEM-FILE`, { retryable: false });
+    if (net?.code === 'TIMEOUT') return mk('TIMEOUT', `${vault} did not answer in time (${net.errno})`);
+    if (net) return mk('UNAVAILABLE', `cannot reach ${vault} (${net.errno}): check vault= and the network`);
     return mk('INTERNAL', msg || 'unexpected failure');
   }
   const azCode = x.code ?? '';

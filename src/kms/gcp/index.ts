@@ -24,8 +24,10 @@
  *  - gax makes one attempt per call (keyport retries above the driver); each call has timeout-ms.
  */
 import { createRequire } from 'node:module';
-import { createHash, createPublicKey, publicEncrypt, randomBytes, createCipheriv, constants as C } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { err, isKeyportError, KeyportError, type ErrorCode } from '../../errors.js';
+import { classifyNetworkError } from '../neterrors.js';
+import { rsaAesKeyWrap } from '../../crypto/keywrap.js';
 import type {
   Driver,
   DriverFactory,
@@ -192,17 +194,7 @@ function crcMatches(v: unknown, crc: number): boolean {
  * AES-KWP (RFC 5649, AES key wrap with padding) of the key material under that AES key.
  */
 export function wrapRsaAes(wrappingKeyPem: string, secret: Buffer): Buffer {
-  const aes = randomBytes(32);
-  try {
-    const kwp = createCipheriv('id-aes256-wrap-pad', aes, Buffer.from('a65959a6', 'hex'));
-    return Buffer.concat([
-      publicEncrypt({ key: createPublicKey(wrappingKeyPem), padding: C.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, aes),
-      kwp.update(secret),
-      kwp.final(),
-    ]);
-  } finally {
-    aes.fill(0);
-  }
+  return rsaAesKeyWrap(wrappingKeyPem, secret);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +230,7 @@ const HINT: Partial<Record<ErrorCode, string>> = {
   UNSUPPORTED: 'this Cloud KMS endpoint does not implement it',
 };
 
+/** network failures named in an auth library's message (the gRPC status is not set there) */
 const NET = /ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ETIMEDOUT|socket hang up|No connection established/i;
 
 function clip(s: string): string {
@@ -312,10 +305,8 @@ export function mapGcpError(e: unknown, what: string, decrypting = false): Keypo
       default:
         code = 'INTERNAL';
     }
-  } else if (typeof o.code === 'string' && NET.test(o.code)) {
-    code = /ETIMEDOUT/.test(o.code) ? 'TIMEOUT' : 'UNAVAILABLE';
-  } else if (NET.test(detail)) {
-    code = 'UNAVAILABLE';
+  } else if (classifyNetworkError(e)) {
+    code = classifyNetworkError(e)!.code;
   } else {
     code = 'INTERNAL';
   }

@@ -13,6 +13,7 @@
 import * as tls from 'node:tls';
 import { isIP } from 'node:net';
 import { err, KeyportError, type ErrorCode } from '../../errors.js';
+import { classifyNetworkError } from '../neterrors.js';
 import { Operation, OPERATION_NAME, ResultReason, RESULT_REASON_NAME, ResultStatus, Tag } from './tags.js';
 import { decodeTtlv, encodeTtlv, enumeration, find, findAll, integer, need, structure, ttlvFrameLength, type TtlvItem } from './ttlv.js';
 
@@ -159,9 +160,10 @@ function mapSocketError(e: unknown, label: string): KeyportError {
       retryable: false,
     });
   }
-  if (code === 'ETIMEDOUT') return err('TIMEOUT', `KMIP server ${label} did not answer in time; retry`);
+  const net = classifyNetworkError(e);
+  if (net?.code === 'TIMEOUT') return err('TIMEOUT', `KMIP server ${label} did not answer in time; retry`, { cause: e });
   const hint = code === 'ECONNREFUSED' ? 'is it running?' : 'retry';
-  return err('UNAVAILABLE', `KMIP server ${label} is unreachable (${code || msg}); ${hint}`);
+  return err('UNAVAILABLE', `KMIP server ${label} is unreachable (${code || msg}); ${hint}`, { cause: e });
 }
 
 /** A KMIP failure reason -> KeyportError code (op-aware where the reason alone is ambiguous). */
