@@ -1,5 +1,5 @@
 /** AES key wrap: RFC 3394 (input a multiple of 8 bytes, ≥ 16) and RFC 5649 (with padding, any length ≥ 1). */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, createPublicKey, type KeyObject, publicEncrypt, randomBytes } from 'node:crypto';
 import { err } from '../errors.js';
 
 const DEFAULT_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
@@ -27,5 +27,23 @@ export function aesKeyUnwrap(kek: Buffer, wrapped: Buffer, pad = false): Buffer 
     return Buffer.concat([d.update(wrapped), d.final()]);
   } catch {
     throw err('INVALID_CIPHERTEXT', 'key unwrap failed: wrong key-encryption key or corrupted data');
+  }
+}
+
+/**
+ * The KMS import wrapping AWS (RSA_AES_KEY_WRAP_SHA_256) and GCP (RSA_OAEP_*_SHA256_AES_256) share:
+ * RSA-OAEP-SHA-256(a fresh AES-256 key) ‖ AES-KWP (RFC 5649) of the key material under that AES key.
+ * The AES key is zeroed after use.
+ */
+export function rsaAesKeyWrap(wrappingKey: KeyObject | string, keyData: Buffer): Buffer {
+  const aes = randomBytes(32);
+  try {
+    const key = typeof wrappingKey === 'string' ? createPublicKey(wrappingKey) : wrappingKey;
+    return Buffer.concat([
+      publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, aes),
+      aesKeyWrap(aes, keyData, true),
+    ]);
+  } finally {
+    aes.fill(0);
   }
 }

@@ -28,11 +28,12 @@
  *    tokens without AES-KWP get C_CreateObject with the key components. The public half is created as
  *    a public-key object from the locally derived public key.
  */
-import { createHash, createPrivateKey, createPublicKey, randomBytes, createCipheriv, type KeyObject, type webcrypto } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes, type KeyObject, type webcrypto } from 'node:crypto';
 type JsonWebKey = webcrypto.JsonWebKey;
 import { readFileSync } from 'node:fs';
 import { err } from '../../errors.js';
 import { rawToDer } from '../../crypto/ecdsa-encoding.js';
+import { aesKeyWrap } from '../../crypto/keywrap.js';
 import type {
   Driver,
   DriverFactory,
@@ -59,7 +60,6 @@ const CKM_AES_KEY_WRAP_PAD = 0x210a;
 const CKM_AES_KEY_WRAP_KWP = 0x210b;
 
 const WRAP_AAD = Buffer.from('keyport-pkcs11-wrap-v1');
-const KWP_IV = Buffer.from('a65959a6', 'hex');
 const MAX_LABEL = 128;
 
 type Spec = SigningKeySpec | EncryptionKeySpec | 'aes256';
@@ -916,8 +916,7 @@ class Pkcs11Driver implements Driver {
   ): Promise<Handle> {
     const { lib, p11 } = this;
     const kek = randomBytes(32);
-    const c = createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
-    const wrapped = Buffer.concat([c.update(secret), c.final()]);
+    const wrapped = aesKeyWrap(kek, secret, true);
     const kekHandle = p11.C_CreateObject(s, [
       { type: lib.CKA_CLASS, value: lib.CKO_SECRET_KEY },
       { type: lib.CKA_KEY_TYPE, value: lib.CKK_AES },
