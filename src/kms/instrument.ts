@@ -170,6 +170,7 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
           signal,
           limiter: own ? undefined : limiterFor(kmsKey, op),
           policy: callPolicy,
+          race: !own,
           map: (e) => toKeyportError(e, dname),
           onError: (e) => {
             attempts++;

@@ -54,6 +54,12 @@ export interface KmsCall {
   onError?: (e: unknown) => void;
   /** label of the KMS for messages (redacted) */
   kms: string;
+  /**
+   * false: `fn` honours the signal itself and is awaited to its end (a driver running its own
+   * requests through this layer reports better why it stopped, e.g. THROTTLED); default true:
+   * the call stops waiting for `fn` when the signal fires
+   */
+  race?: boolean;
 }
 
 export interface CallResult<T> {
@@ -156,7 +162,7 @@ async function attempts_<T>(
     const attemptTimer = p.attemptTimeoutMs > 0 ? timer(p.attemptTimeoutMs) : undefined;
     const signal = anySignal([outer, attemptTimer?.signal]);
     try {
-      const value = await withSignal(fn(signal), signal, () =>
+      const value = await withSignal(fn(signal), c.race === false ? undefined : signal, () =>
         outer?.aborted
           ? cancelled()
           : err(
