@@ -302,7 +302,7 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   }
   if (driver.describeKey) {
     const desc = driver.describeKey.bind(driver);
-    w.describeKey = (keyId: string) => call('describeKey', { keyId }, () => desc(keyId));
+    w.describeKey = (keyId: string, o?: CallOptions) => call('describeKey', { keyId }, (x) => desc(keyId, x), {}, o?.signal);
   }
   if (driver.resolveKeyId) {
     const res = driver.resolveKeyId.bind(driver);
