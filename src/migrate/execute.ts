@@ -20,6 +20,8 @@ export interface BatchResult {
   failed: string[];
   conflicts: string[];
   errors: { name: string; error: string }[];
+  /** planned imports the target refused, re-keyed instead (--rekey) */
+  rekeyedInstead?: number;
 }
 
 export interface ExecContext {
@@ -28,6 +30,10 @@ export interface ExecContext {
   pool: AdaptivePool;
   verify: boolean;
   rekeyMap: string;
+  /** --rekey: a key the target KMS refuses to import (UNSUPPORTED, nothing created) is re-keyed instead */
+  rekey?: boolean;
+  /** key types the target refused to import in this run: their later keys go straight to re-keying */
+  importRefused?: Set<string>;
 }
 
 /** the target's form of a source version: reuse it where both sides hold it the same way */
@@ -129,6 +135,25 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
               throw x;
             }),
           );
+          done.push({ name: e.n, rekeyed: true });
+          return undefined;
+        }
+        if (e.s === 'import' && ctx.rekey) {
+          // the plan chose import because the target can import in general; a target KMS may still
+          // refuse this key type (local-kms imports only symmetric keys): with --rekey that key is re-keyed
+          const type = (await ctx.src.kr.store.get(e.n)).type;
+          if (!ctx.importRefused?.has(type)) {
+            try {
+              const b = await ctx.pool.run(() => buildRecord(ctx, e));
+              sources.set(e.n, b.src);
+              return b.out;
+            } catch (x) {
+              if (!isKeyportError(x, 'UNSUPPORTED')) throw x;
+              (ctx.importRefused ??= new Set()).add(type);
+            }
+          }
+          await ctx.pool.run(() => rekey(ctx, e).catch((x) => (isKeyportError(x, 'EXISTS') ? undefined : Promise.reject(x))));
+          res.rekeyedInstead = (res.rekeyedInstead ?? 0) + 1;
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }

@@ -214,7 +214,14 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       report.conflicts.push(...e.conflicts);
     }
 
-    const ctx: ExecContext = { src, dst, pool: new AdaptivePool(Math.max(1, o.concurrency ?? 16)), verify: o.verify !== false, rekeyMap };
+    const ctx: ExecContext = {
+      src,
+      dst,
+      pool: new AdaptivePool(Math.max(1, o.concurrency ?? 16)),
+      verify: o.verify !== false,
+      rekeyMap,
+      rekey: !!o.rekey,
+    };
     const size = batchSize;
     let batch: PlanEntry[] = [];
     let i = 0;
@@ -229,6 +236,10 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         report.failed.push(...r.failed);
         report.conflicts.push(...r.conflicts);
         report.errors.push(...r.errors);
+        if (r.rekeyedInstead) {
+          report.strategies.import -= r.rekeyedInstead;
+          report.strategies.rekey += r.rekeyedInstead;
+        }
       }
       processed += batch.length;
       o.onProgress?.('migrate', processed, summary.migrate);

@@ -13,7 +13,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { KMSClient, ListKeysCommand, DescribeKeyCommand, CreateAliasCommand } from '@aws-sdk/client-kms';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
@@ -190,6 +190,24 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     assert.equal(s.ops.CreateKey!.forwarded, 20);
     assert.equal(s.ops.ScheduleKeyDeletion?.forwarded ?? 0, 0);
     assert.ok(s.ops.GetParametersForImport!.throttled > 0, 'GetParametersForImport was throttled and resumed');
+  });
+
+  it('migrate --rekey into a KMS that refuses EC import (local-kms): EC keys are re-keyed, aes256 imported, none fails', async () => {
+    inj.configure({});
+    const src = `sqlite:${join(dir, 'ec.db')}`;
+    const kr = await openKeyring(src);
+    for (let i = 0; i < 6; i++) await kr.create(`${tag}-ec${i}`, { type: 'ec-p256' });
+    await kr.create(`${tag}-aes`);
+    await kr.close();
+    const r = await migrate({ from: src, to: kms, rekey: true });
+    assert.deepEqual([r.failed, r.refused], [[], []], JSON.stringify(r.errors));
+    assert.equal(r.migrated, 7);
+    assert.equal(r.verified, 7);
+    const map = readFileSync(r.rekeyMap!, 'utf8').trim().split('\n');
+    assert.equal(map.length, 6, 'the six EC keys were re-keyed (the target cannot import them)');
+    const ext = await openKeyring(kms);
+    assert.equal((await ext.describe(`${tag}-aes`)).protection, 'external');
+    await ext.close();
   });
 
   it('a CreateKey whose answer is lost ends with exactly one KMS key, adopted', async () => {
