@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A real MinIO server and the `mc` client, built from the Go module proxy (source-only releases: pseudo-versions
+# of the release commits), for the MinIO suite: MinIO with a KES-API KMS (keyport server or real KES) in front.
+#   install          build minio + mc into the shared cache (slow cold: ~10 min on 2 cores; cached after)
+#   start            start MinIO on loopback with the KMS given by the environment (below); print env lines
+#   stop | env
+# start reads: MINIO_TB_KMS_ENDPOINT (https://127.0.0.1:PORT), MINIO_TB_KMS_API_KEY (a kes:v1: API key the KMS knows), or
+# MINIO_TB_KMS_KEY_FILE + MINIO_TB_KMS_CERT_FILE (a client certificate), MINIO_TB_KMS_CA (the KMS's server certificate),
+# MINIO_TB_KMS_DEFAULT_KEY (default key name), MINIO_TB_STATE (a state directory; default .testbed/minio), MINIO_TB_PORT
+# (reuse a port across restarts). The MinIO release of 2025-10-15 is refused by the module proxy here; 2025-09-07 is not.
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
+
+# RELEASE.2025-09-07T16-13-09Z and mc RELEASE.2025-08-13T08-35-41Z (their release commits)
+MINIO_VERSION=v0.0.0-20250907161309-07c3a429bfed
+MC_VERSION=v0.0.0-20250813083541-7394ce0dd2a8
+GODIR="$KEYPORT_CACHE/go"
+MINIO_BIN="$KEYPORT_CACHE/bin/minio-$MINIO_VERSION"
+MC_BIN="$KEYPORT_CACHE/bin/mc-$MC_VERSION"
+STATE="${MINIO_TB_STATE:-$TB_STATE/minio}"
+PIDFILE="$STATE/minio.pid"
+
+build() { # MODULE VERSION OUT
+  local dir
+  dir=$(go mod download -json "$1@$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') ||
+    tb_unavailable "minio: go mod download $1@$2 failed"
+  tb_log "building $1@$2 (cached in $GODIR)"
+  # -p 1: two shared cores; a parallel link of MinIO needs several GB
+  (cd "$dir" && CGO_ENABLED=0 go build -p 1 -trimpath -o "$3.tmp" .) >&2 || tb_unavailable "minio: go build $1 failed"
+  mv "$3.tmp" "$3"
+}
+
+install() {
+  [[ -x $MINIO_BIN && -x $MC_BIN ]] && return 0
+  tb_install_lock minio
+  [[ -x $MINIO_BIN && -x $MC_BIN ]] && return 0
+  command -v go >/dev/null || tb_unavailable "minio: go is not installed"
+  mkdir -p "$KEYPORT_CACHE/bin" "$GODIR"
+  export GOPATH="$GODIR" GOMODCACHE="$GODIR/mod" GOCACHE="$GODIR/cache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
+  [[ -x $MC_BIN ]] || build github.com/minio/mc "$MC_VERSION" "$MC_BIN"
+  [[ -x $MINIO_BIN ]] || build github.com/minio/minio "$MINIO_VERSION" "$MINIO_BIN"
+}
+
+env_lines() {
+  echo "MINIO_BIN=$MINIO_BIN"
+  echo "MC_BIN=$MC_BIN"
+  echo "MINIO_ENDPOINT=http://127.0.0.1:$(cat "$STATE/port")"
+  echo "MINIO_ROOT_USER=keyportadmin"
+  echo "MINIO_ROOT_PASSWORD=$(cat "$STATE/root.password")"
+  echo "MINIO_STATE=$STATE"
+}
+
+start() {
+  install
+  mkdir -p "$STATE/data"
+  tb_lock minio
+  if tb_pid_alive "$PIDFILE" && tb_port_open "$(cat "$STATE/port")"; then env_lines; return 0; fi
+  : "${MINIO_TB_KMS_ENDPOINT:?minio: MINIO_TB_KMS_ENDPOINT is not set}"
+  local port=${MINIO_TB_PORT:-}
+  [[ -n $port ]] || port=$(tb_port_for "$STATE")
+  echo "$port" >"$STATE/port"
+  [[ -s $STATE/root.password ]] || (umask 077; openssl rand -hex 16 >"$STATE/root.password")
+  # MinIO's KES client: endpoint, a client key + certificate, the server's CA and the default key (SSE-S3 and
+  # the object-encryption key of the IAM/config data)
+  local auth=()
+  if [[ -n ${MINIO_TB_KMS_API_KEY:-} ]]; then auth=(MINIO_KMS_KES_API_KEY="$MINIO_TB_KMS_API_KEY")
+  else auth=(MINIO_KMS_KES_KEY_FILE="$MINIO_TB_KMS_KEY_FILE" MINIO_KMS_KES_CERT_FILE="$MINIO_TB_KMS_CERT_FILE"); fi
+  tb_daemon "$PIDFILE" "$STATE/minio.log" env -u MINIO_TB_KMS_API_KEY \
+    MINIO_ROOT_USER=keyportadmin MINIO_ROOT_PASSWORD="$(cat "$STATE/root.password")" \
+    MINIO_KMS_KES_ENDPOINT="$MINIO_TB_KMS_ENDPOINT" "${auth[@]}" MINIO_KMS_KES_CAPATH="$MINIO_TB_KMS_CA" \
+    MINIO_KMS_KES_KEY_NAME="${MINIO_TB_KMS_DEFAULT_KEY:-minio-default}" \
+    MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
+    "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" "$STATE/data"
+  tb_wait_port "$port" 60 || { tail -20 "$STATE/minio.log" >&2; tb_unavailable "minio: server did not start"; }
+  env_lines
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) tb_stop_pid "$PIDFILE" ;;
+  env) env_lines ;;
+  *) echo "usage: $0 install|start|stop|env" >&2; exit 2 ;;
+esac
