@@ -27,6 +27,9 @@ export interface ProtectResult {
 
 export type Progress = (done: number, total?: number) => void;
 
+/** records sealed / unsealed at once by protect enable | disable | rotate */
+const WIDTH = 32;
+
 /** the two holdings of one version are the same (nothing rewrote it since we read it) */
 function sameHolding(a: VersionRecord, b: VersionRecord): boolean {
   return (
@@ -88,26 +91,43 @@ async function transform(
     }
     pending.clear();
   };
-  for await (const name of allNames(store)) {
-    const r = await store.get(name).catch((e) => {
-      if (isKeyportError(e, 'NOT_FOUND')) return undefined; // deleted since it was listed
-      throw e;
-    });
-    if (!r) continue;
-    let touched = false;
-    const versions: VersionRecord[] = [];
-    for (const v of r.versions) {
-      const nv = await fn(r, v);
-      if (nv) touched = true;
-      versions.push(nv ?? v);
+  // records are independent: up to WIDTH of them are sealed / unsealed at once (the KMS's adaptive
+  // limiter, src/kms/limiter.ts, keeps that within its quota)
+  let chunk: string[] = [];
+  const processChunk = async () => {
+    const results = await Promise.all(
+      chunk.map(async (name) => {
+        const r = await store.get(name).catch((e) => {
+          if (isKeyportError(e, 'NOT_FOUND')) return undefined; // deleted since it was listed
+          throw e;
+        });
+        if (!r) return undefined;
+        let touched = false;
+        const versions: VersionRecord[] = [];
+        for (const v of r.versions) {
+          const nv = await fn(r, v);
+          if (nv) touched = true;
+          versions.push(nv ?? v);
+        }
+        return { r, versions, touched };
+      }),
+    );
+    chunk = [];
+    for (const x of results) {
+      if (!x) continue;
+      if (x.touched) {
+        pending.set(x.r.name, { original: x.r, planned: { ...x.r, versions: x.versions } });
+        changed++;
+      } else unchanged++;
+      progress?.(++done);
     }
-    if (touched) {
-      pending.set(name, { original: r, planned: { ...r, versions } });
-      changed++;
-    } else unchanged++;
-    progress?.(++done);
     if (pending.size >= batch) await flush(false);
+  };
+  for await (const name of allNames(store)) {
+    chunk.push(name);
+    if (chunk.length >= WIDTH) await processChunk();
   }
+  if (chunk.length) await processChunk();
   await flush(true);
   await store.compact?.();
   kr.invalidate();

@@ -167,6 +167,27 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     assert.equal(r.verified, 2000);
   });
 
+  it('protect enable seals many keys at once under a binding quota (Encrypt 30/s): every key sealed, none failed', async () => {
+    inj.configure({});
+    const d = await openInstrumentedDriver(kms);
+    const wrapper = `${kms};key-id=${await d.generateSymmetricKey()}`;
+    await d.close?.();
+    const store = `sqlite:${join(dir, 'protect.db')}`;
+    const kr = await openKeyring(store);
+    for (let i = 0; i < 150; i++) await kr.create(`p${i}`);
+    await kr.close();
+    inj.configure({ latencyMs: 20, buckets: [{ ops: ['Encrypt'], rate: 30 }] });
+    inj.reset();
+    const notices: string[] = [];
+    const p = await openKeyring({ store, envelope: { wrapper } }, { onNotice: (m) => notices.push(m) });
+    await p.close();
+    const s = inj.stats().ops.Encrypt!;
+    console.log(`# protect enable: ${JSON.stringify(s)}`);
+    assert.match(notices.join('\n'), /150 key\(s\) sealed/);
+    assert.ok(s.forwarded >= 150, 'one Encrypt per key (and the wrapper check)');
+    assert.ok(s.throttled > 0, 'sealing ran concurrently enough to meet the quota');
+  });
+
   it('BYOK of 20 keys at AWS quotas: exactly 20 KMS keys, none scheduled for deletion', async () => {
     inj.configure({ latencyMs: 5, buckets: AWS_QUOTAS });
     inj.reset();
