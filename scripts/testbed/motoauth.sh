@@ -26,6 +26,8 @@
 #  - keyport-admin: inline policy Allow kms:* on *
 #  - keyport-restricted: inline policy Allow kms:Decrypt, kms:DescribeKey, kms:GetPublicKey on * (no
 #    ListKeys, CreateKey, TagResource, Sign, Encrypt)
+#  - keyport-canton: exactly the six actions Canton's KMS guide lists for a node (kms:CreateKey,
+#    kms:TagResource, kms:Decrypt, kms:Sign, kms:DescribeKey, kms:GetPublicKey), nothing else
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 MOTO_SH="$(dirname "${BASH_SOURCE[0]}")/moto.sh"
@@ -78,7 +80,8 @@ def refused():
 if sys.argv[1] == "setup":
     iam = client("iam")
     lines = []
-    for tag, user, actions in (("ADMIN", "keyport-admin", "kms:*"), ("RESTRICTED", "keyport-restricted", ["kms:Decrypt", "kms:DescribeKey", "kms:GetPublicKey"])):
+    canton = ["kms:CreateKey", "kms:TagResource", "kms:Decrypt", "kms:Sign", "kms:DescribeKey", "kms:GetPublicKey"]
+    for tag, user, actions in (("ADMIN", "keyport-admin", "kms:*"), ("RESTRICTED", "keyport-restricted", ["kms:Decrypt", "kms:DescribeKey", "kms:GetPublicKey"]), ("CANTON", "keyport-canton", canton)):
         iam.create_user(UserName=user)
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-kms", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
@@ -105,7 +108,7 @@ start() {
   install
   mkdir -p "$STATE"
   tb_lock motoauth
-  if tb_pid_alive "$PIDFILE" && [[ -f $STATE/port && -f $CREDS ]] && tb_port_open "$(cat "$STATE/port")" && py probe >&2; then
+  if tb_pid_alive "$PIDFILE" && [[ -f $STATE/port && -f $CREDS ]] && grep -q MOTOAUTH_CANTON_USER "$CREDS" && tb_port_open "$(cat "$STATE/port")" && py probe >&2; then
     env_lines
     return 0
   fi

@@ -5,6 +5,7 @@ import { err } from '../errors.js';
 import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { printJson, printTable } from './output.js';
+import { registerNodeOps } from './node-ops.js';
 import { storeTarget, writeOutput, type StoreOpts } from './common.js';
 
 interface NodeOpts extends StoreOpts {
@@ -374,4 +375,7 @@ export function register(program: Command): void {
       process.stdout.write(`${n.name}: ${nodeId(n)} (${n.keys.length} keys)\n`);
     });
   });
+
+  // rotate, canton-config, iam-policy, compat (src/cli/node-ops.ts)
+  registerNodeOps(node);
 }

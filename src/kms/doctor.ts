@@ -93,6 +93,15 @@ const AWS_KEY_STORE_PERMISSIONS = [
   'kms:Sign',
   'kms:Decrypt',
 ];
+/**
+ * Permissions keyport uses but nothing needs: ListKeys (the health check, `key ls` of a KMS) and ListAliases
+ * (listing names). Canton's own list for a node (CreateKey, TagResource, Decrypt, Sign, DescribeKey,
+ * GetPublicKey) leaves them out, and keyport's node keys work without them: denied, they are a warning.
+ */
+const AWS_OPTIONAL: Record<string, string> = {
+  'kms:ListKeys': 'keyport health checks and listing the KMS need it; keys, signing and Canton nodes do not',
+  'kms:ListAliases': 'listing the KMS by name needs it; keys, signing and Canton nodes do not',
+};
 type KeyKind = 'symmetric' | 'signing' | 'encryption';
 const AWS_KEY_PERMISSIONS: Record<KeyKind | 'unknown', string[]> = {
   symmetric: ['kms:ListKeys', 'kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt'],
@@ -213,7 +222,14 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
       const needed = keyRef === undefined ? AWS_KEY_STORE_PERMISSIONS : AWS_KEY_PERMISSIONS[keyKind ?? 'unknown'];
       for (const p of needed) {
         const r = perms.get(p);
-        if (r) add({ check: `permission ${p}`, status: r.status, detail: r.detail, ...(r.fix ? { fix: r.fix } : {}) });
+        if (r && r.status === 'problem' && AWS_OPTIONAL[p])
+          add({
+            check: `permission ${p}`,
+            status: 'warning',
+            detail: `${r.detail} (optional: ${AWS_OPTIONAL[p]})`,
+            ...(r.fix ? { fix: r.fix } : {}),
+          });
+        else if (r) add({ check: `permission ${p}`, status: r.status, detail: r.detail, ...(r.fix ? { fix: r.fix } : {}) });
         else
           add({
             check: `permission ${p}`,
@@ -460,9 +476,10 @@ async function checkKeyStoreMode(driver: Driver, c: Ctx): Promise<void> {
     // the AWS listing is ListAliases (for the names), then ListKeys: name the one that was denied
     const p = /not authorized to perform:? (kms:[A-Za-z]+)/.exec(ke.message)?.[1] ?? 'kms:ListKeys';
     exercised(p, ke, 'listing keys');
+    const optional = ke.code === 'PERMISSION' && AWS_OPTIONAL[p];
     add({
       check: 'keys',
-      status: 'problem',
+      status: optional ? 'warning' : 'problem',
       detail: `listing keys: ${ke.code}: ${oneLine(ke)}`,
       fix: fixFor(ke, { scheme, permission: p }),
       ms: Math.round(performance.now() - t),

@@ -49,6 +49,8 @@ export interface DriverKeyDescription {
   sign: boolean;
   /** the KMS lets the key decrypt (asymmetric) or encrypt and decrypt (symmetric) */
   decrypt: boolean;
+  /** the key's full resource name where the KMS has one (AWS: its ARN) */
+  arn?: string;
   /** the key in the KMS's own words, for messages: `ECC_NIST_P521 with KeyUsage SIGN_VERIFY` */
   native: string;
   /** how this KMS says "may sign" and "may decrypt", for messages: `KeyUsage SIGN_VERIFY` */

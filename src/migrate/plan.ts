@@ -84,6 +84,8 @@ export async function planMigration(
   const pat = compilePattern(opts.pattern);
   const add = typeof sink === 'function' ? sink : (e: PlanEntry) => sink.add(e);
   const sum: PlanSummary = { total: 0, migrate: 0, skipped: 0, conflicts: [], refused: [], strategies: { copy: 0, import: 0, rekey: 0 } };
+  // Canton node keys moving into a KMS must be ones Canton's kms provider can use for their role there
+  const nodeRefusals = await (await import('../canton/node/compat.js')).nodeKeyMigrationRefusals(src.kr, dst.kr);
   const targets = names(dst.kr, pat);
   let t = await targets.next();
   let prev = previous ? await previous.next() : undefined;
@@ -95,7 +97,8 @@ export async function planMigration(
     sum.total++;
     progress?.(sum.total);
     const rec = await src.kr.store.get(name);
-    const st = strategyFor(src, dst, rec, opts.rekey);
+    const nodeRefusal = nodeRefusals.get(name);
+    const st = nodeRefusal ? { reason: nodeRefusal } : strategyFor(src, dst, rec, opts.rekey);
     if (exists) {
       if (opts.mode === 'default' && !ours) {
         add({ n: name, a: 'conflict', r: 'the target already has a key of this name' });

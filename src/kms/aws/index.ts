@@ -230,14 +230,20 @@ class AwsKmsDriver implements Driver {
       try {
         await this.call('CreateAlias', new this.sdk.CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: keyId }), o);
       } catch (e) {
+        // the alias is a convenience (keyport records the key id; the tag carries the name): an identity
+        // without kms:CreateAlias (Canton's six actions have none) still gets its key, never an orphan
+        if (isKeyportError(e, 'PERMISSION')) return;
         // a retried CreateAlias whose first attempt worked finds its own alias
         if (!isKeyportError(e, 'EXISTS') || (await this.aliasTarget(name, o)) !== keyId) throw e;
       }
     } catch (e) {
-      await this.discard(keyId);
-      if (isKeyportError(e, 'EXISTS'))
-        throw err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`);
-      throw e;
+      const left = await this.discard(keyId);
+      const ke = isKeyportError(e, 'EXISTS')
+        ? err('EXISTS', `AWS KMS alias 'alias/${name}' already exists: pick another name or delete the alias`)
+        : e;
+      // if even the clean-up was refused, the error names the key left behind
+      if (left && isKeyportError(ke)) throw err(ke.code, `${ke.message}; the new key ${keyId} ${left}: delete it in AWS KMS`);
+      throw ke;
     }
   }
 
@@ -250,11 +256,15 @@ class AwsKmsDriver implements Driver {
   }
 
   /** a key keyport made but cannot hand out: scheduled for deletion, else disabled (never left enabled) */
-  private async discard(keyId: string): Promise<void> {
+  private async discard(keyId: string): Promise<string | undefined> {
     try {
       await this.scheduleDeletion(keyId);
+      return undefined;
     } catch {
-      await this.call('DisableKey', new this.sdk.DisableKeyCommand({ KeyId: keyId })).catch(() => undefined);
+      return this.call('DisableKey', new this.sdk.DisableKeyCommand({ KeyId: keyId })).then(
+        () => 'is disabled but could not be scheduled for deletion',
+        () => 'could be neither scheduled for deletion nor disabled',
+      );
     }
   }
 
@@ -380,6 +390,7 @@ class AwsKmsDriver implements Driver {
     return {
       keyId: m.KeyId ?? keyId,
       ...(spec ? { spec } : {}),
+      ...(m.Arn ? { arn: m.Arn } : {}),
       sign: usage === 'SIGN_VERIFY',
       decrypt: usage === 'ENCRYPT_DECRYPT',
       native: `${awsSpec} with KeyUsage ${usage}`,
@@ -568,6 +579,7 @@ class AwsKmsDriver implements Driver {
 
 interface KeyMeta {
   KeyId?: string;
+  Arn?: string;
   KeyState?: string;
   Enabled?: boolean;
   KeyUsage?: string;
