@@ -150,3 +150,58 @@ describe('KES server configs as stores: keyport migrate vs kes migrate, byte for
     assert.equal(keyport(['migrate', '--from', A, '--to', 'fs:x', '--target', 'fs:y']).code, 2);
   });
 });
+
+describe('a KES config with an AWS Secrets Manager keystore (moto) as store, next to kes migrate', {
+  skip: skipUnless('moto') || skipUnless('kes'),
+}, async () => {
+  const moto = serviceEnv('moto');
+  const kesEnv = serviceEnv('kes');
+  const dir = tempDir('keyport-kesaws-');
+  const run = randomBytes(3).toString('hex');
+  const tls = dirname(kesEnv['KES_CA']!);
+  const head = `version: v1\naddress: 127.0.0.1:0\nadmin:\n  identity: ${kesEnv['KES_IDENTITY']}\ntls:\n  key: ${tls}/server.key\n  cert: ${tls}/server.crt\n`;
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  const names = Array.from({ length: 5 }, (_, i) => `aws${run}-${i}`);
+  for (const n of names)
+    writeFileSync(
+      join(src, n),
+      encodeKesKey({
+        secret: randomBytes(32),
+        hmacKey: randomBytes(32),
+        algorithm: 'AES256',
+        createdAt: '2024-01-02T03:04:05.5Z',
+        createdBy: '',
+      }),
+    );
+  const fsYml = join(dir, 'fs.yml');
+  writeFileSync(fsYml, `${head}keystore:\n  fs:\n    path: src\n`);
+  const awsYml = join(dir, 'aws.yml');
+  process.env['KP_TEST_MOTO_SECRET'] = moto['MOTO_SECRET_ACCESS_KEY']!;
+  writeFileSync(
+    awsYml,
+    `${head}keystore:\n  aws:\n    secretsmanager:\n      endpoint: ${moto['MOTO_ENDPOINT']}\n      region: ${moto['MOTO_REGION']}\n      credentials:\n        accesskey: ${moto['MOTO_ACCESS_KEY_ID']}\n        secretkey: \${KP_TEST_MOTO_SECRET}\n`,
+  );
+  const keyport = (args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+    return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+  };
+
+  test('keyport migrate fs config → aws config; key ls --store aws config; kes migrate reads the secrets back', async () => {
+    const m = keyport(['migrate', '--from', fsYml, '--to', awsYml, `aws${run}-*`]);
+    assert.equal(m.code, 0, m.err);
+    const ls = keyport(['key', 'ls', `aws${run}-*`, '--store', awsYml, '--json']);
+    assert.equal(ls.code, 0, ls.err);
+    assert.deepEqual((JSON.parse(ls.out) as { name: string }[]).map((k) => k.name).sort(), names);
+    // the real kes migrate takes the secrets keyport wrote back into an FS keystore: the same bytes as the source
+    const back = join(dir, 'back');
+    writeFileSync(join(dir, 'back.yml'), `${head}keystore:\n  fs:\n    path: ${back}\n`);
+    const k = spawnSync(kesEnv['KES_BIN']!, ['migrate', '--from', awsYml, '--to', join(dir, 'back.yml'), `aws${run}-*`], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      cwd: dir,
+    });
+    assert.equal(k.status, 0, k.stderr + k.stdout);
+    for (const n of names) assert.ok(readFileSync(join(back, n)).equals(readFileSync(join(src, n))), `${n} differs`);
+  });
+});
