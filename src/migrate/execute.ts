@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { err, isKeyportError, oneLine } from '../errors.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
 import type { StoreKeyring } from '../keys/keyring.js';
-import { toPem } from '../crypto/keys.js';
+import { writeFileSync } from 'node:fs';
 import { material, type Side } from './plan.js';
 import type { PlanEntry } from './journal.js';
 import { appendText } from './journal.js';
@@ -58,7 +58,12 @@ async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<{ src: KeyRe
   return { src: rec, out: { ...rec, meta: { ...(rec.meta ?? {}) }, versions } };
 }
 
-/** re-key: a new key at the target; for signing keys the old key signs a delegation to the new one */
+/**
+ * re-key: a new key at the target; for signing keys the old key signs, in Canton's own format, a root
+ * certificate of its namespace and a NamespaceDelegation to the new key (src/canton/topology), written as a
+ * collection beside the map (`keyport node verify FILE` checks it; Canton's console loads it with
+ * load_multiple_from_file). Key types Canton cannot sign with (RSA) get the map entry only.
+ */
 async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
   const old = await ctx.src.kr.store.get(e.n);
   if (e.f) throw err('UNSUPPORTED', `re-keying cannot replace the existing target key '${e.n}'`);
@@ -72,17 +77,29 @@ async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
     at: new Date().toISOString(),
   };
   if (old.purpose === 'signing' && created.publicKey) {
-    const statement = JSON.stringify({
-      type: 'keyport-key-delegation-v1',
-      name: e.n,
-      delegator: oldV.fingerprint,
-      delegate: created.fingerprint,
-      delegatePublicKey: toPem(Buffer.from(created.publicKey, 'base64'), 'PUBLIC KEY'),
-      issuedAt: entry['at'],
-    });
-    const usage = old.usage.includes('any') ? undefined : old.usage.includes('namespace') ? 'namespace' : old.usage[0];
-    const sig = await ctx.src.kr.sign(e.n, Buffer.from(statement), { usage });
-    entry['delegation'] = { statement, signature: sig.toString('base64'), algorithm: old.type };
+    const T = await import('../canton/topology/index.js');
+    if (T.ALGO_OF[old.type] !== undefined) {
+      const usage = old.usage.includes('any') ? undefined : old.usage.includes('namespace') ? 'namespace' : old.usage[0];
+      const signer = await T.keyringSigner(ctx.src.kr, e.n, usage ? { usage } : {});
+      const root = await T.signTransaction(T.rootNamespaceDelegation(signer.publicKey), [signer]);
+      const delegation = await T.signTransaction(
+        T.namespaceDelegation({
+          namespace: signer.fingerprint,
+          targetKey: Buffer.from(created.publicKey, 'base64'),
+          restriction: { kind: 'all' },
+        }),
+        [signer],
+      );
+      const file = `${ctx.rekeyMap.replace(/\.jsonl$/, '')}-${e.n}.certs`;
+      writeFileSync(file, T.encodeSignedCollection([root, delegation]));
+      entry['delegation'] = {
+        format: 'canton-v30-signed-topology-transactions',
+        file,
+        namespace: signer.fingerprint,
+        target: created.fingerprint,
+        hash: T.transactionHash(delegation.transaction).toString('hex'),
+      };
+    }
   }
   appendText(ctx.rekeyMap, JSON.stringify(entry) + '\n');
 }

@@ -1,7 +1,7 @@
 /**
  * Migration into and out of a KMS (external mode), with the local development KMS as the KMS:
  * import where the target can import (same fingerprints), re-key where the source cannot export
- * (new key, old→new map, delegation signed by the old key), refusal otherwise.
+ * (new key, old→new map, Canton NamespaceDelegation signed by the old key), refusal otherwise.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,7 +68,7 @@ test('KMS → clear store needs --rekey: new keys, an old→new map, and a deleg
           name: string;
           old: { fingerprint: string };
           new: { fingerprint: string };
-          delegation?: { statement: string; signature: string };
+          delegation?: { file: string; namespace: string; target: string; hash: string };
         },
     );
   const sigEntry = lines.find((l) => l.name === 'ext-sig')!;
@@ -76,18 +76,28 @@ test('KMS → clear store needs --rekey: new keys, an old→new map, and a deleg
   const kr = await openKeyring(dst);
   assert.equal(sigEntry.new.fingerprint, (await kr.describe('ext-sig')).fingerprint);
   assert.notEqual(sigEntry.new.fingerprint, oldFp);
-  // the delegation verifies under the OLD key, independently of keyport
-  const stmt = JSON.parse(sigEntry.delegation!.statement) as { delegator: string; delegate: string };
-  assert.equal(stmt.delegator, oldFp);
-  assert.equal(stmt.delegate, sigEntry.new.fingerprint);
+  // a Canton root certificate of the old key's namespace and a NamespaceDelegation to the new key, signed by the
+  // old key: the chain verifies (the signatures are checked with node:crypto over Canton's hash by the verifier)
+  const d = sigEntry.delegation!;
+  assert.equal(d.namespace, oldFp);
+  assert.equal(d.target, sigEntry.new.fingerprint);
+  const T = await import('../../src/canton/topology/index.js');
+  const txs = T.decodeSignedCollection(readFileSync(d.file));
+  const report = T.verifyTransactions(txs.map((signed, i) => ({ source: `${i}`, signed })));
+  assert.ok(report.ok, JSON.stringify(report.transactions));
+  assert.deepEqual(report.namespaces, [oldFp]);
+  assert.ok(report.delegations.some((x) => x.namespace === oldFp && x.target === sigEntry.new.fingerprint && x.restriction === 'all'));
+  assert.equal(T.transactionHash(txs[1]!.transaction).toString('hex'), d.hash);
+  // and independently of keyport's verifier: the old public key verifies the Ed25519 signature over the 34-byte hash
   assert.ok(
     verify(
       null,
-      Buffer.from(sigEntry.delegation!.statement),
+      T.transactionHash(txs[1]!.transaction),
       createPublicKey({ key: oldPub, format: 'der', type: 'spki' }),
-      Buffer.from(sigEntry.delegation!.signature, 'base64'),
+      txs[1]!.signatures[0]!.signature,
     ),
   );
+  assert.equal(lines.find((l) => l.name === 'ext-enc')!.delegation, undefined);
   assert.equal((await kr.describe('ext-sig')).usage.join(), 'namespace');
   await kr.close();
 });
