@@ -535,6 +535,17 @@ describe('node in AWS KMS (moto)', { skip: skipUnless('moto') || skipUnless('can
   });
 });
 
+describe('node in AWS KMS (local-kms)', { skip: skipUnless('localkms') || skipUnless('canton-peer') }, () => {
+  const env = serviceEnv('localkms');
+  const dir = tempDir();
+  const kms = `awskms:region=${env['LOCALKMS_REGION']};endpoint=${env['LOCALKMS_ENDPOINT']};access-key-id=${env['LOCALKMS_ACCESS_KEY_ID']};secret-access-key=${env['LOCALKMS_SECRET_ACCESS_KEY']}`;
+  const kp = cli(dir);
+
+  test('every profile: keys made and used inside the KMS, signatures verify outside', async () => {
+    await everyProfile(kp, dir, kms, randomBytes(3).toString('hex'), { external: true });
+  });
+});
+
 for (const [svc, label] of [
   ['softhsm', 'SoftHSM2'],
   ['kryoptic', 'kryoptic'],
