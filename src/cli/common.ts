@@ -12,14 +12,42 @@ export interface StoreOpts {
   apiKey?: string;
   insecure?: boolean;
   json?: boolean;
+  wrapper?: string;
+  kms?: string[];
+}
+
+/** a repeatable --kms option */
+export const collectKms = (v: string, acc: string[] = []) => [...acc, v];
+
+/**
+ * Where KMS connections come from on the command line: what a store keeps are key references, never
+ * addresses, so the wrapper key or KMS they name is reached only through what the operator gives here
+ * (or in the store YAML).
+ */
+export function connectionOptions(c: Command, wrapper = true): Command {
+  if (wrapper) c.option('--wrapper <kms-key-uri>', "connection to the store's wrapper key, e.g. local:./w.key [env: KEYPORT_WRAPPER]");
+  return c.option(
+    '--kms <kms-uri>',
+    'connection to a KMS or KMS key the store references (repeatable) [env: KEYPORT_KMS, space-separated]',
+    collectKms,
+  );
+}
+
+/** the connections given by flags and environment (flags win: they come last) */
+export function kmsConnections(o: { wrapper?: string; kms?: string[] }): string[] {
+  const env = (process.env.KEYPORT_KMS ?? '').split(/\s+/).filter(Boolean);
+  const w = process.env.KEYPORT_WRAPPER ? [process.env.KEYPORT_WRAPPER] : [];
+  return [...env, ...w, ...(o.kms ?? []), ...(o.wrapper ? [o.wrapper] : [])];
 }
 
 export function storeOptions(c: Command, what = 'key store: URI (sqlite:keys.db, fs:DIR, awskms:…) or YAML file'): Command {
-  return c
-    .option('-s, --store <store>', `${what} [env: KEYPORT_STORE]`)
-    .option('--server <url>', 'use a keyport/KES server instead of a store [env: KEYPORT_SERVER, KES_SERVER]')
-    .option('-k, --insecure', 'with --server: do not verify the server certificate')
-    .option('--json', 'machine-readable output');
+  return connectionOptions(
+    c
+      .option('-s, --store <store>', `${what} [env: KEYPORT_STORE]`)
+      .option('--server <url>', 'use a keyport/KES server instead of a store [env: KEYPORT_SERVER, KES_SERVER]')
+      .option('-k, --insecure', 'with --server: do not verify the server certificate')
+      .option('--json', 'machine-readable output'),
+  );
 }
 
 export function storeTarget(o: StoreOpts): string {
@@ -36,7 +64,7 @@ export async function openTarget(o: StoreOpts): Promise<Keyring> {
     return mod.openRemoteKeyring(server, { insecure: o.insecure });
   }
   const { openKeyring } = await import('../keys/open.js');
-  return openKeyring(storeTarget(o), { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  return openKeyring(storeTarget(o), { kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
 }
 
 export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>): Promise<T> {

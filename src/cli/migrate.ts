@@ -2,12 +2,13 @@
 import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { printJson } from './output.js';
-import { progressBar } from './common.js';
+import { collectKms, kmsConnections, progressBar } from './common.js';
 
 /** exit code of a migration that finished with same-name keys of other material left untouched (`--merge`) */
 export const EXIT_CONFLICTS_LEFT = 3;
 
 interface MigrateCliOpts {
+  kms?: string[];
   from: string;
   to?: string;
   target?: string;
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .option('--journal <path>', 'journal file (default: beside the target)')
     .option('--allow-clear', 'allow keys from a protected (envelope or KMS) source to be written in the clear at a clear target')
     .option('--json', 'one JSON report, no progress bar')
+    .option('--kms <kms-uri>', 'connection to a KMS or wrapper key either store references (repeatable) [env: KEYPORT_KMS]', collectKms)
     .addHelpText(
       'after',
       `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
@@ -62,6 +64,7 @@ export function register(program: Command): void {
         concurrency: conc,
         journal: o.journal,
         allowClear: o.allowClear,
+        kms: kmsConnections(o),
         onProgress: (phase, done, total) => {
           if (phase === 'plan') return plan.update(done);
           if (!bar) {

@@ -65,11 +65,13 @@ function nodeView(n: import('../canton/node/types.js').NodeRecord, id: string) {
 }
 
 async function signerForRootKey(uri: string) {
-  const { splitKeyUri } = await import('../config/uri.js');
+  const { KmsAddress } = await import('../kms/address.js');
   const { openInstrumentedDriver } = await import('../kms/instrument.js');
   const { driverSigner } = await import('../canton/topology/signer.js');
-  const { kms, keyRef } = splitKeyUri(uri);
-  const driver = await openInstrumentedDriver(kms);
+  // an operator-given KMS key URI, parsed and validated once here
+  const addr = KmsAddress.parse(uri, { what: 'root key' });
+  const keyRef = addr.key.keyId;
+  const driver = await openInstrumentedDriver(addr.withoutKey());
   const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
   return { signer: await driverSigner(driver, keyId), close: () => driver.close?.() };
 }

@@ -1,11 +1,11 @@
 /** `keyport protect enable|disable|rotate`: Canton's envelope protection of a store's private keys. */
 import type { Command } from 'commander';
-import { redactUri } from '../config/uri.js';
 import { printJson } from './output.js';
-import { progressBar, storeTarget } from './common.js';
+import { connectionOptions, kmsConnections, progressBar, storeTarget } from './common.js';
 
 interface ProtectOpts {
   store?: string;
+  kms?: string[];
   wrapper?: string;
   json?: boolean;
 }
@@ -26,20 +26,25 @@ export function register(program: Command): void {
       )
       .option('-s, --store <store>', 'store URI or YAML file [env: KEYPORT_STORE]')
       .option('--json', 'machine-readable output');
+    connectionOptions(c, false);
     if (op !== 'disable')
       c.requiredOption(
         '-w, --wrapper <kms-key-uri>',
         'wrapper key URI, e.g. local:/var/lib/keyport/wrapper.key or awskms:…;key-id=alias/x',
       );
-    else c.option('-w, --wrapper <kms-key-uri>', 'ignored (the wrapper is recorded in the store)');
+    else c.option('-w, --wrapper <kms-key-uri>', "connection to the store's wrapper key (the store keeps only its reference)");
     c.action(async (o: ProtectOpts) => {
       const target = storeTarget(o);
-      const { openRecordStore } = await import('../store/open.js');
-      const { StoreKeyring } = await import('../keys/keyring.js');
-      const { isYamlPath, loadStoreConfig } = await import('../keys/open.js');
+      const { openKeyring, isYamlPath, loadStoreConfig } = await import('../keys/open.js');
       const prot = await import('../keys/protect.js');
-      const store = await openRecordStore(isYamlPath(target) ? loadStoreConfig(target).store : target);
-      const kr = new StoreKeyring(store);
+      // the store as configured, but without enabling anything on open: this command does the protecting
+      const cfg = isYamlPath(target) ? loadStoreConfig(target) : { store: target };
+      const kms = [
+        ...(cfg.kms ?? []),
+        ...(cfg.envelope ? [cfg.envelope.wrapper] : []),
+        ...kmsConnections(op === 'disable' ? o : { kms: o.kms }),
+      ];
+      const kr = await openKeyring({ store: cfg.store, ...(cfg.cache ? { cache: cfg.cache } : {}) }, { kms });
       const bar = await progressBar(`protect ${op}`, undefined, o.json);
       try {
         const progress = (n: number) => bar.update(n);
@@ -50,13 +55,13 @@ export function register(program: Command): void {
               ? await prot.protectDisable(kr, progress)
               : await prot.protectRotate(kr, o.wrapper!, progress);
         bar.stop();
-        const mode = r.protection.mode === 'envelope' ? `envelope under ${redactUri(r.protection.wrapper)}` : r.protection.mode;
+        const mode = r.protection.mode === 'envelope' ? `envelope under ${r.protection.wrapper}` : r.protection.mode;
         if (o.json)
           printJson({
             changed: r.changed,
             unchanged: r.unchanged,
             protection: r.protection.mode,
-            ...(r.protection.mode === 'envelope' ? { wrapper: redactUri(r.protection.wrapper) } : {}),
+            ...(r.protection.mode === 'envelope' ? { wrapper: r.protection.wrapper } : {}),
           });
         else process.stdout.write(`${r.changed} key(s) rewritten, ${r.unchanged} already done; store is now ${mode}\n`);
       } catch (e) {

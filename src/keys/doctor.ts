@@ -6,11 +6,12 @@
 import { isKeyportError, oneLine } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { parseUri, redactUri } from '../config/uri.js';
+import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
 import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
-import { openKeyring } from './open.js';
+import { openKeyring, type OpenOptions } from './open.js';
 import { formatAge } from '../config/duration.js';
 
-export async function doctorStore(target: string, opts: { maxAgeMs?: number } = {}): Promise<DoctorReport> {
+export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs?: number } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
   const t0 = process.hrtime.bigint();
@@ -27,7 +28,7 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
   }
   let kr;
   try {
-    kr = await openKeyring(target);
+    kr = await openKeyring(target, opts);
     await kr.store.list({ limit: 1 });
     add({
       check: 'store',
@@ -52,19 +53,35 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
     let damaged = 0;
     const due: string[] = [];
     const now = Date.now();
+    let sealed = 0;
+    const unopened: string[] = [];
+    let firstProblem: string | undefined;
     let after: string | undefined;
     for (;;) {
       const page = await kr.store.list({ after, limit: 1000 });
       for (const n of page.names) {
         keys++;
+        let r;
         try {
-          const r = await kr.store.get(n);
-          if (r.versions.some((v) => v.clear !== undefined)) clear++;
-          const newest = r.versions[r.versions.length - 1];
-          if (opts.maxAgeMs !== undefined && newest && now - Date.parse(newest.createdAt) > opts.maxAgeMs)
-            due.push(`${n} (${formatAge(now - Date.parse(newest.createdAt))})`);
+          r = await kr.store.get(n);
         } catch {
           damaged++;
+          continue;
+        }
+        if (r.versions.some((v) => v.clear !== undefined)) clear++;
+        const newest = r.versions[r.versions.length - 1];
+        if (opts.maxAgeMs !== undefined && newest && now - Date.parse(newest.createdAt) > opts.maxAgeMs)
+          due.push(`${n} (${formatAge(now - Date.parse(newest.createdAt))})`);
+        // every sealed version is test-unsealed: a lost or wrong wrapper shows here, not at the next use
+        for (const v of r.versions) {
+          if (!v.sealed) continue;
+          sealed++;
+          try {
+            (await kr.wrappers.unseal(v.sealed)).fill(0);
+          } catch (e) {
+            unopened.push(`${n} v${v.version}`);
+            firstProblem ??= oneLine(e);
+          }
         }
       }
       if (!page.next) break;
@@ -96,6 +113,17 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
           ? { fix: 'keyport key rotate NAME (or --to-key-id ID for a pre-generated KMS key); keyport node rotate for node keys' }
           : {}),
       });
+    if (sealed)
+      add({
+        check: 'sealed versions',
+        status: unopened.length ? 'problem' : 'ok',
+        detail: unopened.length
+          ? `${unopened.length} of ${sealed} sealed version(s) do not open: ${unopened.slice(0, 20).join(', ')}${unopened.length > 20 ? ', …' : ''} (${firstProblem})`
+          : `all ${sealed} sealed version(s) open`,
+        ...(unopened.length
+          ? { fix: 'configure (or restore from a backup) the wrapper key that sealed them; keyport never re-creates a wrapper key' }
+          : {}),
+      });
     if (p.mode === 'clear')
       add({
         check: 'protection',
@@ -107,15 +135,44 @@ export async function doctorStore(target: string, opts: { maxAgeMs?: number } = 
       add({
         check: 'protection',
         status: clear ? 'problem' : 'ok',
-        detail: `envelope under ${redactUri(p.wrapper)}${clear ? `; ${clear} key(s) still clear` : ''}`,
+        detail: `envelope under ${p.wrapper}${clear ? `; ${clear} key(s) still clear` : ''}`,
         ...(clear ? { fix: 'run keyport protect enable again with the same wrapper to seal the rest' } : {}),
       });
-      const w = await doctorKms(p.wrapper);
-      for (const c of w.checks) add({ ...c, check: `wrapper ${c.check}` });
+      const ref = parseStoredKeyRef(p.wrapper);
+      const a = kr.connections.forKey(ref);
+      if (!a)
+        add({
+          check: 'wrapper connection',
+          status: 'problem',
+          detail: `no configured connection reaches the wrapper key ${ref}`,
+          fix: 'give it with --wrapper URI, KEYPORT_KMS, or envelope.wrapper in the store YAML (docs/connections.md)',
+        });
+      else if (a.localFile && !existsSync(a.localFile))
+        // a doctor looks and never creates: the local driver would make a new wrapper file on first use
+        add({
+          check: 'wrapper key',
+          status: 'problem',
+          detail: `wrapper key file ${a.localFile} does not exist`,
+          fix: 'restore it from a backup: keyport never creates a wrapper key again',
+        });
+      else {
+        const w = await doctorKms(a.wrapperKeyId !== undefined ? a : a.withKey(ref.keyId));
+        for (const c of w.checks) add({ ...c, check: `wrapper ${c.check}` });
+      }
     } else {
-      add({ check: 'protection', status: 'ok', detail: `external: keys live in ${redactUri(p.kms)}` });
-      const k = await doctorKms(p.kms);
-      for (const c of k.checks) add({ ...c, check: `kms ${c.check}` });
+      add({ check: 'protection', status: 'ok', detail: `external: keys live in ${p.kms}` });
+      const a = kr.connections.forKms(parseStoredKmsRef(p.kms));
+      if (!a)
+        add({
+          check: 'kms connection',
+          status: 'problem',
+          detail: `no configured connection reaches ${p.kms}`,
+          fix: 'give it as the store (--store KMS-URI), with KEYPORT_KMS, or external.kms in the store YAML (docs/connections.md)',
+        });
+      else {
+        const k = await doctorKms(a);
+        for (const c of k.checks) add({ ...c, check: `kms ${c.check}` });
+      }
     }
   } finally {
     await kr.close().catch(() => undefined);

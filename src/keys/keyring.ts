@@ -14,8 +14,8 @@ import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../c
 import { derToRaw, ecdsaSize, lowS } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
-import { redactUri } from '../config/uri.js';
-import { openInstrumentedDriver } from '../kms/instrument.js';
+import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
+import { Connections } from '../kms/connections.js';
 import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
 import { KEY_USAGES, updateRecord } from '../store/types.js';
@@ -40,6 +40,8 @@ export interface KeyringOptions {
   recordTtlMs?: number;
   /** KES `cache.expiry.offline`: while the store is unreachable, serve records this old (0 = off) */
   offlineMs?: number;
+  /** the KMS connections stored key references resolve through (operator configuration only) */
+  connections?: Connections;
 }
 
 type Secret =
@@ -99,17 +101,19 @@ export function toKeyInfo(r: KeyRecord): KeyInfo {
 
 export class StoreKeyring implements Keyring {
   readonly uri: string;
-  readonly wrappers = new WrapperKeys();
+  readonly connections: Connections;
+  readonly wrappers: WrapperKeys;
   private secrets: TtlCache<string, Secret>;
   private publics = new TtlCache<string, KeyObject>(3_600_000, 50_000);
   private protectionCache?: { p: Protection; at: number };
-  private drivers = new Map<string, Promise<Driver>>();
 
   constructor(
     readonly store: RecordStore,
     private opts: KeyringOptions = {},
   ) {
     this.uri = store.uri;
+    this.connections = opts.connections ?? new Connections();
+    this.wrappers = new WrapperKeys(this.connections);
     this.secrets = new TtlCache(opts.cacheTtlMs ?? 300_000, 10_000, opts.cacheUnusedMs ?? 0);
   }
 
@@ -128,14 +132,16 @@ export class StoreKeyring implements Keyring {
     this.hot.clear();
   }
 
-  kmsDriver(kmsUri: string): Promise<Driver> {
-    let d = this.drivers.get(kmsUri);
-    if (!d) {
-      d = openInstrumentedDriver(kmsUri);
-      d.catch(() => this.drivers.delete(kmsUri));
-      this.drivers.set(kmsUri, d);
-    }
-    return d;
+  /** the driver for a stored KMS reference, through a configured connection */
+  kmsDriver(kmsRef: string): Promise<Driver> {
+    return this.connections.kms(parseStoredKmsRef(kmsRef));
+  }
+
+  /** the store's protection works here: its wrapper key is configured and round-trips (envelope) */
+  async checkProtection(): Promise<Protection> {
+    const p = await this.protection();
+    if (p.mode === 'envelope') await this.wrappers.check(parseStoredKeyRef(p.wrapper, "the store's wrapper key"));
+    return p;
   }
 
   // ---- records -------------------------------------------------------------------------------
@@ -178,7 +184,7 @@ export class StoreKeyring implements Keyring {
   /** seal or keep clear, per the store's protection */
   async holdSecret(secret: Buffer): Promise<Pick<VersionRecord, 'clear' | 'sealed'>> {
     const p = await this.protection();
-    if (p.mode === 'envelope') return { sealed: await this.wrappers.seal(p.wrapper, secret) };
+    if (p.mode === 'envelope') return { sealed: await this.wrappers.seal(parseStoredKeyRef(p.wrapper, "the store's wrapper key"), secret) };
     return { clear: secret.toString('base64') };
   }
 
@@ -208,11 +214,8 @@ export class StoreKeyring implements Keyring {
   /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
   async secretBytes(r: KeyRecord, v: VersionRecord): Promise<Buffer> {
     if (v.clear !== undefined) return Buffer.from(v.clear, 'base64');
-    if (v.sealed) {
-      const p = await this.protection();
-      return this.wrappers.unseal(v.sealed, p.mode === 'envelope' ? p.wrapper : undefined);
-    }
-    throw err('UNSUPPORTED', `key '${r.name}' lives in KMS ${redactUri(v.external!.kms)} and cannot be exported`);
+    if (v.sealed) return this.wrappers.unseal(v.sealed);
+    throw err('UNSUPPORTED', `key '${r.name}' lives in KMS ${parseStoredKmsRef(v.external!.kms)} and cannot be exported`);
   }
 
   private async secret(r: KeyRecord, v: VersionRecord): Promise<Secret> {
@@ -420,11 +423,13 @@ export class StoreKeyring implements Keyring {
 
   /**
    * Adopt a key that already exists in a KMS (Canton's manual init): reference + public key only.
-   * `kmsUri` names the KMS (without key-id), `keyRef` the key: id, ARN, alias/NAME, label.
+   * `kmsRef` names the KMS (a stored reference, reached through a configured connection), `keyRef` the
+   * key: id, ARN, alias/NAME, label.
    */
-  async register(name: string, kmsUri: string, keyRef: string, opts: AdoptWant & { createdBy?: string } = {}): Promise<KeyInfo> {
+  async register(name: string, kmsRef: string, keyRef: string, opts: AdoptWant & { createdBy?: string } = {}): Promise<KeyInfo> {
     checkName(name);
     if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
+    const kmsUri = parseStoredKmsRef(kmsRef).toString();
     const driver = await this.kmsDriver(kmsUri);
     const v = await this.adoptedVersion(driver, kmsUri, keyRef, 1, opts);
     const rec = this.newRecord(name, v.type, v.purpose, StoreKeyring.usageFor(v.purpose, opts.usage), opts.createdBy, v.version, {
@@ -708,8 +713,7 @@ export class StoreKeyring implements Keyring {
   }
 
   async close(): Promise<void> {
-    await this.wrappers.close();
-    for (const d of this.drivers.values()) await d.then((x) => x.close?.()).catch(() => undefined);
+    await this.connections.close();
     await this.store.close();
   }
 }

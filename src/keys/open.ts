@@ -7,6 +7,7 @@
  *     wrapper: awskms:region=us-east-1;key-id=alias/keyport-wrapper
  *   external:                                   # optional: keys generated and used in this KMS
  *     kms: awskms:region=us-east-1
+ *   kms: [awskms:region=eu-west-1]              # optional: connections for other stored key references
  *   cache: { ttl: 5m, unused: 0 }               # how long unsealed secrets stay in memory
  *
  * Setting `envelope` on a clear store protects its existing keys on open (Canton's behaviour).
@@ -17,15 +18,16 @@ import { homedir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { err, isKeyportError } from '../errors.js';
+import { err } from '../errors.js';
 import { parseUri, redactUri } from '../config/uri.js';
 import { parseDuration } from '../config/duration.js';
 import { isKmsScheme } from '../kms/registry.js';
 import { openRecordStore } from '../store/open.js';
-import { readProtection, writeProtection } from '../store/protection.js';
+import { readProtectionStored, writeProtection } from '../store/protection.js';
+import { KmsAddress } from '../kms/address.js';
+import { Connections } from '../kms/connections.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
-import { protectEnable } from './protect.js';
-import { sameWrapperKey } from '../store/envelope.js';
+import { protectEnable, upgradeRefs } from './protect.js';
 import { isKesConfig, kesKeystoreToStoreConfig } from '../store/kes-config.js';
 
 const Duration = z.union([z.string(), z.number()]);
@@ -40,6 +42,8 @@ export const StoreConfigSchema = z
       .object({ kms: z.string().min(1) })
       .strict()
       .optional(),
+    /** connections for key references the store names beside its own wrapper / KMS (an old wrapper, registered keys) */
+    kms: z.array(z.string().min(1)).optional(),
     cache: z.object({ ttl: Duration.optional(), unused: Duration.optional() }).strict().optional(),
   })
   .strict()
@@ -83,31 +87,61 @@ export function defaultCatalog(kmsUri: string): string {
 export interface OpenOptions extends KeyringOptions {
   /** called when opening changes the store (e.g. envelope enabled on open) */
   onNotice?: (msg: string) => void;
+  /** more KMS connections (operator configuration: --kms / --wrapper, KEYPORT_KMS) beside the YAML's */
+  kms?: (KmsAddress | string)[];
+  /** relative paths in the configuration resolve against this directory (a YAML file's own) */
+  base?: string;
+}
+
+/** the connections a configuration gives: its `kms:` list, its envelope wrapper, its external KMS, then the caller's */
+function connectionsOf(cfg: StoreConfig, opts: OpenOptions, base?: string): Connections {
+  const c = opts.connections ?? new Connections();
+  const o = base ? { base } : {};
+  for (const k of cfg.kms ?? []) c.add(k, { ...o, what: 'kms' });
+  if (cfg.external) c.add(cfg.external.kms, { ...o, what: 'external.kms' });
+  for (const k of opts.kms ?? []) c.add(k, { what: '--kms' });
+  if (cfg.envelope) c.add(cfg.envelope.wrapper, { ...o, what: 'envelope.wrapper' });
+  return c;
 }
 
 export async function openKeyring(target: string | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
   let cfg: StoreConfig;
+  const base = opts.base;
   if (typeof target !== 'string') {
     const r = StoreConfigSchema.safeParse(target);
     if (!r.success)
       throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
     cfg = r.data;
-  } else if (isYamlPath(target)) cfg = loadStoreConfig(target);
-  else {
+  } else if (isYamlPath(target)) {
+    cfg = loadStoreConfig(target);
+  } else {
     const u = parseUri(target);
     cfg = isKmsScheme(u.scheme) ? { store: defaultCatalog(target), external: { kms: target } } : { store: target };
   }
   if (!isYamlPath(cfg.store) && isKmsScheme(parseUri(cfg.store).scheme) && !cfg.external)
     cfg = { ...cfg, store: defaultCatalog(cfg.store), external: { kms: cfg.store } };
+  const connections = connectionsOf(cfg, opts, base);
+  const external = cfg.external ? KmsAddress.parse(cfg.external.kms, { ...(base ? { base } : {}), what: 'external.kms' }) : undefined;
+  const wrapper = cfg.envelope
+    ? KmsAddress.parse(cfg.envelope.wrapper, { ...(base ? { base } : {}), what: 'envelope.wrapper' })
+    : undefined;
   const store = await openRecordStore(cfg.store);
   const kr = new StoreKeyring(store, {
     ...opts,
+    connections,
     ...(cfg.cache?.ttl !== undefined ? { cacheTtlMs: parseDuration(cfg.cache.ttl, 'cache.ttl') } : {}),
     ...(cfg.cache?.unused !== undefined ? { cacheUnusedMs: parseDuration(cfg.cache.unused, 'cache.unused') } : {}),
   });
   try {
-    const cur = await readProtection(store);
-    if (cfg.external) {
+    // a store written by 0.1.0 keeps whole URIs (endpoints, credentials): rewrite them into references first
+    const stored = await readProtectionStored(store);
+    if (stored.legacy) {
+      const r = await upgradeRefs(kr);
+      opts.onNotice?.(`stored KMS addresses rewritten as key references (credentials dropped) in ${r.changed} key(s)`);
+    }
+    const cur = stored.protection;
+    if (external) {
+      const kmsRef = external.kms.toString();
       if (cur.mode === 'clear') {
         const first = await store.list({ limit: 1 });
         if (first.names.length)
@@ -116,31 +150,26 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
             `${redactUri(cfg.store)} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`,
             { retryable: false },
           );
-        await writeProtection(store, { mode: 'external', kms: cfg.external.kms });
-      } else if (cur.mode !== 'external' || cur.kms !== cfg.external.kms)
-        throw err('CONFLICT', `${redactUri(cfg.store)} is not a catalog of ${redactUri(cfg.external.kms)}`, { retryable: false });
-    } else if (cfg.envelope) {
+        await writeProtection(store, { mode: 'external', kms: kmsRef });
+      } else if (cur.mode !== 'external' || cur.kms !== kmsRef)
+        throw err('CONFLICT', `${redactUri(cfg.store)} is not a catalog of ${external}`, { retryable: false });
+    } else if (wrapper) {
+      const ref = wrapper.key.toString();
       if (cur.mode === 'clear') {
-        const r = await protectEnable(kr, cfg.envelope.wrapper);
+        const r = await protectEnable(kr, wrapper);
         // a new, empty store is simply created protected: only sealing existing keys is news
-        if (r.changed)
-          opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${redactUri(cfg.envelope.wrapper)}`);
-      } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper && sameWrapperKey(cur.wrapper, cfg.envelope.wrapper)) {
-        // the same wrapper key reached another way (new endpoint, port or credentials): follow the config,
-        // once the new address is shown to work (wrong credentials must not rewrite the store)
-        await kr.wrappers.check(cfg.envelope.wrapper);
-        await writeProtection(store, { mode: 'envelope', wrapper: cfg.envelope.wrapper });
-        kr.invalidate();
-      } else if (cur.mode === 'envelope' && cur.wrapper !== cfg.envelope.wrapper)
+        if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${ref}`);
+      } else if (cur.mode === 'envelope' && cur.wrapper !== ref)
         throw err(
           'CONFLICT',
-          `store is protected by ${redactUri(cur.wrapper)}, not the configured wrapper: run 'keyport protect rotate' to change it`,
-          { retryable: false },
+          `store is protected by ${cur.wrapper}, not the configured wrapper ${ref}: run 'keyport protect rotate' to change it`,
+          {
+            retryable: false,
+          },
         );
     }
   } catch (e) {
     await kr.close().catch(() => undefined);
-    if (isKeyportError(e)) throw e;
     throw e;
   }
   return kr;

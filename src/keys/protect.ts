@@ -9,7 +9,7 @@
  * deleted by keyport.
  */
 import { err, isKeyportError } from '../errors.js';
-import { redactUri } from '../config/uri.js';
+import { type KeyRef, type KmsAddress, canonicalKeyRef, canonicalKmsRef } from '../kms/address.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
 import { allNames, updateRecord } from '../store/types.js';
 import type { Protection } from '../store/protection.js';
@@ -139,22 +139,59 @@ function strip(v: VersionRecord): VersionRecord {
   return rest;
 }
 
-export async function protectEnable(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
+/** a wrapper given by the operator (a string is parsed and validated here, at the edge) becomes a configured connection */
+function configured(kr: StoreKeyring, wrapper: KmsAddress | string): KeyRef {
+  const a = kr.connections.add(wrapper, { what: 'wrapper' });
+  return a.key;
+}
+
+/** the canonical reference of a stored wrapper / KMS string, or the string itself when it is damaged */
+function canon(f: (x: string) => string, x: string): string {
+  try {
+    return f(x);
+  } catch {
+    return x;
+  }
+}
+
+/** a version whose stored references are all canonical (0.1.0 URIs with endpoints and credentials become references) */
+function canonicalVersion(v: VersionRecord): VersionRecord | undefined {
+  const w = v.sealed ? canon(canonicalKeyRef, v.sealed.wrapper) : undefined;
+  const k = v.external ? canon(canonicalKmsRef, v.external.kms) : undefined;
+  if ((w === undefined || w === v.sealed!.wrapper) && (k === undefined || k === v.external!.kms)) return undefined;
+  return {
+    ...v,
+    ...(v.sealed ? { sealed: { ...v.sealed, wrapper: w! } } : {}),
+    ...(v.external ? { external: { ...v.external, kms: k! } } : {}),
+  };
+}
+
+/**
+ * Rewrite a store written by 0.1.0: every stored wrapper / KMS URI becomes the key reference it names
+ * (endpoints, credentials and module paths dropped), the protection setting last (or in the same
+ * transaction). Nothing is opened or connected to.
+ */
+export async function upgradeRefs(kr: StoreKeyring): Promise<ProtectResult> {
+  const cur = await readProtection(kr.store);
+  return transform(kr, cur, async (_r, v) => canonicalVersion(v));
+}
+
+export async function protectEnable(kr: StoreKeyring, wrapper: KmsAddress | string, progress?: Progress): Promise<ProtectResult> {
+  const ref = configured(kr, wrapper);
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external')
     throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
-  if (cur.mode === 'envelope' && cur.wrapper !== wrapper && !sameWrapperKey(cur.wrapper, wrapper))
-    throw err(
-      'CONFLICT',
-      `store is already protected by ${redactUri(cur.wrapper)}: use 'keyport protect rotate' to change the wrapper key`,
-      { retryable: false },
-    );
-  await kr.wrappers.check(wrapper);
+  if (cur.mode === 'envelope' && cur.wrapper !== ref.toString())
+    throw err('CONFLICT', `store is already protected by ${cur.wrapper}: use 'keyport protect rotate' to change the wrapper key`, {
+      retryable: false,
+    });
+  // a clear store never sealed anything under this wrapper: a local wrapper file may be made now
+  await kr.wrappers.check(ref, { mayCreate: cur.mode === 'clear' });
   return transform(
     kr,
-    { mode: 'envelope', wrapper },
+    { mode: 'envelope', wrapper: ref.toString() },
     async (_r, v) =>
-      v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) } : undefined,
+      v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(ref, Buffer.from(v.clear, 'base64')) } : canonicalVersion(v),
     progress,
   );
 }
@@ -170,18 +207,20 @@ export async function protectDisable(kr: StoreKeyring, progress?: Progress): Pro
   );
 }
 
-export async function protectRotate(kr: StoreKeyring, wrapper: string, progress?: Progress): Promise<ProtectResult> {
+export async function protectRotate(kr: StoreKeyring, wrapper: KmsAddress | string, progress?: Progress): Promise<ProtectResult> {
+  const ref = configured(kr, wrapper);
   const cur = await readProtection(kr.store);
   if (cur.mode !== 'envelope') throw err('USAGE', `store is not envelope-protected: use 'keyport protect enable --wrapper …' first`);
-  await kr.wrappers.check(wrapper);
+  // the current wrapper sealed keys: it is never made again; a new one may be
+  await kr.wrappers.check(ref, { mayCreate: cur.wrapper !== ref.toString() });
   return transform(
     kr,
-    { mode: 'envelope', wrapper },
+    { mode: 'envelope', wrapper: ref.toString() },
     async (_r, v) => {
-      if (v.sealed && v.sealed.wrapper !== wrapper)
-        return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, await kr.wrappers.unseal(v.sealed)) };
-      if (v.clear !== undefined) return { ...strip(v), sealed: await kr.wrappers.seal(wrapper, Buffer.from(v.clear, 'base64')) };
-      return undefined;
+      if (v.sealed && !sameWrapperKey(v.sealed.wrapper, ref.toString()))
+        return { ...strip(v), sealed: await kr.wrappers.seal(ref, await kr.wrappers.unseal(v.sealed)) };
+      if (v.clear !== undefined) return { ...strip(v), sealed: await kr.wrappers.seal(ref, Buffer.from(v.clear, 'base64')) };
+      return canonicalVersion(v);
     },
     progress,
   );

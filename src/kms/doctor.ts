@@ -7,9 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { err, isKeyportError, oneLine, type ErrorCode, type KeyportError } from '../errors.js';
-import { formatUri, parseUri, redactUri, splitKeyUri, type ParsedUri } from '../config/uri.js';
+import { KmsAddress, redactGeneric } from './address.js';
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { publicKeyObject } from '../crypto/keys.js';
 import { verifyData } from '../crypto/sign.js';
 import { eciesEncrypt, rsaOaepEncrypt } from '../crypto/asym.js';
@@ -42,7 +41,7 @@ export interface DoctorOptions {
   /** per-call limit (default 15 s) */
   timeoutMs?: number;
   /** opens the KMS (default openDriver) */
-  open?: (uri: ParsedUri) => Promise<Driver>;
+  open?: (address: KmsAddress) => Promise<Driver>;
 }
 
 /** a one-line fix for an error a KMS call ended with */
@@ -110,26 +109,33 @@ const AWS_KEY_PERMISSIONS: Record<KeyKind | 'unknown', string[]> = {
   unknown: ['kms:ListKeys', 'kms:DescribeKey', 'kms:Encrypt', 'kms:Decrypt', 'kms:GetPublicKey', 'kms:Sign'],
 };
 
-export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<DoctorReport> {
+export async function doctorKms(uri: string | KmsAddress, opts: DoctorOptions = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
-  const parsed = parseUri(uri);
-  const scheme = parsed.scheme;
-  const aws = scheme === 'awskms';
-
-  // KMS URI vs KMS key URI; local:FILE is a wrapper key, local:DIR/ a KMS
-  let kms: ParsedUri = parsed;
-  let keyRef: string | undefined;
-  if (scheme === 'local') {
-    const p = parsed.path ?? parsed.params['path'];
-    if (p && !p.endsWith('/') && !(existsSync(p) && statSync(p).isDirectory())) keyRef = resolve(p);
-  } else if (parsed.params['key-id'] ?? parsed.params['object'] ?? parsed.params['id']) {
-    const s = splitKeyUri(uri);
-    kms = s.kms;
-    keyRef = s.keyRef;
+  // parsed once, here at the edge: a KMS address, or a KMS key address (local:FILE is a wrapper key, local:DIR/ a KMS)
+  let addr: KmsAddress;
+  try {
+    addr = typeof uri === 'string' ? KmsAddress.parse(uri) : uri;
+  } catch (e) {
+    const ke = toKeyportError(e, 'kms');
+    return {
+      uri: redactGeneric(String(uri)),
+      kms: '',
+      ok: false,
+      checks: [
+        { check: 'open', status: 'problem', detail: `${ke.code}: ${oneLine(ke)}`, fix: 'fix the KMS address (docs/connections.md)' },
+      ],
+    };
   }
-  const kmsText = kms === parsed ? uri : formatUri(kms.scheme, kms.params, kms.path);
-  const report: DoctorReport = { uri: redactUri(uri), kms: redactUri(kmsText), ...(keyRef ? { keyId: keyRef } : {}), ok: true, checks };
+  const scheme = addr.scheme;
+  const aws = scheme === 'awskms';
+  let keyRef: string | undefined = addr.keyId;
+  if (scheme === 'local') {
+    const p = addr.localFile!;
+    keyRef = p && !p.endsWith('/') && !(existsSync(p) && statSync(p).isDirectory()) ? p : undefined;
+  }
+  const kms = addr.withoutKey();
+  const report: DoctorReport = { uri: addr.toString(), kms: kms.toString(), ...(keyRef ? { keyId: keyRef } : {}), ok: true, checks };
 
   // ---- open ---------------------------------------------------------------------------------
   let raw: Driver;
@@ -148,7 +154,7 @@ export async function doctorKms(uri: string, opts: DoctorOptions = {}): Promise<
     report.ok = false;
     return report;
   }
-  const driver = instrument(raw, { kmsUri: kmsText, retries: 0, timeoutMs: opts.timeoutMs ?? 15_000 });
+  const driver = instrument(raw, { kmsUri: kms.toString(), retries: 0, timeoutMs: opts.timeoutMs ?? 15_000 });
   try {
     const perms = new Map<string, { status: DoctorStatus; detail: string; fix?: string }>();
     const perm = (p: string, status: DoctorStatus, detail: string, fix?: string) => {

@@ -12,7 +12,8 @@
  * health() never throws: a failing or hanging health check reports `failed`.
  */
 import { err, isKeyportError, type KeyportError, oneLine, type ErrorCode } from '../errors.js';
-import { parseUri, redactUri, type ParsedUri } from '../config/uri.js';
+import { redactUri } from '../config/uri.js';
+import { KmsAddress } from './address.js';
 import { openDriver } from './registry.js';
 import { auditSinkFromEnv, type AuditRecord, type AuditSink } from './audit.js';
 import type { CallOptions, Driver, DriverKeyInfo, Health, KeyMaterialForImport } from './driver.js';
@@ -379,15 +380,15 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
 
 /** openDriver + instrument: the driver for a KMS URI with timeouts, retries and the audit trail
  * (KEYPORT_KMS_AUDIT unless `audit` is given). */
-export async function openInstrumentedDriver(uri: string | ParsedUri, opts: Partial<InstrumentOptions> = {}): Promise<Driver> {
-  const u = typeof uri === 'string' ? parseUri(uri) : uri;
+export async function openInstrumentedDriver(uri: string | KmsAddress, opts: Partial<InstrumentOptions> = {}): Promise<Driver> {
+  const a = typeof uri === 'string' ? KmsAddress.parse(uri) : uri;
   let d: Driver;
   try {
-    d = await openDriver(u);
+    d = await openDriver(a);
   } catch (e) {
-    throw toKeyportError(e, u.scheme);
+    throw toKeyportError(e, a.scheme);
   }
-  return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? u.raw, audit: opts.audit ?? auditSinkFromEnv() });
+  return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? a.toString(), audit: opts.audit ?? auditSinkFromEnv() });
 }
 
 /** the operator's overrides (src/kms/retry.ts retryPolicyFromEnv) as instrument options */

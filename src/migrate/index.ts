@@ -35,6 +35,8 @@ export interface MigrateOptions {
   /** let keys from a protected source (envelope, external) be written in the clear at a clear target */
   allowClear?: boolean;
   batchSize?: number;
+  /** KMS connections (operator configuration) for key references either store names, beside their YAML's */
+  kms?: string[];
   /** progress: phase, done, total */
   onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
 }
@@ -71,13 +73,12 @@ export interface MigrateReport {
 async function side(kr: StoreKeyring, uri: string): Promise<Side> {
   // reachable and readable: one listing call, the protection setting, the KMS behind it
   await kr.store.list({ limit: 1 });
-  const protection = await kr.protection();
+  const protection = await kr.checkProtection();
   let canImport = false;
-  if (protection.mode === 'envelope') await kr.wrappers.check(protection.wrapper);
   if (protection.mode === 'external') {
     const d = await kr.kmsDriver(protection.kms);
     const h = await d.health();
-    if (h.state !== 'ok') throw err('UNAVAILABLE', `KMS ${redactUri(protection.kms)} is not healthy: ${h.reason}`);
+    if (h.state !== 'ok') throw err('UNAVAILABLE', `KMS ${protection.kms} is not healthy: ${h.reason}`);
     canImport = typeof d.importKey === 'function';
   }
   return { kr, uri, protection, kind: kr.store.capabilities.kind, kesOnly: !!kr.store.capabilities.kesOnly, canImport };
@@ -89,7 +90,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const pattern = o.pattern ?? '*';
   if (redactUri(o.from) === redactUri(o.to)) throw err('USAGE', 'source and target are the same store');
   // a migration touches each key a few times: no point keeping unsealed secrets around
-  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0 });
+  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [] });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
     from: redactUri(o.from),
@@ -110,7 +111,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(o.to, { cacheTtlMs: 0 });
+    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, kms: o.kms ?? [] });
     const src = await side(srcKr, o.from);
     const dst = await side(dstKr, o.to);
     // protection is never dropped silently: a protected source into a clear target needs allowClear

@@ -79,6 +79,8 @@ export const ServerConfigSchema = z
             store: z.string(),
             envelope: z.object({ wrapper: z.string() }).optional(),
             external: z.object({ kms: z.string() }).optional(),
+            /** connections for other key references the store names (docs/connections.md) */
+            kms: z.array(z.string()).optional(),
           })
           .optional(),
       })
@@ -117,7 +119,7 @@ export interface ServerConfig {
   connections?: ConnectionLimits;
   keys: string[];
   /** store URI or YAML path for openKeyring, or an inline store config */
-  store: string | { store: string; envelope?: { wrapper: string }; external?: { kms: string } };
+  store: string | { store: string; envelope?: { wrapper: string }; external?: { kms: string }; kms?: string[] };
   workers: number;
   /** start-up notices about the configuration (e.g. allow rules for APIs KES v0.24 no longer has) */
   notices?: string[];

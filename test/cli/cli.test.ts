@@ -93,8 +93,8 @@ test('a tour: create, ls --json, sign, verify, encrypt, decrypt, export/import, 
   assert.equal(JSON.parse(kp(['key', 'describe', 'sig-key', '--json', ...S]).stdout).protection, 'sealed');
   assert.equal(kp(['key', 'rm', 'data-key', ...S]).code, 0);
   assert.equal(kp(['key', 'describe', 'data-key', ...S]).code, 1);
-  // stdin input
-  const fromStdin = kp(['key', 'import', 'raw-aes', '--file', '-', ...S], Buffer.alloc(32, 7));
+  // stdin input, sealed under the store's wrapper: its connection is given, the store keeps only its reference
+  const fromStdin = kp(['key', 'import', 'raw-aes', '--file', '-', '--wrapper', `local:${join(dir, 'w.key')}`, ...S], Buffer.alloc(32, 7));
   assert.equal(fromStdin.code, 0, fromStdin.stderr);
 });
 

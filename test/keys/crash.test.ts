@@ -49,7 +49,7 @@ for (const scheme of ['sqlite', 'fs'] as const) {
         if (op === 'rotated') minVersion.set(name!, Math.max(minVersion.get(name!) ?? 1, Number(v)));
       }
       next += 1000; // fresh names per trial: an interrupted create may or may not have landed
-      const kr = await openKeyring(uri);
+      const kr = await openKeyring(uri, { kms: [w1, w2] });
       try {
         for (const name of created) {
           const info = await kr.describe(name);

@@ -1,7 +1,7 @@
 /** Envelope protection (Canton's encrypted private key storage) with the local wrapper KMS. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { relative, join } from 'node:path';
 import { readdirSync, readFileSync, statSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { openKeyring } from '../../src/keys/open.js';
 import { protectDisable, protectEnable, protectRotate } from '../../src/keys/protect.js';
@@ -57,7 +57,8 @@ for (const scheme of ['sqlite', 'fs'] as const) {
       assert.equal(r.changed, TYPES.length);
       await kr.close();
       // a fresh process view: everything sealed, nothing leaks
-      const kr2 = await openKeyring(uri);
+      // a fresh process view (the store keeps the wrapper's reference; its connection is configuration)
+      const kr2 = await openKeyring(uri, { kms: [w1] });
       try {
         for (const t of TYPES) assert.equal((await kr2.describe(`k-${t}`)).protection, 'sealed');
         assert.deepEqual(leaks(files(), secrets), []);
@@ -76,7 +77,7 @@ for (const scheme of ['sqlite', 'fs'] as const) {
     });
 
     test('rotate re-wraps every key; the old wrapper can then be removed', async () => {
-      const kr = await openKeyring(uri);
+      const kr = await openKeyring(uri, { kms: [w1] });
       try {
         const _ct = await kr.encrypt('k-aes256', Buffer.from('before rotate'));
         const r = await protectRotate(kr, w2);
@@ -85,7 +86,7 @@ for (const scheme of ['sqlite', 'fs'] as const) {
       } finally {
         await kr.close();
       }
-      const kr2 = await openKeyring(uri);
+      const kr2 = await openKeyring(uri, { kms: [w2] });
       try {
         for (const t of TYPES) await kr2.export(`k-${t}`); // every key opens with w2 alone
         const s = await kr2.sign('k-ed25519', Buffer.from('after'));
@@ -96,7 +97,7 @@ for (const scheme of ['sqlite', 'fs'] as const) {
     });
 
     test('disable reverts to clear keys', async () => {
-      const kr = await openKeyring(uri);
+      const kr = await openKeyring(uri, { kms: [w2] });
       try {
         await protectDisable(kr);
         for (const t of TYPES) assert.equal((await kr.describe(`k-${t}`)).protection, 'clear');
@@ -133,7 +134,7 @@ test('YAML envelope config protects existing clear keys on open; a wrong wrapper
   }
 });
 
-test('a wrapper key reached at a new address (same scheme and key id) keeps the store readable', async () => {
+test('a wrapper key reached at a new address (same scheme and key id) keeps the store readable; the store keeps only the reference', async () => {
   const { sameWrapperKey } = await import('../../src/store/envelope.js');
   assert.ok(
     sameWrapperKey(
@@ -148,9 +149,10 @@ test('a wrapper key reached at a new address (same scheme and key id) keeps the 
   const kr = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:${w}` } });
   await kr.create('moved-key', { type: 'ed25519' });
   await kr.close();
-  // the config now reaches the same key another way: the store follows, the sealed key still opens
-  const kr2 = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:${w};note=moved` } });
-  assert.equal(((await kr2.protection()) as { wrapper: string }).wrapper, `local:${w};note=moved`);
+  // the config reaches the same key another way (a relative path here): the stored reference is unchanged
+  const rel = relative(process.cwd(), w);
+  const kr2 = await openKeyring({ store: `sqlite:${db}`, envelope: { wrapper: `local:./${rel}` } });
+  assert.equal(((await kr2.protection()) as { wrapper: string }).wrapper, `local:${w}`);
   const sig = await kr2.sign('moved-key', Buffer.from('x'));
   assert.ok(await kr2.verify('moved-key', Buffer.from('x'), sig));
   await kr2.close();

@@ -27,8 +27,8 @@ async function names(uri: string): Promise<string[]> {
 }
 
 /** name → fingerprints of every version, and the exported secrets */
-async function snapshot(uri: string, pattern = '*'): Promise<Map<string, string>> {
-  const kr = await openKeyring(uri);
+async function snapshot(uri: string, kms: string[] = [], pattern = '*'): Promise<Map<string, string>> {
+  const kr = await openKeyring(uri, { kms });
   const out = new Map<string, string>();
   try {
     for (const name of (await kr.list(pattern)).names) {
@@ -157,19 +157,21 @@ describe('migrate', () => {
     const kb = await openKeyring(b);
     await protectEnable(kb, `local:${join(dir, 'wb.key')}`);
     await kb.close();
-    const r = await migrate({ from: a, to: b });
+    // the stores keep wrapper references; the wrappers are reached through configured connections
+    const kms = [`local:${join(dir, 'wb.key')}`, `local:${join(dir, 'wc.key')}`];
+    const r = await migrate({ from: a, to: b, kms });
     assert.equal(r.verified, 3);
-    const kb2 = await openKeyring(b);
+    const kb2 = await openKeyring(b, { kms });
     for (const x of ['e1', 'e2', 'e3']) assert.equal((await kb2.describe(x)).protection, 'sealed');
     await kb2.close();
-    assert.deepEqual(await snapshot(b), await snapshot(a));
+    assert.deepEqual(await snapshot(b, kms), await snapshot(a));
     const c = fsdir();
     const kc = await openKeyring(c);
     await protectEnable(kc, `local:${join(dir, 'wc.key')}`);
     await kc.close();
-    assert.equal((await migrate({ from: b, to: c })).verified, 3);
+    assert.equal((await migrate({ from: b, to: c, kms })).verified, 3);
     const d = sqlite();
-    assert.equal((await migrate({ from: c, to: d, allowClear: true })).verified, 3);
+    assert.equal((await migrate({ from: c, to: d, allowClear: true, kms })).verified, 3);
     assert.deepEqual(await snapshot(d), await snapshot(a));
   });
 

@@ -8,8 +8,10 @@ import { openKeyring } from '../../src/keys/open.js';
 import { protectDisable, protectEnable, protectRotate } from '../../src/keys/protect.js';
 
 export async function protectRace(uri: string, wrapperPrefix: string): Promise<void> {
-  const admin = await openKeyring(uri);
-  const app = await openKeyring(uri);
+  // the store keeps references; both wrappers are reached through configured connections
+  const kms = [`local:${wrapperPrefix}-w1.key`, `local:${wrapperPrefix}-w2.key`];
+  const admin = await openKeyring(uri, { kms });
+  const app = await openKeyring(uri, { kms });
   try {
     const names = Array.from({ length: 60 }, (_, i) => `k${String(i).padStart(2, '0')}`);
     for (const n of names) await admin.create(n, { type: 'aes256' });
@@ -34,7 +36,7 @@ export async function protectRace(uri: string, wrapperPrefix: string): Promise<v
     await Promise.all([protectEnable(admin, `local:${wrapperPrefix}-w1.key`), churn()]);
     await Promise.all([protectRotate(admin, `local:${wrapperPrefix}-w2.key`), churn()]);
     await Promise.all([protectDisable(admin), churn()]);
-    const check = await openKeyring(uri);
+    const check = await openKeyring(uri, { kms });
     try {
       for (const n of names) {
         if (deleted.includes(n)) {
