@@ -25,6 +25,7 @@ import { isKmsScheme } from '../kms/registry.js';
 import { openRecordStore } from '../store/open.js';
 import { readProtectionStored, writeProtection } from '../store/protection.js';
 import { KmsAddress } from '../kms/address.js';
+import { StoreAddress } from '../store/address.js';
 import { Connections } from '../kms/connections.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
 import { protectEnable, upgradeRefs } from './protect.js';
@@ -82,6 +83,22 @@ export function defaultCatalog(kmsUri: string): string {
   const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
   const id = createHash('sha256').update(redactUri(kmsUri)).digest('hex').slice(0, 16);
   return `sqlite:${join(home, 'catalogs', `${id}.db`)}`;
+}
+
+/**
+ * What a target (store URI, KMS URI or YAML file) is, for "is this the same store": the store's identity
+ * (store/address.ts), or the KMS's reference for a KMS target. Malformed targets compare as given.
+ */
+export function targetIdentity(target: string): string {
+  try {
+    const store = isYamlPath(target) ? loadStoreConfig(target).store : target;
+    if (isYamlPath(store)) return store;
+    const u = parseUri(store);
+    if (isKmsScheme(u.scheme)) return `kms ${KmsAddress.parse(store).kms}`;
+    return StoreAddress.parse(store).identity;
+  } catch {
+    return target;
+  }
 }
 
 export interface OpenOptions extends KeyringOptions {

@@ -6,7 +6,7 @@ import { join, dirname } from 'node:path';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { err } from '../errors.js';
 import { redactUri } from '../config/uri.js';
-import { openKeyring } from '../keys/open.js';
+import { openKeyring, targetIdentity } from '../keys/open.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
 import {
@@ -88,7 +88,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const t0 = Date.now();
   const mode = o.mode ?? 'default';
   const pattern = o.pattern ?? '*';
-  if (redactUri(o.from) === redactUri(o.to)) throw err('USAGE', 'source and target are the same store');
+  if (targetIdentity(o.from) === targetIdentity(o.to)) throw err('USAGE', 'source and target are the same store');
   // a migration touches each key a few times: no point keeping unsealed secrets around
   const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [] });
   let dstKr: StoreKeyring | undefined;
