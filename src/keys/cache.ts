@@ -1,19 +1,41 @@
-/** A bounded TTL cache (insertion-ordered Map; oldest entries evicted first). */
-export class TtlCache<K, V> {
-  private m = new Map<K, { v: V; exp: number; used: number }>();
+/**
+ * The key ring's caching layer, on lru-cache: a bounded LRU with an absolute TTL (KES `expiry.any`) and
+ * an optional idle limit (KES `expiry.unused_key`). Whatever leaves the cache — evicted, expired,
+ * replaced, cleared — goes through `dispose`, where the key ring zeroes secret buffers.
+ */
+import { LRUCache } from 'lru-cache';
+
+interface Entry<V> {
+  v: V;
+  used: number;
+}
+
+export class TtlCache<K extends {}, V extends {}> {
+  private lru: LRUCache<K, Entry<V>> | undefined;
+
   constructor(
-    private ttlMs: number,
-    private max = 10_000,
+    ttlMs: number,
+    max = 10_000,
     /** KES `expiry.unused_key`: drop entries not used for this long (0 = off) */
     private unusedMs = 0,
-  ) {}
+    /** called once for every value that leaves the cache (zero secret bytes here) */
+    dispose?: (v: V) => void,
+  ) {
+    // ttl 0 means "do not cache": nothing is kept at all
+    if (ttlMs > 0)
+      this.lru = new LRUCache<K, Entry<V>>({
+        max,
+        ttl: ttlMs,
+        ...(dispose ? { dispose: (e: Entry<V>) => dispose(e.v) } : {}),
+      });
+  }
 
   get(k: K): V | undefined {
-    const e = this.m.get(k);
+    const e = this.lru?.get(k);
     if (!e) return undefined;
     const now = Date.now();
-    if (now > e.exp || (this.unusedMs > 0 && now - e.used > this.unusedMs)) {
-      this.m.delete(k);
+    if (this.unusedMs > 0 && now - e.used > this.unusedMs) {
+      this.lru!.delete(k);
       return undefined;
     }
     e.used = now;
@@ -21,21 +43,18 @@ export class TtlCache<K, V> {
   }
 
   set(k: K, v: V): void {
-    if (this.ttlMs <= 0) return;
-    if (this.m.size >= this.max) this.m.delete(this.m.keys().next().value as K);
-    const now = Date.now();
-    this.m.set(k, { v, exp: now + this.ttlMs, used: now });
+    this.lru?.set(k, { v, used: Date.now() });
   }
 
   delete(k: K): void {
-    this.m.delete(k);
+    this.lru?.delete(k);
   }
 
   clear(): void {
-    this.m.clear();
+    this.lru?.clear();
   }
 
   get size(): number {
-    return this.m.size;
+    return this.lru?.size ?? 0;
   }
 }

@@ -69,6 +69,18 @@ function owned(b: Buffer): Buffer {
   return c;
 }
 
+/**
+ * Zero a secret that left the cache. Deferred to the next turn of the event loop: an operation that took
+ * the secret from the cache uses it synchronously right after its await, before this runs.
+ */
+function zeroSecret(s: Secret): void {
+  if (s.kind !== 'sym') return;
+  setImmediate(() => {
+    s.key.fill(0);
+    s.hmacKey?.fill(0);
+  });
+}
+
 export function toVersionInfos(r: KeyRecord): VersionInfo[] {
   return r.versions.map((v, i) => ({
     version: v.version,
@@ -114,7 +126,7 @@ export class StoreKeyring implements Keyring {
     this.uri = store.uri;
     this.connections = opts.connections ?? new Connections();
     this.wrappers = new WrapperKeys(this.connections);
-    this.secrets = new TtlCache(opts.cacheTtlMs ?? 300_000, 10_000, opts.cacheUnusedMs ?? 0);
+    this.secrets = new TtlCache<string, Secret>(opts.cacheTtlMs ?? 300_000, 10_000, opts.cacheUnusedMs ?? 0, zeroSecret);
   }
 
   /** the store's protection (re-read at most once a second so replicas follow a change) */
@@ -237,6 +249,7 @@ export class StoreKeyring implements Keyring {
               algorithm: r.meta?.['kes_algorithm'] === 'ChaCha20' ? 'ChaCha20' : 'AES256',
             }
           : { kind: 'priv', key: privateKeyObject(bytes) };
+      bytes.fill(0); // the cache holds its own copies (or a KeyObject): the unsealed bytes go now
     }
     this.secrets.set(ck, s);
     return s;
