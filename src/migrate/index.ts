@@ -7,6 +7,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { err } from '../errors.js';
 import { redactUri } from '../config/uri.js';
 import { openKeyring, targetIdentity } from '../keys/open.js';
+import { Connections } from '../kms/connections.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
 import {
@@ -89,8 +90,11 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const mode = o.mode ?? 'default';
   const pattern = o.pattern ?? '*';
   if (targetIdentity(o.from) === targetIdentity(o.to)) throw err('USAGE', 'source and target are the same store');
+  // one pool of configured connections for both sides: a wrapper the target's YAML names also opens the
+  // source's keys sealed under the same key (connections come from configuration, never from a store)
+  const connections = new Connections();
   // a migration touches each key a few times: no point keeping unsealed secrets around
-  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [] });
+  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [], connections });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
     from: redactUri(o.from),
@@ -111,7 +115,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, kms: o.kms ?? [] });
+    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections });
     const src = await side(srcKr, o.from);
     const dst = await side(dstKr, o.to);
     // protection is never dropped silently: a protected source into a clear target needs allowClear

@@ -15,13 +15,15 @@ import { tempDir } from '../support/tmp.js';
 import { isOneLine, kpIn } from '../support/kp.js';
 
 const dir = tempDir();
+/** the source's wrapper connection (the store keeps only its reference) */
+const w = (name: string) => `local:${join(dir, `${name}-wrapper.key`)}`;
 
 async function protectedSource(name: string): Promise<string> {
   const src = `sqlite:${join(dir, `${name}.db`)}`;
   const kr = await openKeyring(src);
   await kr.create('a-key');
   await kr.create('b-key', { type: 'ec-p256' });
-  await protectEnable(kr, `local:${join(dir, `${name}-wrapper.key`)}`);
+  await protectEnable(kr, w(name));
   await kr.close();
   return src;
 }
@@ -29,12 +31,15 @@ async function protectedSource(name: string): Promise<string> {
 test('library: envelope → clear is refused (USAGE) without allowClear, nothing written; with it the report says so', async () => {
   const src = await protectedSource('lib');
   const dst = `sqlite:${join(dir, 'lib-clear.db')}`;
-  await assert.rejects(migrate({ from: src, to: dst }), (e) => isKeyportError(e, 'USAGE') && /--allow-clear/.test(e.message));
-  await assert.rejects(migrate({ from: src, to: dst, dryRun: true }), (e) => isKeyportError(e, 'USAGE'));
+  await assert.rejects(
+    migrate({ from: src, to: dst, kms: [w('lib')] }),
+    (e) => isKeyportError(e, 'USAGE') && /--allow-clear/.test(e.message),
+  );
+  await assert.rejects(migrate({ from: src, to: dst, dryRun: true, kms: [w('lib')] }), (e) => isKeyportError(e, 'USAGE'));
   const kr = await openKeyring(dst);
   assert.deepEqual((await kr.list()).names, []);
   await kr.close();
-  const r = await migrate({ from: src, to: dst, allowClear: true });
+  const r = await migrate({ from: src, to: dst, allowClear: true, kms: [w('lib')] });
   assert.equal(r.migrated, 2);
   assert.equal(r.clearTarget?.sourceProtection, 'envelope');
   assert.doesNotMatch(JSON.stringify(r), /wrapper\.key.*secret/);
@@ -45,19 +50,29 @@ test('library: envelope → clear is refused (USAGE) without allowClear, nothing
 
 test('CLI: refused in one line (exit 2); --allow-clear migrates and says on stderr that the keys are now clear; the protected way needs no flag', async () => {
   const src = await protectedSource('cli');
-  const r = kpIn(dir, ['migrate', '--from', src, '--to', `fs:${join(dir, 'cli-clear')}`]);
+  const r = kpIn(dir, ['migrate', '--kms', w('cli'), '--from', src, '--to', `fs:${join(dir, 'cli-clear')}`]);
   assert.equal(r.code, 2, r.stderr);
   assert.ok(isOneLine(r.stderr), r.stderr);
   assert.match(r.stderr, /in the clear.*--allow-clear/);
-  const ok = kpIn(dir, ['migrate', '--from', src, '--to', `fs:${join(dir, 'cli-clear')}`, '--allow-clear']);
+  const ok = kpIn(dir, ['migrate', '--kms', w('cli'), '--from', src, '--to', `fs:${join(dir, 'cli-clear')}`, '--allow-clear']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /--allow-clear: 2 key\(s\) were written in the clear at fs:.*envelope under local:/);
-  const json = kpIn(dir, ['migrate', '--from', src, '--to', `sqlite:${join(dir, 'cli-clear.db')}`, '--allow-clear', '--json']);
+  const json = kpIn(dir, [
+    'migrate',
+    '--kms',
+    w('cli'),
+    '--from',
+    src,
+    '--to',
+    `sqlite:${join(dir, 'cli-clear.db')}`,
+    '--allow-clear',
+    '--json',
+  ]);
   assert.equal(json.code, 0, json.stderr);
   assert.equal(JSON.parse(json.stdout).clearTarget.sourceProtection, 'envelope');
   // the README tour's way: a YAML target that protects what it receives
   writeFileSync(join(dir, 'copy.yaml'), `store: fs:${join(dir, 'copy')}\nenvelope:\n  wrapper: local:${join(dir, 'copy-wrapper.key')}\n`);
-  const prot = kpIn(dir, ['migrate', '--from', src, '--to', 'copy.yaml', '--json']);
+  const prot = kpIn(dir, ['migrate', '--kms', w('cli'), '--from', src, '--to', 'copy.yaml', '--json']);
   assert.equal(prot.code, 0, prot.stderr);
   assert.equal(JSON.parse(prot.stdout).migrated, 2);
   assert.equal(JSON.parse(prot.stdout).clearTarget, undefined);
