@@ -7,7 +7,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { err, isKeyportError } from '../errors.js';
 import { KEY_TYPE_INFO, parseKeyType, type KeyType, type Purpose } from '../crypto/keytypes.js';
-import { generateKeyAsync, parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
+import { parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
 import { fingerprintOf } from '../crypto/fingerprint.js';
 import { signData, verifyData } from '../crypto/sign.js';
 import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../crypto/asym.js';
@@ -16,12 +16,13 @@ import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
 import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
 import { Connections } from '../kms/connections.js';
-import type { Driver, EncryptionKeySpec, SigningAlgoSpec, SigningKeySpec } from '../kms/driver.js';
+import type { Driver, SigningAlgoSpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
 import { KEY_USAGES, updateRecord } from '../store/types.js';
 import { readProtection, type Protection } from '../store/protection.js';
 import { WrapperKeys } from '../store/envelope.js';
 import { TtlCache } from './cache.js';
+import { type Holding, type ProtectionStrategy, strategyFor } from './strategies.js';
 import { checkName, compilePattern } from './names.js';
 import { checkAdoptable, describedFromPublicKey, type AdoptWant } from './adopt.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from './types.js';
@@ -193,34 +194,17 @@ export class StoreKeyring implements Keyring {
     return found;
   }
 
-  /** seal or keep clear, per the store's protection */
-  async holdSecret(secret: Buffer): Promise<Pick<VersionRecord, 'clear' | 'sealed'>> {
-    const p = await this.protection();
-    if (p.mode === 'envelope') return { sealed: await this.wrappers.seal(parseStoredKeyRef(p.wrapper, "the store's wrapper key"), secret) };
-    return { clear: secret.toString('base64') };
+  /** the strategy of the store's protection mode: how new secrets are made and held */
+  async strategy(): Promise<ProtectionStrategy> {
+    return strategyFor(await this.protection(), { wrappers: this.wrappers, connections: this.connections });
   }
 
   /**
    * Hold an incoming secret (migration, import) the way this keyring holds secrets: clear, sealed under
    * the wrapper, or imported into the KMS of an external store.
    */
-  async holdIncoming(
-    name: string,
-    type: KeyType,
-    purpose: Purpose,
-    secret: Buffer,
-    version: number,
-  ): Promise<Pick<VersionRecord, 'clear' | 'sealed' | 'external'>> {
-    const p = await this.protection();
-    if (p.mode !== 'external') return this.holdSecret(secret);
-    const driver = await this.kmsDriver(p.kms);
-    if (!driver.importKey) throw err('UNSUPPORTED', `${driver.name} cannot import key material`);
-    const kind = type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-    const keyId = await driver.importKey(
-      { kind, spec: type as SigningKeySpec, secret: type === 'aes256' ? secret.subarray(0, 32) : secret },
-      version === 1 ? name : `${name}-v${version}`,
-    );
-    return { external: { kms: p.kms, keyId } };
+  async holdIncoming(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Holding> {
+    return (await this.strategy()).hold(name, type, purpose, secret, version);
   }
 
   /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
@@ -315,35 +299,7 @@ export class StoreKeyring implements Keyring {
 
   /** a new version for a record: generated here, or in the KMS for an external store */
   private async newVersion(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord> {
-    const createdAt = new Date().toISOString();
-    const p = await this.protection();
-    if (p.mode === 'external') {
-      const driver = await this.kmsDriver(p.kms);
-      const label = version === 1 ? name : `${name}-v${version}`;
-      let keyId: string;
-      if (type === 'aes256') keyId = await driver.generateSymmetricKey(label);
-      else if (purpose === 'signing') keyId = await driver.generateSigningKeyPair(type as SigningKeySpec, label);
-      else keyId = await driver.generateEncryptionKeyPair(type as EncryptionKeySpec, label);
-      const ext = { kms: p.kms, keyId };
-      if (type === 'aes256') return { version, createdAt, fingerprint: `kms:${keyId}`, external: ext };
-      const { spki } = await driver.getPublicKey(keyId);
-      return {
-        version,
-        createdAt,
-        publicKey: spki.toString('base64'),
-        fingerprint: fingerprintOf(type, { publicKey: spki }),
-        external: ext,
-      };
-    }
-    // off the event loop: an RSA key takes seconds
-    const m = await generateKeyAsync(type, signal);
-    return {
-      version,
-      createdAt,
-      ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
-      fingerprint: fingerprintOf(type, m),
-      ...(await this.holdSecret(m.secret)),
-    };
+    return (await this.strategy()).generate(name, type, purpose, version, signal);
   }
 
   private async dropExternal(v: VersionRecord): Promise<void> {
@@ -396,34 +352,14 @@ export class StoreKeyring implements Keyring {
     const m = parseKeyMaterial(material, opts.type ? parseKeyType(opts.type) : undefined);
     const purpose = StoreKeyring.purposeFor(m.type, opts.purpose);
     const usage = StoreKeyring.usageFor(purpose, opts.usage);
-    const p = await this.protection();
-    const createdAt = new Date().toISOString();
-    let v: VersionRecord;
-    if (p.mode === 'external') {
-      const driver = await this.kmsDriver(p.kms);
-      if (!driver.importKey)
-        throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
-      const kind = m.type === 'aes256' ? 'symmetric' : purpose === 'signing' ? 'signing' : 'encryption';
-      const keyId = await driver.importKey(
-        { kind, spec: m.type as SigningKeySpec, secret: m.type === 'aes256' ? m.secret.subarray(0, 32) : m.secret },
-        name,
-      );
-      v = {
-        version: 1,
-        createdAt,
-        ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
-        fingerprint: fingerprintOf(m.type, m),
-        external: { kms: p.kms, keyId },
-      };
-    } else {
-      v = {
-        version: 1,
-        createdAt,
-        ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
-        fingerprint: fingerprintOf(m.type, m),
-        ...(await this.holdSecret(m.secret)),
-      };
-    }
+    // held the way the store's mode holds secrets: clear, sealed, or imported into its KMS
+    const v: VersionRecord = {
+      version: 1,
+      createdAt: new Date().toISOString(),
+      ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
+      fingerprint: fingerprintOf(m.type, m),
+      ...(await this.holdIncoming(name, m.type, purpose, m.secret, 1)),
+    };
     const rec = this.newRecord(name, m.type, purpose, usage, opts.createdBy, v);
     try {
       await this.store.create(rec);
