@@ -10,6 +10,7 @@ export interface StoreOpts {
   store?: string;
   server?: string;
   apiKey?: string;
+  yes?: boolean;
   insecure?: boolean;
   json?: boolean;
   wrapper?: string;
@@ -45,7 +46,11 @@ export function storeOptions(c: Command, what = 'key store: URI (sqlite:keys.db,
     c
       .option('-s, --store <store>', `${what} [env: KEYPORT_STORE]`)
       .option('--server <url>', 'use a keyport/KES server instead of a store [env: KEYPORT_SERVER, KES_SERVER]')
-      .option('-k, --insecure', 'with --server: do not verify the server certificate')
+      .option(
+        '--api-key <key>',
+        'with --server: a kes:v1: API key (prefer the environment: it shows in ps) [env: KEYPORT_API_KEY, KES_API_KEY]',
+      )
+      .option('-k, --insecure', 'with --server: do not verify the server certificate [env: KEYPORT_INSECURE]')
       .option('--json', 'machine-readable output'),
   );
 }
@@ -61,7 +66,7 @@ export async function openTarget(o: StoreOpts): Promise<Keyring> {
   const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
   if (server) {
     const mod = await import('../client/remote.js');
-    return mod.openRemoteKeyring(server, { insecure: o.insecure });
+    return mod.openRemoteKeyring(server, { insecure: o.insecure, apiKey: o.apiKey });
   }
   const { openKeyring } = await import('../keys/open.js');
   return openKeyring(storeTarget(o), { kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
@@ -77,6 +82,7 @@ export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T
 }
 
 export function readInput(path: string, what: string): Buffer {
+  if (path === '-' && process.stdin.isTTY) throw err('USAGE', `no ${what} given: name a file (e.g. --in FILE), or pipe it into stdin`);
   try {
     return path === '-' ? readFileSync(0) : readFileSync(path);
   } catch (e) {
@@ -100,6 +106,24 @@ export function writeOutput(path: string | undefined, data: Buffer | string, opt
   } catch (e) {
     throw err('USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
   }
+}
+
+/**
+ * `--json` output of a command that makes bytes (a signature, a ciphertext, a key): one JSON object on
+ * stdout, the bytes base64 in `field`; with `--out FILE` the bytes go to the file as they would without
+ * --json and the object names the file and its size instead. Never raw bytes on stdout under --json.
+ */
+export function emitJson(
+  o: { out?: string },
+  data: Buffer,
+  field: string,
+  fields: Record<string, unknown>,
+  opts: { secret?: boolean } = {},
+): void {
+  if (o.out && o.out !== '-') {
+    writeOutput(o.out, data, { ...opts, binary: true });
+    process.stdout.write(JSON.stringify({ ...fields, out: o.out, bytes: data.length }, null, 2) + '\n');
+  } else process.stdout.write(JSON.stringify({ ...fields, [field]: data.toString('base64') }, null, 2) + '\n');
 }
 
 /**
@@ -171,4 +195,21 @@ export async function progressBar(
     },
     stop: () => bar.stop(),
   };
+}
+
+/**
+ * Ask before a destructive step when a person is at a terminal (stdin and stderr TTYs) and --yes was
+ * not given; scripts (no TTY) go ahead as before. Anything but y/yes cancels with one line (exit 2).
+ */
+export async function confirm(question: string, yes: boolean | undefined, cancelled: string): Promise<void> {
+  if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return;
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  let answer = '';
+  try {
+    answer = await rl.question(`${question} [y/N] `);
+  } finally {
+    rl.close();
+  }
+  if (!/^y(es)?$/i.test(answer.trim())) throw err('USAGE', `not confirmed: ${cancelled} (answer y, or pass --yes)`);
 }

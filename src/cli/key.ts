@@ -4,9 +4,9 @@ import { err } from '../errors.js';
 import { KEY_TYPES } from '../crypto/keytypes.js';
 import { KEY_USAGES, type KeyUsage } from '../store/types.js';
 import type { KeyInfo } from '../keys/types.js';
-import { printJson, printTable } from './output.js';
+import { humanFingerprint, printJson, printTable } from './output.js';
 import { formatAge } from '../config/duration.js';
-import { readInput, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
+import { confirm, emitJson, readInput, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
 
 interface KeyOpts extends StoreOpts {
   type?: string;
@@ -49,7 +49,7 @@ function showInfo(k: KeyInfo, json?: boolean) {
     ['Purpose', k.purpose],
     ['Usage', k.usage.join(', ')],
     ['State', k.state],
-    ['Fingerprint', k.fingerprint],
+    ['Fingerprint', humanFingerprint(k.fingerprint)],
     ['Version', `${k.version} (${k.versions} in all)`],
     ['Protection', k.protection],
     ['Created', `${k.createdAt} by ${k.createdBy}`],
@@ -79,7 +79,7 @@ export function register(program: Command): void {
     .action(async (name: string, o: KeyOpts) => {
       const k = await withKeyring(o, (kr) => kr.create(name, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }));
       if (o.json) printJson(k);
-      else process.stdout.write(`created ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+      else process.stdout.write(`created ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
 
   storeOptions(key.command('import <name>').description('import key material: PKCS#8 DER/PEM, or 32 raw bytes for aes256'))
@@ -94,7 +94,7 @@ export function register(program: Command): void {
       );
       material.fill(0);
       if (o.json) printJson(k);
-      else process.stdout.write(`imported ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+      else process.stdout.write(`imported ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
 
   storeOptions(
@@ -106,12 +106,15 @@ export function register(program: Command): void {
     .option('--key-version <n>', 'export this version of the key (default newest)')
     .option('-o, --out <file>', 'write to a file (0600) instead of stdout')
     .action(async (name: string, o: KeyOpts) => {
+      if (o.json && o.pem) throw err('USAGE', '--pem and --json exclude each other: --json gives the key base64-encoded');
       const all = await withKeyring(o, (kr) => kr.export(name));
       const want = versionOf(o.keyVersion);
       const k = want === undefined ? all[all.length - 1]! : all.find((x) => x.version === want);
       if (!k) throw err('NOT_FOUND', `key '${name}' has no version ${want}`);
       const { toPem } = await import('../crypto/keys.js');
-      if (o.pem)
+      const format = k.type === 'aes256' ? 'raw' : 'pkcs8-der';
+      if (o.json) emitJson(o, k.secret, 'key', { name, type: k.type, version: k.version, format }, { secret: true });
+      else if (o.pem)
         writeOutput(o.out, k.type === 'aes256' ? k.secret.toString('base64') + '\n' : toPem(k.secret, 'PRIVATE KEY'), { secret: true });
       else writeOutput(o.out, k.secret, { secret: true, binary: true });
       for (const x of all) x.secret.fill(0);
@@ -155,7 +158,7 @@ export function register(program: Command): void {
             version: k.version,
             protection: k.protection,
             age: formatAge(ageSeconds(k.versionCreatedAt ?? k.createdAt) * 1000),
-            fingerprint: k.fingerprint,
+            fingerprint: humanFingerprint(k.fingerprint),
           })),
           ['name', 'type', 'purpose', 'version', 'protection', 'age', 'fingerprint'],
         );
@@ -181,7 +184,7 @@ export function register(program: Command): void {
           version: `${v.version}${v.current ? ' (current)' : ''}`,
           created: v.createdAt,
           protection: v.protection,
-          fingerprint: v.fingerprint,
+          fingerprint: humanFingerprint(v.fingerprint),
         })),
         ['version', 'created', 'protection', 'fingerprint'],
       );
@@ -192,19 +195,22 @@ export function register(program: Command): void {
     .option('--key-version <n>', 'this version of the key (default newest)')
     .option('-o, --out <file>', 'write to a file')
     .action(async (name: string, o: KeyOpts) => {
-      const spki = await withKeyring(o, (kr) => kr.publicKey(name, versionOf(o.keyVersion)));
+      const version = versionOf(o.keyVersion);
+      const spki = await withKeyring(o, (kr) => kr.publicKey(name, version));
       const { toPem } = await import('../crypto/keys.js');
-      if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
+      if (o.json) emitJson(o, spki, 'publicKey', { name, ...(version ? { version } : {}), pem: toPem(spki, 'PUBLIC KEY') });
+      else if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
       else writeOutput(o.out, spki, { binary: true });
     });
 
-  storeOptions(
-    key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)'),
-  ).action(async (name: string, o: KeyOpts) => {
-    await withKeyring(o, (kr) => kr.delete(name));
-    if (o.json) printJson({ name, deleted: true });
-    else process.stdout.write(`deleted key '${name}'\n`);
-  });
+  storeOptions(key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)'))
+    .option('-y, --yes', 'do not ask for confirmation (asked only on a terminal)')
+    .action(async (name: string, o: KeyOpts) => {
+      await confirm(`delete key '${name}' and every version of it?`, o.yes, 'nothing deleted');
+      await withKeyring(o, (kr) => kr.delete(name));
+      if (o.json) printJson({ name, deleted: true });
+      else process.stdout.write(`deleted key '${name}'\n`);
+    });
 
   storeOptions(
     key.command('register <name>').description('adopt a key that already exists in a KMS (by id, ARN, alias or label)'),
@@ -228,7 +234,7 @@ export function register(program: Command): void {
         return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never });
       });
       if (o.json) printJson(k);
-      else process.stdout.write(`registered ${k.type} key '${k.name}' ${k.fingerprint}\n`);
+      else process.stdout.write(`registered ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
 
   storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify'))
@@ -241,12 +247,12 @@ export function register(program: Command): void {
         return kr.rotate(name, { toKeyId: o.toKeyId });
       });
       if (o.json) printJson(k);
-      else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${k.fingerprint}\n`);
+      else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${humanFingerprint(k.fingerprint)}\n`);
     });
 
   storeOptions(key.command('sign <name>').description('sign a file (ECDSA: DER over SHA-256/384 of the input; Ed25519; RSA-PSS-SHA256)'))
-    .requiredOption('-i, --in <file>', "input, or '-' for stdin")
-    .requiredOption('-o, --out <file>', "signature output, or '-' for stdout")
+    .option('-i, --in <file>', "input file, '-' for stdin", '-')
+    .option('-o, --out <file>', "signature file, '-' for stdout", '-')
     .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
     .addOption(
       new Option('--usage <usage>', 'what the signature is for (checked against the key)').choices(KEY_USAGES as unknown as string[]),
@@ -257,11 +263,12 @@ export function register(program: Command): void {
       const sig = await withKeyring(o, (kr) =>
         kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.keyVersion) }),
       );
-      writeOutput(o.out, sig, { binary: true });
+      if (o.json) emitJson(o, sig, 'signature', { name, format: o.format });
+      else writeOutput(o.out, sig, { binary: true });
     });
 
   storeOptions(key.command('verify <name>').description('verify a signature (exit 0 valid, 1 invalid)'))
-    .requiredOption('-i, --in <file>', "signed data, or '-' for stdin")
+    .option('-i, --in <file>', "signed data, '-' for stdin", '-')
     .requiredOption('--sig <file>', 'signature file')
     .addOption(new Option('--format <f>', 'ECDSA signature encoding').choices(['der', 'raw']).default('der'))
     .option('--key-version <n>', 'verify against this version of the key only')
@@ -287,14 +294,15 @@ export function register(program: Command): void {
             : 'decrypt a file made by encrypt (or by KES)',
         ),
     )
-      .requiredOption('-i, --in <file>', "input, or '-' for stdin")
-      .requiredOption('-o, --out <file>', "output, or '-' for stdout")
+      .option('-i, --in <file>', "input file, '-' for stdin", '-')
+      .option('-o, --out <file>', "output file, '-' for stdout", '-')
       .option('-c, --context <text>', 'associated data that must match on decrypt')
       .action(async (name: string, o: KeyOpts) => {
         const data = readInput(o.in!, 'input');
         const ctx = o.context === undefined ? undefined : Buffer.from(o.context);
         const out = await withKeyring(o, (kr) => (op === 'encrypt' ? kr.encrypt(name, data, ctx) : kr.decrypt(name, data, ctx)));
-        writeOutput(o.out, out, { binary: true, secret: op === 'decrypt' });
+        if (o.json) emitJson(o, out, op === 'encrypt' ? 'ciphertext' : 'plaintext', { name }, { secret: op === 'decrypt' });
+        else writeOutput(o.out, out, { binary: true, secret: op === 'decrypt' });
       });
   }
 
@@ -306,7 +314,7 @@ export function register(program: Command): void {
     });
 
   storeOptions(key.command('hmac <name>').description('HMAC-SHA256 of a file under an aes256 key (hex)'))
-    .requiredOption('-i, --in <file>', "input, or '-' for stdin")
+    .option('-i, --in <file>', "input file, '-' for stdin", '-')
     .action(async (name: string, o: KeyOpts) => {
       const mac = await withKeyring(o, (kr) => kr.hmac(name, readInput(o.in!, 'input')));
       if (o.json) printJson({ name, hmac: mac.toString('hex') });

@@ -21,6 +21,8 @@ interface MigrateCliOpts {
   journal?: string;
   allowClear?: boolean;
   json?: boolean;
+  all?: boolean;
+  keepJournal?: boolean;
 }
 
 export function register(program: Command): void {
@@ -36,10 +38,12 @@ export function register(program: Command): void {
     .option('--no-verify', 'skip the fingerprint and cryptographic round-trip checks')
     .option('--rekey', 'where the source cannot export (a KMS key), create a new key at the target with a signed delegation')
     .option('--concurrency <n>', 'keys in flight', '16')
-    .option('--journal <path>', 'journal file (default: beside the target)')
+    .option('--journal <path>', 'journal file (default: beside the target); removed when the run finishes cleanly')
+    .option('--keep-journal', 'keep the journal of a finished run (a re-run then knows the target keys are its own)')
     .option('--allow-clear', 'allow keys from a protected (envelope or KMS) source to be written in the clear at a clear target')
     .option('--json', 'one JSON report, no progress bar')
     .option('--kms <kms-uri>', 'connection to a KMS or wrapper key either store references (repeatable) [env: KEYPORT_KMS]', collectKms)
+    .option('--all', 'with --dry-run: list every plan entry, not the first 50')
     .addHelpText(
       'after',
       `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
@@ -65,6 +69,7 @@ export function register(program: Command): void {
         journal: o.journal,
         allowClear: o.allowClear,
         kms: kmsConnections(o),
+        keepJournal: o.keepJournal === true,
         onProgress: (phase, done, total) => {
           if (phase === 'plan') return plan.update(done);
           if (!bar) {
@@ -84,7 +89,15 @@ export function register(program: Command): void {
       const bad = report.conflicts.length + report.failed.length + report.refused.length;
       if (o.json) {
         const { plan: p, ...rest } = report;
-        printJson(o.dryRun ? { ...rest, plan: p } : rest);
+        // the plan in words (the journal keeps its compact n/a/s/f/r form)
+        const words = (p ?? []).map((e) => ({
+          name: e.n,
+          action: e.a,
+          ...(e.s ? { strategy: e.s } : {}),
+          ...(e.f ? { replace: true } : {}),
+          ...(e.r ? { reason: e.r } : {}),
+        }));
+        printJson(o.dryRun ? { ...rest, plan: words } : rest);
       } else {
         const w = (s: string) => process.stdout.write(s + '\n');
         if (report.dryRun) {
@@ -96,8 +109,15 @@ export function register(program: Command): void {
                 .join(', ') || 'none'
             }), ${report.skipped} already there`,
           );
-          for (const e of (report.plan ?? []).slice(0, 50))
-            w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
+          const entries = report.plan ?? [];
+          const shown = o.all ? entries : entries.slice(0, 50);
+          for (const e of shown) w(`  ${e.a.padEnd(8)} ${e.n}${e.s ? ` (${e.s}${e.f ? ', replace' : ''})` : ''}${e.r ? `: ${e.r}` : ''}`);
+          const total = report.planned + report.skipped + report.conflicts.length + report.refused.length;
+          const more = Math.max(entries.length, total) - shown.length;
+          if (more > 0)
+            w(
+              `  … and ${more} more entr${more === 1 ? 'y' : 'ies'} (--all lists ${entries.length < total ? `the first ${entries.length}` : 'them all'}; --json gives the plan as JSON)`,
+            );
         } else if (report.alreadyFinished)
           w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
         else

@@ -32,3 +32,16 @@ export function reportError(e: unknown): number {
   if (process.env.KEYPORT_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
   return 1;
 }
+
+/** an "Examples:" block for a command's --help */
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+}
+
+/**
+ * A fingerprint for people: an aes256 key check value `kcv1<hex>` reads `kcv1:<hex>` (its scheme apart
+ * from its digits); Canton fingerprints (`1220…`) are shown as they are. JSON keeps the stored value.
+ */
+export function humanFingerprint(fp: string): string {
+  return /^kcv1[0-9a-f]+$/.test(fp) ? `kcv1:${fp.slice(4)}` : fp;
+}

@@ -1,13 +1,15 @@
 /** `keyport protect enable|disable|rotate`: Canton's envelope protection of a store's private keys. */
 import type { Command } from 'commander';
+import { redactUri } from '../config/uri.js';
 import { printJson } from './output.js';
-import { connectionOptions, kmsConnections, progressBar, storeTarget } from './common.js';
+import { confirm, connectionOptions, kmsConnections, progressBar, storeTarget } from './common.js';
 
 interface ProtectOpts {
   store?: string;
   kms?: string[];
   wrapper?: string;
   json?: boolean;
+  yes?: boolean;
 }
 
 export function register(program: Command): void {
@@ -32,9 +34,13 @@ export function register(program: Command): void {
         '-w, --wrapper <kms-key-uri>',
         'wrapper key URI, e.g. local:/var/lib/keyport/wrapper.key or awskms:…;key-id=alias/x',
       );
-    else c.option('-w, --wrapper <kms-key-uri>', "connection to the store's wrapper key (the store keeps only its reference)");
+    else {
+      c.option('-w, --wrapper <kms-key-uri>', "connection to the store's wrapper key (the store keeps only its reference)");
+      c.option('-y, --yes', 'do not ask for confirmation (asked only on a terminal)');
+    }
     c.action(async (o: ProtectOpts) => {
       const target = storeTarget(o);
+      if (op === 'disable') await confirm(`decrypt every sealed key in ${redactUri(target)} back to clear?`, o.yes, 'nothing changed');
       const { openKeyring, isYamlPath, loadStoreConfig } = await import('../keys/open.js');
       const prot = await import('../keys/protect.js');
       // the store as configured, but without enabling anything on open: this command does the protecting

@@ -27,6 +27,9 @@ import { checkName, compilePattern } from './names.js';
 import { checkAdoptable, describedFromPublicKey, type AdoptWant } from './adopt.js';
 import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from './types.js';
 
+/** the article for a key type or purpose as it is read aloud: an aes256, an ec-p256, an rsa-2048, a secp256k1 */
+const an = (word: string) => (/^(?:[aeiou]|rsa)/i.test(word) ? 'an' : 'a');
+
 export interface KeyringOptions {
   /** how long unsealed / parsed secrets stay in memory (ms); default 5 minutes */
   cacheTtlMs?: number;
@@ -251,7 +254,7 @@ export class StoreKeyring implements Keyring {
 
   private usable(r: KeyRecord, purpose: Purpose, what: string): void {
     if (r.state !== 'active') throw err('KEY_DISABLED', `key '${r.name}' is disabled`);
-    if (r.purpose !== purpose) throw err('KEY_USAGE', `key '${r.name}' is a ${r.type} ${r.purpose} key: it cannot ${what}`);
+    if (r.purpose !== purpose) throw err('KEY_USAGE', `key '${r.name}' is ${an(r.type)} ${r.type} ${r.purpose} key: it cannot ${what}`);
   }
 
   private checkUsage(r: KeyRecord, usage: KeyUsage | undefined): void {
@@ -263,7 +266,8 @@ export class StoreKeyring implements Keyring {
   private static purposeFor(type: KeyType, purpose?: Purpose): Purpose {
     const info = KEY_TYPE_INFO[type];
     const p = purpose ?? info.defaultPurpose;
-    if (!info.purposes.includes(p)) throw err('USAGE', `a ${type} key cannot be a ${p} key: use ${info.purposes.join(' or ')}`);
+    if (!info.purposes.includes(p))
+      throw err('USAGE', `${an(type)} ${type} key cannot be ${an(p)} ${p} key: use ${info.purposes.join(' or ')}`);
     return p;
   }
 
@@ -584,7 +588,7 @@ export class StoreKeyring implements Keyring {
 
   async verifyRecord(r: KeyRecord, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
     const name = r.name;
-    if (r.purpose !== 'signing') throw err('KEY_USAGE', `key '${name}' is a ${r.type} ${r.purpose} key: it cannot verify`);
+    if (r.purpose !== 'signing') throw err('KEY_USAGE', `key '${name}' is ${an(r.type)} ${r.type} ${r.purpose} key: it cannot verify`);
     const versions = opts.version !== undefined ? [this.version(r, opts.version)] : [...r.versions].reverse();
     for (const v of versions)
       if (verifyData(r.type, this.publicOf(r, v), data, signature, opts.format ?? 'der', { strict: opts.strict })) return true;

@@ -35,6 +35,13 @@ export interface MigrateOptions {
   journal?: string;
   /** let keys from a protected source (envelope, external) be written in the clear at a clear target */
   allowClear?: boolean;
+  /**
+   * keep the journal of a run that finished with nothing failed or left in conflict (default true for the
+   * library; the CLI removes it unless --keep-journal). A kept journal makes a re-run of the same
+   * migration recognise the target keys as its own (nothing to do); without it a re-run reports them as
+   * same-name keys (nothing written).
+   */
+  keepJournal?: boolean;
   batchSize?: number;
   /** KMS connections (operator configuration) for key references either store names, beside their YAML's */
   kms?: string[];
@@ -258,6 +265,10 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     if (batch.length) await run();
     journal.append({ t: 'finished', at: new Date().toISOString() });
     journal.close();
+    if (o.keepJournal === false && report.failed.length === 0 && report.conflicts.length === 0) {
+      journal.remove();
+      report.journal = undefined;
+    }
     if (report.strategies.rekey) report.rekeyMap = rekeyMap;
     return report;
   } finally {

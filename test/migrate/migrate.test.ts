@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { openKeyring } from '../../src/keys/open.js';
 import { migrate } from '../../src/migrate/index.js';
 import { protectEnable } from '../../src/keys/protect.js';
@@ -210,19 +210,28 @@ describe('migrate', () => {
     const a = sqlite();
     const b = sqlite();
     await fill(a, ['j1', 'j2']);
-    const out = await new Promise<string>((resolve) => {
-      const c = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'migrate', '--from', a, '--to', b, '--json'], {
-        stdio: ['ignore', 'pipe', 'inherit'],
+    const run = (...more: string[]) =>
+      new Promise<string>((resolve) => {
+        const c = spawn(process.execPath, [join(ROOT, 'bin/keyport.js'), 'migrate', '--from', a, '--to', b, '--json', ...more], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let s = '';
+        c.stdout.on('data', (d) => (s += d));
+        c.on('exit', () => resolve(s));
       });
-      let s = '';
-      c.stdout.on('data', (d) => (s += d));
-      c.on('exit', () => resolve(s));
-    });
-    const j = JSON.parse(out) as Record<string, unknown>;
+    const journals = () => readdirSync(dir).filter((f) => f.startsWith('.keyport-migrate-'));
+    const before = journals();
+    const j = JSON.parse(await run()) as Record<string, unknown>;
     for (const f of ['migrated', 'skipped', 'conflicts', 'failed', 'verified']) assert.ok(f in j, f);
     assert.equal(j['migrated'], 2);
     assert.equal(j['verified'], 2);
-    assert.ok(readFileSync(String(j['journal'])).length > 0);
+    assert.equal(j['journal'], undefined, 'a run that finished cleanly removes its journal');
+    assert.deepEqual(journals(), before, 'no journal files left beside the target');
+    // --keep-journal keeps it
+    await fill(a, ['j3']);
+    const k = JSON.parse(await run('--keep-journal', '--merge')) as Record<string, unknown>;
+    assert.equal(k['migrated'], 1);
+    assert.ok(readFileSync(String(k['journal'])).length > 0, 'the journal is kept');
   });
 });
 
