@@ -37,7 +37,8 @@ export function register(program: Command): void {
         `'${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')}`,
       );
     // the Canton nodes of the store (or of the KMS's catalog): their keys, with the permissions Canton needs
-    const nodeChecks = await (await import('../canton/node/doctor.js')).doctorNodes(store);
+    const opened = !r.checks.some((c) => (c.check === 'store' || c.check === 'open') && c.status === 'problem');
+    const nodeChecks = opened ? await (await import('../canton/node/doctor.js')).doctorNodes(store) : [];
     if (nodeChecks.length) {
       r.checks.push(...nodeChecks);
       r.ok = !r.checks.some((c) => c.status === 'problem');

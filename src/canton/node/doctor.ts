@@ -18,9 +18,12 @@ const RANK = { problem: 4, warning: 3, ok: 2, 'not-checked': 1, info: 0 } as con
 
 export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
   // a doctor creates nothing: a KMS without a catalog has no nodes to look at
-  if (!isYamlPath(target) && isKmsScheme(parseUri(target).scheme)) {
-    const cat = parseUri(defaultCatalog(target));
-    if (!cat.path || !existsSync(cat.path)) return [];
+  if (!isYamlPath(target)) {
+    const u = parseUri(target);
+    if (isKmsScheme(u.scheme)) {
+      const cat = parseUri(defaultCatalog(target));
+      if (!cat.path || !existsSync(cat.path)) return [];
+    } else if (['sqlite', 'fs', 'kes-fs'].includes(u.scheme) && (!u.path || u.path === ':memory:' || !existsSync(u.path))) return [];
   }
   const checks: DoctorCheck[] = [];
   let kr;
