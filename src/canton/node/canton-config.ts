@@ -15,14 +15,15 @@
  * Nothing printed carries a credential: URIs give only region, project, key ring and endpoint.
  */
 import { err } from '../../errors.js';
-import { parseUri, type ParsedUri } from '../../config/uri.js';
+import type { ParsedUri } from '../../config/uri.js';
+import { parseStoredKmsRef } from '../../kms/address.js';
 import type { StoreKeyring } from '../../keys/keyring.js';
 import type { CantonKeyRole } from '../roles.js';
 import type { NodeKeyRef, NodeRecord } from './types.js';
 
 /** a node key with where it lives */
 export interface NodeKeyLocation extends NodeKeyRef {
-  /** the KMS URI of the key's version (credentials included: never print it; use `kms`) */
+  /** the stored KMS reference of the key's version (kr.kmsDriver opens it) */
   kmsUri?: string;
   kms?: ParsedUri;
   keyId?: string;
@@ -33,10 +34,15 @@ export async function locateNodeKeys(kr: StoreKeyring, node: NodeRecord): Promis
   for (const k of node.keys) {
     const rec = await kr.store.get(k.key);
     const v = rec.versions.find((x) => x.version === k.version) ?? rec.versions[rec.versions.length - 1]!;
-    out.push({
-      ...k,
-      ...(v.external ? { kmsUri: v.external.kms, kms: parseUri(v.external.kms), keyId: v.external.keyId } : {}),
-    });
+    if (!v.external) {
+      out.push({ ...k });
+      continue;
+    }
+    // the record keeps a KMS reference; region, endpoint, project… come from the configured connection
+    const ref = parseStoredKmsRef(v.external.kms);
+    const params = kr.connections.forKms(ref)?.driverParams() ?? {};
+    const kms: ParsedUri = { scheme: ref.scheme, params, ...(params['path'] ? { path: params['path'] } : {}), raw: v.external.kms };
+    out.push({ ...k, kmsUri: v.external.kms, kms, keyId: v.external.keyId });
   }
   return out;
 }

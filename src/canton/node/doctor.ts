@@ -6,7 +6,7 @@
  * needed when every key is registered by ARN (possibly another account).
  */
 import { existsSync } from 'node:fs';
-import { formatUri, parseUri, redactUri } from '../../config/uri.js';
+import { formatUri, parseUri } from '../../config/uri.js';
 import { oneLine } from '../../errors.js';
 import { isKmsScheme } from '../../kms/registry.js';
 import { doctorKms, type DoctorCheck } from '../../kms/doctor.js';
@@ -56,6 +56,7 @@ export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
           anyAws = true;
           if (!(k.origin === 'registered' && k.keyId.startsWith('arn:'))) allByArn = false;
         }
+        // the configured connection (credentials included, never printed) naming this key
         const keyUri = formatUri(k.kms.scheme, { ...k.kms.params, 'key-id': k.keyId }, k.kms.path);
         const r = await doctorKms(keyUri);
         const key = r.checks.filter((c) => c.check === 'key' || c.check === 'key probe');
@@ -63,7 +64,7 @@ export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
         checks.push({
           check: `node ${name} ${k.role} key`,
           status: worst?.status ?? 'not-checked',
-          detail: `${k.key} v${k.version} (${redactUri(k.kmsUri!)} key ${k.keyId}): ${key.map((c) => c.detail).join('; ') || 'not checked'}`,
+          detail: `${k.key} v${k.version} (${k.kmsUri} key ${k.keyId}): ${key.map((c) => c.detail).join('; ') || 'not checked'}`,
           ...(worst?.fix ? { fix: worst.fix } : {}),
         });
         for (const c of r.checks.filter((x) => x.check.startsWith('permission kms:'))) {
