@@ -159,6 +159,7 @@ log:
           .map((m) => [m![1], m![2]]),
       ) as Record<string, string>;
       mcBin = env['MC_BIN']!;
+      minioPid = Number(readFileSync(join(minioState, 'minio.pid'), 'utf8'));
       const alias = await mc(['alias', 'set', 'kp', env['MINIO_ENDPOINT']!, env['MINIO_ROOT_USER']!, env['MINIO_ROOT_PASSWORD']!]);
       assert.equal(alias.code, 0, alias.err + alias.out);
       // ready: MinIO has loaded its (KMS-encrypted) IAM data
@@ -168,7 +169,19 @@ log:
       }
       throw new Error(`minio not ready: ${readFileSync(join(minioState, 'minio.log'), 'utf8').slice(-2000)}`);
     };
-    const stopMinio = () => run('bash', [MINIO_SH, 'stop'], minioEnv);
+    // the pid is kept here too: the temp dir (with the pid file) may be removed before this file's after() runs
+    let minioPid = 0;
+    const stopMinio = async () => {
+      await run('bash', [MINIO_SH, 'stop'], minioEnv);
+      if (minioPid) {
+        try {
+          process.kill(-minioPid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        minioPid = 0;
+      }
+    };
     after(async () => {
       await stopMinio();
       await stopKms();
