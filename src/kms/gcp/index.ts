@@ -25,8 +25,7 @@
  */
 import { createRequire } from 'node:module';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import { err, isKeyportError, KeyportError, type ErrorCode } from '../../errors.js';
-import { classifyNetworkError } from '../neterrors.js';
+import { err, isKeyportError } from '../../errors.js';
 import { rsaAesKeyWrap } from '../../crypto/keywrap.js';
 import type {
   Driver,
@@ -40,127 +39,11 @@ import type {
   SigningAlgoSpec,
   SigningKeySpec,
 } from '../driver.js';
+import { ID_RE, parseGcpParams, parseKeyRef, type GcpParams, type KeyRef } from './params.js';
+import { clip, HINT, mapGcpError } from './errors.js';
 
-// ---------------------------------------------------------------------------------------------
-// URI parameters and key names (pure; unit-tested without a KMS)
-
-export interface GcpParams {
-  project: string;
-  location: string;
-  keyring: string;
-  /** projects/P/locations/L/keyRings/K */
-  ring: string;
-  endpoint?: { host: string; port: number; tls: boolean };
-  credentials?: string;
-  protection: 'SOFTWARE' | 'HSM';
-  timeoutMs: number;
-}
-
-const ID_RE = /^[a-zA-Z0-9_-]{1,63}$/;
-const FULL_RE = /^projects\/([^/]+)\/locations\/([^/]+)\/keyRings\/([^/]+)\/cryptoKeys\/([^/]+)(?:\/cryptoKeyVersions\/([^/]+))?$/;
-
-/** `host:port`, `http://host:port` (plaintext, no Google auth) or `https://host[:port]` (TLS + auth) */
-export function parseGcpEndpoint(v: string): { host: string; port: number; tls: boolean } {
-  const bad = () => err('USAGE', `gcpkms: endpoint '${v}' is not host:port, http://host:port or https://host[:port]`);
-  let tls = false;
-  let rest = v.trim();
-  const m = /^(https?):\/\/(.*)$/i.exec(rest);
-  if (m) {
-    tls = m[1]!.toLowerCase() === 'https';
-    rest = m[2]!.replace(/\/+$/, '');
-  }
-  if (!rest || /[/\s?#@]/.test(rest)) throw bad();
-  let host: string;
-  let portStr: string | undefined;
-  const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(rest);
-  if (v6) {
-    host = v6[1]!;
-    portStr = v6[2];
-  } else {
-    const parts = rest.split(':');
-    if (parts.length > 2) throw bad();
-    host = parts[0]!;
-    portStr = parts[1];
-  }
-  if (!host) throw bad();
-  let port = tls ? 443 : NaN;
-  if (portStr !== undefined) port = Number(portStr);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    if (!tls && portStr === undefined) throw err('USAGE', `gcpkms: endpoint '${v}' needs a port (host:port) for plaintext gRPC`);
-    throw bad();
-  }
-  return { host, port, tls };
-}
-
-export function parseGcpParams(params: Record<string, string>): GcpParams {
-  const project = params['project'] || process.env.GOOGLE_CLOUD_PROJECT || '';
-  const location = params['location'] || 'global';
-  const keyring = params['keyring'] || params['key-ring'] || '';
-  if (!project) throw err('USAGE', 'gcpkms: no project: add project=P to the URI (or set GOOGLE_CLOUD_PROJECT)');
-  if (!keyring) throw err('USAGE', 'gcpkms: no key ring: add keyring=K to the URI');
-  for (const [what, v] of [
-    ['project', project],
-    ['location', location],
-    ['keyring', keyring],
-  ] as const) {
-    if (!/^[a-zA-Z0-9_.:-]{1,100}$/.test(v)) throw err('USAGE', `gcpkms: ${what} '${v}' has characters GCP does not allow`);
-  }
-  if (!ID_RE.test(keyring)) throw err('USAGE', `gcpkms: key ring '${keyring}' must be 1-63 characters of [a-zA-Z0-9_-]`);
-  let timeoutMs = 10_000;
-  if (params['timeout-ms'] !== undefined) {
-    timeoutMs = Number(params['timeout-ms']);
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
-      throw err('USAGE', 'gcpkms: timeout-ms must be an integer between 1 and 600000');
-    }
-  }
-  const pl = (params['protection-level'] ?? 'software').toUpperCase();
-  if (pl !== 'SOFTWARE' && pl !== 'HSM')
-    throw err('USAGE', `gcpkms: protection-level must be software or hsm, not '${params['protection-level']}'`);
-  return {
-    project,
-    location,
-    keyring,
-    ring: `projects/${project}/locations/${location}/keyRings/${keyring}`,
-    ...(params['endpoint'] ? { endpoint: parseGcpEndpoint(params['endpoint']) } : {}),
-    ...(params['credentials'] ? { credentials: params['credentials'] } : {}),
-    protection: pl,
-    timeoutMs,
-  };
-}
-
-export interface KeyRef {
-  /** projects/…/cryptoKeys/NAME */
-  key: string;
-  /** projects/…/cryptoKeyVersions/N when one was named */
-  version?: string;
-  /** the CryptoKey id (NAME) */
-  id: string;
-}
-
-/**
- * A key reference: a CryptoKey id in the configured ring (`NAME`), `NAME/cryptoKeyVersions/N`, or a
- * full resource name (any ring). `ring` is projects/P/locations/L/keyRings/K.
- */
-export function parseKeyRef(ref: string, ring: string): KeyRef {
-  const r = ref.trim();
-  const full = FULL_RE.exec(r);
-  if (full) {
-    const [, , , , id, ver] = full;
-    if (!ID_RE.test(id!)) throw err('INVALID_NAME', `gcpkms: '${id}' is not a CryptoKey id (1-63 characters of [a-zA-Z0-9_-])`);
-    if (ver !== undefined && !/^\d+$/.test(ver)) throw err('INVALID_NAME', `gcpkms: '${ver}' is not a CryptoKey version number`);
-    const key = r.replace(/\/cryptoKeyVersions\/[^/]+$/, '');
-    return { key, id: id!, ...(ver !== undefined ? { version: r } : {}) };
-  }
-  const short = /^([^/]+)(?:\/cryptoKeyVersions\/(\d+))?$/.exec(r);
-  if (short && ID_RE.test(short[1]!)) {
-    const key = `${ring}/cryptoKeys/${short[1]}`;
-    return { key, id: short[1]!, ...(short[2] !== undefined ? { version: `${key}/cryptoKeyVersions/${short[2]}` } : {}) };
-  }
-  if (r.startsWith('projects/')) {
-    throw err('INVALID_NAME', `gcpkms: '${r}' is not projects/P/locations/L/keyRings/K/cryptoKeys/NAME[/cryptoKeyVersions/N]`);
-  }
-  throw err('INVALID_NAME', `gcpkms: '${r}' is not a CryptoKey id (1-63 characters of [a-zA-Z0-9_-]) or a full resource name`);
-}
+export { parseGcpEndpoint, parseGcpParams, parseKeyRef, type GcpParams, type KeyRef } from './params.js';
+export { mapGcpError } from './errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // CRC32C (Castagnoli), as Cloud KMS uses for request/response integrity
@@ -195,123 +78,6 @@ function crcMatches(v: unknown, crc: number): boolean {
  */
 export function wrapRsaAes(wrappingKeyPem: string, secret: Buffer): Buffer {
   return rsaAesKeyWrap(wrappingKeyPem, secret);
-}
-
-// ---------------------------------------------------------------------------------------------
-// error mapping
-
-const GRPC: Record<number, string> = {
-  1: 'CANCELLED',
-  2: 'UNKNOWN',
-  3: 'INVALID_ARGUMENT',
-  4: 'DEADLINE_EXCEEDED',
-  5: 'NOT_FOUND',
-  6: 'ALREADY_EXISTS',
-  7: 'PERMISSION_DENIED',
-  8: 'RESOURCE_EXHAUSTED',
-  9: 'FAILED_PRECONDITION',
-  10: 'ABORTED',
-  11: 'OUT_OF_RANGE',
-  12: 'UNIMPLEMENTED',
-  13: 'INTERNAL',
-  14: 'UNAVAILABLE',
-  15: 'DATA_LOSS',
-  16: 'UNAUTHENTICATED',
-};
-
-const HINT: Partial<Record<ErrorCode, string>> = {
-  AUTH: 'check the credentials file / application default credentials',
-  PERMISSION: 'grant the caller the Cloud KMS role it needs on the key or key ring',
-  UNAVAILABLE: 'check the endpoint and network, then retry',
-  TIMEOUT: 'retry, or raise timeout-ms',
-  THROTTLED: 'retry later with back-off, or raise the Cloud KMS quota',
-  KEY_DISABLED: 'enable (or restore) a key version, or use another key',
-  KEY_USAGE: 'use a key created for this operation',
-  UNSUPPORTED: 'this Cloud KMS endpoint does not implement it',
-};
-
-/** network failures named in an auth library's message (the gRPC status is not set there) */
-const NET = /ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ETIMEDOUT|socket hang up|No connection established/i;
-
-function clip(s: string): string {
-  const one = s.replace(/\s*\n\s*/g, ' ').trim();
-  return one.length > 200 ? `${one.slice(0, 197)}...` : one;
-}
-
-/**
- * Map an error from a Cloud KMS call (gRPC status, auth library, network) to a KeyportError.
- * `what` names the operation and resource (never key bytes); `decrypting` turns INVALID_ARGUMENT into
- * INVALID_CIPHERTEXT.
- */
-export function mapGcpError(e: unknown, what: string, decrypting = false): KeyportError {
-  if (isKeyportError(e)) return e;
-  const o = (e ?? {}) as { code?: unknown; details?: unknown; message?: unknown };
-  const detail = clip(String((typeof o.details === 'string' && o.details) || (typeof o.message === 'string' && o.message) || String(e)))
-    .replace(/^\d+ [A-Z_]+: /, '')
-    .replace(/\.?\s*Resolution note:.*$/, '')
-    .replace(/Last error: Error: /, 'last error: ')
-    .replace(/(Deadline exceeded after [\d.]+s),.*$/, '$1');
-  const num = typeof o.code === 'number' ? o.code : undefined;
-  let code: ErrorCode;
-  if (
-    /Getting metadata from plugin failed|Could not load the default credentials|invalid_grant|Could not refresh access token|unauthorized_client|invalid_client/i.test(
-      detail,
-    )
-  ) {
-    code = NET.test(detail) ? 'UNAVAILABLE' : 'AUTH';
-  } else if (num !== undefined && GRPC[num]) {
-    switch (GRPC[num]) {
-      case 'NOT_FOUND':
-        code = 'NOT_FOUND';
-        break;
-      case 'ALREADY_EXISTS':
-        code = 'EXISTS';
-        break;
-      case 'PERMISSION_DENIED':
-        code = 'PERMISSION';
-        break;
-      case 'UNAUTHENTICATED':
-        code = 'AUTH';
-        break;
-      case 'RESOURCE_EXHAUSTED':
-        code = 'THROTTLED';
-        break;
-      case 'DEADLINE_EXCEEDED':
-      case 'CANCELLED':
-        code = 'TIMEOUT';
-        break;
-      case 'UNAVAILABLE':
-      case 'INTERNAL':
-      case 'UNKNOWN':
-      case 'DATA_LOSS':
-        code = 'UNAVAILABLE';
-        break;
-      case 'ABORTED':
-        code = 'CONFLICT';
-        break;
-      case 'UNIMPLEMENTED':
-        code = 'UNSUPPORTED';
-        break;
-      case 'FAILED_PRECONDITION':
-        code = /purpose|algorithm|not (a|an) (asymmetric|symmetric|signing|decryption)|does not support/i.test(detail)
-          ? 'KEY_USAGE'
-          : 'KEY_DISABLED';
-        break;
-      case 'INVALID_ARGUMENT':
-      case 'OUT_OF_RANGE':
-        if (/purpose|ASYMMETRIC_SIGN|ASYMMETRIC_DECRYPT|ENCRYPT_DECRYPT|algorithm .* (not|does)/i.test(detail)) code = 'KEY_USAGE';
-        else code = decrypting ? 'INVALID_CIPHERTEXT' : 'INVALID_INPUT';
-        break;
-      default:
-        code = 'INTERNAL';
-    }
-  } else if (classifyNetworkError(e)) {
-    code = classifyNetworkError(e)!.code;
-  } else {
-    code = 'INTERNAL';
-  }
-  const hint = HINT[code];
-  return new KeyportError(code, `GCP KMS ${what} failed: ${detail}${hint ? ` (${hint})` : ''}`, { cause: e });
 }
 
 // ---------------------------------------------------------------------------------------------
