@@ -91,7 +91,10 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   // a driver that retries its own KMS requests (per KMS operation) gets one attempt per Driver call
   // here, bounded by the deadline only: never retries on top of retries
   const own = driver.retriesRequests === true;
-  const callPolicy: RetryPolicy = own ? { ...policy, retries: 0, attemptTimeoutMs: 0 } : policy;
+  // (its own deadline applies there; one here only when the caller set one, so no second timer per call)
+  const callPolicy: RetryPolicy = own
+    ? { ...policy, retries: 0, attemptTimeoutMs: 0, deadlineMs: Math.max(0, opts.deadlineMs ?? 0) }
+    : policy;
   const retries = policy.retries;
   const base = policy.baseDelayMs;
   const cap = policy.maxDelayMs;

@@ -89,7 +89,8 @@ export const factory: DriverFactory = async (params, uri) => {
   }
   const client = new sdk.KMSClient(clientConfig(p) as import('@aws-sdk/client-kms').KMSClientConfig);
   decodeXmlErrors(client.middlewareStack);
-  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: p.timeoutMs });
+  // per attempt the SDK's own request timeout (timeout-ms, clientConfig) bounds each request: no timer of ours per call
+  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: 0 });
 };
 
 class AwsKmsDriver implements Driver {
