@@ -1,0 +1,219 @@
+/**
+ * bench/kms-bound: issue 12's table — keyport against a slow, rate-limited KMS. local-kms
+ * (scripts/testbed/localkms.sh) behind the latency and quota injector (test/support/kms-injector.ts,
+ * run as its own process so its CPU is not counted as keyport's), 20 ms per call. Per case: items,
+ * failures, KMS calls per item (every request the injector saw, throttled ones included, over the
+ * items), the binding operation's accepted rate ÷ its quota, and keyport's CPU per KMS call.
+ *
+ *   node --import tsx bench/kms-bound.ts [scale=1] [latency-ms=20]
+ *
+ * scale multiplies the item counts (1: the issue's 1000 signatures, 2000 keys, 20 imports, 200 rekeys).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { serviceEnv } from '../test/support/testbed.js';
+import { AWS_QUOTAS, remoteInjector, type BucketConfig, type InjectorStats } from '../test/support/kms-injector.js';
+import { openInstrumentedDriver } from '../src/kms/instrument.js';
+import { openKeyring } from '../src/keys/open.js';
+import { migrate } from '../src/migrate/index.js';
+
+const scale = Number(process.argv[2] ?? 1);
+const latencyMs = Number(process.argv[3] ?? 20);
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dir = mkdtempSync(join(tmpdir(), 'keyport-bench-kms-bound-'));
+process.env.KEYPORT_HOME = join(dir, 'home');
+const n = (x: number) => Math.max(1, Math.round(x * scale));
+
+const env = serviceEnv('localkms');
+const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/kms-injector.ts'), env.LOCALKMS_ENDPOINT!], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const endpoint = await new Promise<string>((resolve, reject) => {
+  const rl = createInterface({ input: child.stdout! });
+  rl.on('line', (l) => {
+    const m = /^KMSINJECT_ENDPOINT=(.*)$/.exec(l);
+    if (m) resolve(m[1]!);
+  });
+  child.once('exit', () => reject(new Error('the injector exited')));
+});
+const inj = remoteInjector(endpoint);
+const kms = `awskms:region=${env.LOCALKMS_REGION};endpoint=${endpoint};access-key-id=test;secret-access-key=test`;
+
+async function pool(count: number, width: number, fn: (i: number) => Promise<unknown>): Promise<number> {
+  let failures = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        try {
+          await fn(i);
+        } catch {
+          failures++;
+        }
+      }
+    }),
+  );
+  return failures;
+}
+
+interface Row {
+  work: string;
+  items: number;
+  failed: number;
+  callsPerItem: number;
+  binding: string;
+  rateOverQuota: number | undefined;
+  itemsPerS: number;
+  cpuMsPerCall: number;
+}
+const rows: Row[] = [];
+
+/** one case: configure the injector, run, read its counters */
+async function run(
+  work: string,
+  items: number,
+  quota: { defaultRate?: number; buckets?: BucketConfig[] },
+  binding: string,
+  quotaOf: number | undefined,
+  body: () => Promise<number>,
+): Promise<void> {
+  await inj.configure({ latencyMs, ...quota });
+  await inj.reset();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const failed = await body();
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(c0);
+  const s: InjectorStats = await inj.stats();
+  const b = s.ops[binding];
+  const row: Row = {
+    work,
+    items,
+    failed,
+    callsPerItem: s.total.calls / items,
+    binding,
+    rateOverQuota: quotaOf && b ? b.forwarded / secs / quotaOf : undefined,
+    itemsPerS: items / secs,
+    cpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, s.total.calls),
+  };
+  rows.push(row);
+  console.error(`${work}: ${JSON.stringify(row)} ${JSON.stringify(s.ops)}`);
+}
+
+const Q100 = { defaultRate: 100 };
+const unlimited = async () => {
+  await inj.configure({});
+};
+
+// external signing
+await unlimited();
+const ext = await openKeyring(kms);
+// names unique per run: the emulator keeps aliases of earlier runs
+const sigName = `bench-sig-${Date.now().toString(36)}`;
+await ext.create(sigName, { type: 'ec-p256' });
+for (const [label, quota, q] of [
+  ['100/s', Q100, 100],
+  ['AWS quota (Sign 300/s)', { buckets: AWS_QUOTAS }, 300],
+] as const) {
+  await run(`key sign ×${n(1000)}, external P-256, 32 in flight, ${label}`, n(1000), quota, 'Sign', q, () =>
+    pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
+  );
+}
+await run(`CPU: key sign ×${n(1000)}, external, 32 in flight, no quota`, n(1000), {}, 'Sign', undefined, () =>
+  pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
+);
+await ext.close();
+// the peer for CPU per call: the AWS SDK alone (one attempt, no keyport layers), same calls, same injector
+{
+  const { KMSClient, SignCommand, CreateKeyCommand } = await import('@aws-sdk/client-kms');
+  const bare = new KMSClient({
+    region: env.LOCALKMS_REGION!,
+    endpoint,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 1,
+  });
+  const keyId = (await bare.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
+  await run(`CPU peer: bare AWS SDK Sign ×${n(1000)}, 32 in flight, no quota`, n(1000), {}, 'Sign', undefined, () =>
+    pool(n(1000), 32, (i) =>
+      bare.send(new SignCommand({ KeyId: keyId, Message: Buffer.from(`m${i}`), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' })),
+    ),
+  );
+  bare.destroy();
+}
+
+// envelope: first use of sealed keys, protect enable
+await unlimited();
+const d = await openInstrumentedDriver(kms);
+const wrapper = `${kms};key-id=${await d.generateSymmetricKey()}`;
+await d.close?.();
+const keys = n(2000);
+const sealedCfg = { store: `sqlite:${join(dir, 'sealed.db')}`, envelope: { wrapper } };
+const sealed = await openKeyring(sealedCfg);
+await pool(keys, 16, (i) => sealed.create(`k${i}`, { type: 'ec-p256' }));
+await sealed.close();
+await run(`first use of ${keys} sealed keys, 32 in flight, 100/s`, keys, Q100, 'Decrypt', 100, async () => {
+  const kr = await openKeyring(sealedCfg);
+  const f = await pool(keys, 32, (i) => kr.sign(`k${i}`, Buffer.from('m')));
+  await kr.close();
+  return f;
+});
+
+const clear = `sqlite:${join(dir, 'clear.db')}`;
+const ckr = await openKeyring(clear);
+await pool(keys, 16, (i) => ckr.create(`c${i}`));
+await ckr.close();
+await run(`protect enable on ${keys} keys, 100/s`, keys, Q100, 'Encrypt', 100, async () => {
+  const kr = await openKeyring({ store: clear, envelope: { wrapper } });
+  await kr.close();
+  return 0;
+});
+
+// migrate into an envelope store
+const src = `sqlite:${join(dir, 'src.db')}`;
+const skr = await openKeyring(src);
+await pool(keys, 16, (i) => skr.create(`m${i}`));
+await skr.close();
+const to = join(dir, 'to.yaml');
+writeFileSync(to, `store: sqlite:${join(dir, 'migrated.db')}\nenvelope:\n  wrapper: "${wrapper}"\n`);
+await run(`migrate ${keys} keys into an envelope store, 100/s`, keys, Q100, 'Encrypt', 100, async () => {
+  const r = await migrate({ from: src, to, concurrency: 32 });
+  return r.failed.length + r.refused.length + r.conflicts.length;
+});
+
+// BYOK at AWS quotas
+await run(`BYOK import of ${n(20)} keys, AWS quotas`, n(20), { buckets: AWS_QUOTAS }, 'GetParametersForImport', 0.25, async () => {
+  const dd = await openInstrumentedDriver(kms);
+  const f = await pool(n(20), n(20), (i) =>
+    dd.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, `bench-byok-${Date.now().toString(36)}-${i}`),
+  );
+  await dd.close?.();
+  return f;
+});
+
+// migrate --rekey of clear ec-p256 keys into a KMS that refuses EC import (local-kms)
+const ec = `sqlite:${join(dir, 'ec.db')}`;
+const ekr = await openKeyring(ec);
+await pool(n(200), 16, (i) => ekr.create(`e${i}`, { type: 'ec-p256' }));
+await ekr.close();
+await run(`migrate --rekey ${n(200)} clear ec-p256 keys into local-kms (no EC import)`, n(200), Q100, 'CreateKey', undefined, async () => {
+  const r = await migrate({ from: ec, to: kms, rekey: true, concurrency: 32 });
+  return r.failed.length + r.refused.length;
+});
+
+child.kill('SIGTERM');
+rmSync(dir, { recursive: true, force: true });
+
+const f = (x: number | undefined, d = 2) => (x === undefined ? '–' : x.toFixed(d));
+console.log(`\nlatency ${latencyMs} ms per call (injector), local-kms behind it; node ${process.version}\n`);
+console.log('| work | items | failed | KMS calls / item | rate ÷ quota (binding op) | items/s | keyport CPU ms / KMS call |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows)
+  console.log(
+    `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, 0)} | ${f(r.cpuMsPerCall)} |`,
+  );
+process.exit(0);
