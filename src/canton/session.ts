@@ -22,6 +22,7 @@
 import { generateKeyPairSync, type KeyObject, sign as nodeSign, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { err } from '../errors.js';
 import type { KeyType } from '../crypto/keytypes.js';
+import { lowS } from '../crypto/ecdsa-encoding.js';
 import { cantonHash, keyFingerprint } from './topology/hash.js';
 import { ALGO_OF, SIGNING_SPEC_OF, keyTypeOfSpki } from './topology/keys.js';
 import {
@@ -102,7 +103,8 @@ export function delegationHash(
 
 function softSign(type: KeyType, key: KeyObject, data: Buffer): Buffer {
   const hash = type === 'ed25519' ? null : type === 'ec-p384' ? 'sha384' : 'sha256';
-  return nodeSign(hash, data, hash ? { key, dsaEncoding: 'der' } : key);
+  // low-S like every ECDSA signature keyport makes (lowS leaves Ed25519 as it is)
+  return lowS(type, nodeSign(hash, data, hash ? { key, dsaEncoding: 'der' } : key), 'der');
 }
 
 const formatOf = (algo: number) => (algo === SigningAlgorithmSpec.ED25519 ? SignatureFormat.CONCAT : SignatureFormat.DER);

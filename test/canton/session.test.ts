@@ -18,6 +18,10 @@ import { keyringSigner, softwareSigner, type TopologySigner } from '../../src/ca
 import { decodeSignature, encodeSignature } from '../../src/canton/topology/messages.js';
 import { cantonHash } from '../../src/canton/topology/hash.js';
 import { SessionSigner, delegationHash, verifySessionSignature } from '../../src/canton/session.js';
+import { driverSigner } from '../../src/canton/topology/signer.js';
+import { isHighS } from '../../src/crypto/ecdsa-encoding.js';
+import { KmsAddress } from '../../src/kms/address.js';
+import { openInstrumentedDriver } from '../../src/kms/instrument.js';
 
 const SYNC = 'synchronizer1::1220b3f0c1f8bd1b59bbe3d1c3e5bd4e73f41e97ac0f8b24e2a9cbf2b9a1c6aa7e31';
 const pem = (spki: Buffer) => createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }) as string;
@@ -77,6 +81,8 @@ describe('session signing keys over an AWS KMS key (moto)', { skip: skipUnless('
       // through Canton's wire format and back
       const s = decodeSignature(encodeSignature(sigs[i]));
       assert.equal(verifySessionSignature(longTerm.publicKey, msgHash(i), s, { synchronizerId: SYNC, atMs: now }), null, `signature ${i}`);
+      // low-S like every keyport ECDSA signature (about half of 1000 raw OpenSSL signatures are high-S)
+      assert.ok(!isHighS('ec-p256', sigs[i].signature, 'der'), `session signature ${i} is high-S`);
     }
     const s = sigs[7];
     const d = s.signatureDelegation!;
@@ -136,6 +142,36 @@ describe('session signing keys over an AWS KMS key (moto)', { skip: skipUnless('
     assert.doesNotMatch(o.stdout, /Verified OK/);
     signer.close();
     await assert.rejects(signer.sign(msgHash(1)), /closed/);
+  });
+
+  test('a KMS key addressed directly (the offline root) signs low-S, and each signature verifies with openssl', async () => {
+    // the KMS returns either twin of an ECDSA signature; over 24 signatures per curve a missing
+    // normalisation shows with probability 1 - 2^-24
+    const driver = await openInstrumentedDriver(KmsAddress.parse(kms, { what: 'test KMS' }).withoutKey());
+    try {
+      for (const [spec, type, digest] of [
+        ['ec-p256', 'ec-p256', 'sha256'],
+        ['ec-p384', 'ec-p384', 'sha384'],
+      ] as const) {
+        const keyId = await driver.generateSigningKeyPair(spec);
+        const signer = await driverSigner(driver, keyId);
+        assert.equal(signer.keySpec, type);
+        writeFileSync(join(dir, 'root.pem'), pem(signer.publicKey));
+        for (let i = 0; i < 24; i++) {
+          const sig = await signer.sign(msgHash(i));
+          assert.ok(!isHighS(type, sig, 'der'), `${type} signature ${i} is high-S`);
+          if (i < 2) {
+            writeFileSync(join(dir, 'r.bin'), msgHash(i));
+            writeFileSync(join(dir, 'r.sig'), sig);
+            const o = openssl(['dgst', `-${digest}`, '-verify', 'root.pem', '-signature', 'r.sig', 'r.bin'], dir);
+            assert.match(o.stdout, /Verified OK/, o.stderr);
+          }
+        }
+        await driver.deleteKey(keyId);
+      }
+    } finally {
+      await driver.close?.();
+    }
   });
 });
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import * as T from '../../src/canton/topology/index.js';
 import { openKeyring } from '../../src/keys/open.js';
+import { isHighS } from '../../src/crypto/ecdsa-encoding.js';
 import { tempDir } from '../support/tmp.js';
 import { skipUnless } from '../support/testbed.js';
 import { opensslVerify, peerDecode } from '../support/canton.js';
@@ -258,6 +259,20 @@ describe('keyport-made transactions, read by an independent decoder and openssl'
       await kr.close();
     }
   });
+});
+
+test('topology signatures are low-S, as every keyport ECDSA signature (an in-memory key; KMS keys in session.test.ts)', async () => {
+  for (const [curve, type] of [
+    ['P-256', 'ec-p256'],
+    ['P-384', 'ec-p384'],
+  ] as const) {
+    const signer = T.softwareSigner(generateKeyPairSync('ec', { namedCurve: curve }).privateKey);
+    // OpenSSL returns a high-S signature about half the time: 48 low ones by chance is 2^-48
+    for (let i = 0; i < 48; i++) {
+      const sig = await T.signHash(signer, createHash('sha256').update(String(i)).digest());
+      assert.ok(!isHighS(type, sig.signature, 'der'), `${type} signature ${i} is high-S`);
+    }
+  }
 });
 
 describe('refusals', () => {

@@ -3,11 +3,14 @@
  * returns the signature in Canton's format (DER for ECDSA, 64 bytes for Ed25519). Signers exist over a
  * keyring key (local store, envelope store or KMS-held external key), over a KMS key addressed directly
  * (the offline root: a key the node's store never references), and over an in-memory private key (tests).
+ * Every ECDSA signature leaves here in low-S form (s <= n/2), as every other keyport signature does: a KMS or
+ * OpenSSL returns either twin, and only one of them may be what keyport hands out.
  */
 import { type KeyObject, sign as nodeSign } from 'node:crypto';
 import { err } from '../../errors.js';
 import type { KeyType } from '../../crypto/keytypes.js';
 import { keyTypeOf, publicKeyObject, spkiOf } from '../../crypto/keys.js';
+import { lowS } from '../../crypto/ecdsa-encoding.js';
 import type { Keyring } from '../../keys/types.js';
 import type { KeyUsage } from '../../store/types.js';
 import type { Driver, SigningAlgoSpec } from '../../kms/driver.js';
@@ -65,7 +68,12 @@ export async function driverSigner(driver: Driver, keyId: string): Promise<Topol
   const { spki } = await driver.getPublicKey(keyId);
   const keySpec = keyTypeOf(publicKeyObject(spki));
   checkSpec(keySpec, `KMS key '${keyId}'`);
-  return { fingerprint: keyFingerprint(spki), keySpec, publicKey: spki, sign: (data) => driver.sign(keyId, data, DRIVER_ALGO[keySpec]!) };
+  return {
+    fingerprint: keyFingerprint(spki),
+    keySpec,
+    publicKey: spki,
+    sign: async (data) => lowS(keySpec, await driver.sign(keyId, data, DRIVER_ALGO[keySpec]!), 'der'),
+  };
 }
 
 /** an in-memory private key */
@@ -78,7 +86,7 @@ export function softwareSigner(privateKey: KeyObject): TopologySigner {
     fingerprint: keyFingerprint(spki),
     keySpec,
     publicKey: spki,
-    sign: async (data) => nodeSign(hash, data, hash ? { key: privateKey, dsaEncoding: 'der' } : privateKey),
+    sign: async (data) => lowS(keySpec, nodeSign(hash, data, hash ? { key: privateKey, dsaEncoding: 'der' } : privateKey), 'der'),
   };
 }
 
