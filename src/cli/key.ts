@@ -225,14 +225,9 @@ export function register(program: Command): void {
       ),
     )
     .action(async (name: string, o: KeyOpts) => {
-      const { StoreKeyring } = await import('../keys/keyring.js');
-      const k = await withKeyring(o, async (kr) => {
-        if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', 'register works on a KMS store, not through a server');
-        const p = await kr.protection();
-        if (p.mode !== 'external')
-          throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
-        return kr.register(name, p.kms, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never });
-      });
+      const k = await withKeyring(o, (kr) =>
+        kr.register(name, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never }),
+      );
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
@@ -240,12 +235,7 @@ export function register(program: Command): void {
   storeOptions(key.command('rotate <name>').description('add a new version; old versions stay usable for decrypt and verify'))
     .option('--to-key-id <id>', 'the new version is this existing KMS key (id, ARN, alias/NAME or label), checked against the key')
     .action(async (name: string, o: KeyOpts & { toKeyId?: string }) => {
-      const k = await withKeyring(o, async (kr) => {
-        if (o.toKeyId === undefined) return kr.rotate(name);
-        const { StoreKeyring } = await import('../keys/keyring.js');
-        if (!(kr instanceof StoreKeyring)) throw err('UNSUPPORTED', '--to-key-id works on a KMS store, not through a server');
-        return kr.rotate(name, { toKeyId: o.toKeyId });
-      });
+      const k = await withKeyring(o, (kr) => kr.rotate(name, o.toKeyId === undefined ? {} : { toKeyId: o.toKeyId }));
       if (o.json) printJson(k);
       else process.stdout.write(`rotated key '${k.name}' to version ${k.version} ${humanFingerprint(k.fingerprint)}\n`);
     });

@@ -13,7 +13,7 @@ import { isKeyType, type KeyType } from '../crypto/keytypes.js';
 import { apiKeyCertificate, parseApiKey, type ApiKey } from '../server/identity.js';
 import { certToPem } from '../crypto/x509.js';
 import { compilePattern } from '../keys/names.js';
-import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from '../keys/types.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, RotateOptions, SignOptions, VersionInfo } from '../keys/types.js';
 import { isHighS } from '../crypto/ecdsa-encoding.js';
 
 export interface RemoteOptions {
@@ -285,8 +285,13 @@ export class RemoteKeyring implements Keyring {
     }));
   }
 
-  async rotate(name: string): Promise<KeyInfo> {
+  async rotate(name: string, opts: RotateOptions = {}): Promise<KeyInfo> {
+    if (opts.toKeyId !== undefined)
+      throw err('UNSUPPORTED', '--to-key-id works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
     return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`));
+  }
+  async register(): Promise<KeyInfo> {
+    throw err('UNSUPPORTED', 'register works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
   }
   async export(): Promise<ExportedKey[]> {
     throw err('UNSUPPORTED', 'a server never exports key material: use keyport migrate on the store itself');

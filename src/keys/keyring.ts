@@ -25,7 +25,7 @@ import { TtlCache } from './cache.js';
 import { type Holding, type ProtectionStrategy, strategyFor } from './strategies.js';
 import { checkName, compilePattern } from './names.js';
 import { checkAdoptable, describedFromPublicKey, type AdoptWant } from './adopt.js';
-import type { CreateOptions, ExportedKey, KeyInfo, Keyring, SignOptions, VersionInfo } from './types.js';
+import type { CreateOptions, ExportedKey, KeyInfo, Keyring, RegisterOptions, RotateOptions, SignOptions, VersionInfo } from './types.js';
 
 /** the article for a key type or purpose as it is read aloud: an aes256, an ec-p256, an rsa-2048, a secp256k1 */
 const an = (word: string) => (/^(?:[aeiou]|rsa)/i.test(word) ? 'an' : 'a');
@@ -375,16 +375,19 @@ export class StoreKeyring implements Keyring {
   }
 
   /**
-   * Adopt a key that already exists in a KMS (Canton's manual init): reference + public key only.
-   * `kmsRef` names the KMS (a stored reference, reached through a configured connection), `keyRef` the
-   * key: id, ARN, alias/NAME, label.
+   * Adopt a key that already exists in the store's KMS (Canton's manual init): reference + public key
+   * only. The KMS is the store's own (its external protection setting), reached through a configured
+   * connection; `keyId` names the key: id, ARN, alias/NAME, label.
    */
-  async register(name: string, kmsRef: string, keyRef: string, opts: AdoptWant & { createdBy?: string } = {}): Promise<KeyInfo> {
+  async register(name: string, keyId: string, opts: RegisterOptions = {}): Promise<KeyInfo> {
     checkName(name);
-    if (!keyRef) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
-    const kmsUri = parseStoredKmsRef(kmsRef).toString();
+    if (!keyId) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
+    const p = await this.protection();
+    if (p.mode !== 'external')
+      throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
+    const kmsUri = parseStoredKmsRef(p.kms).toString();
     const driver = await this.kmsDriver(kmsUri);
-    const v = await this.adoptedVersion(driver, kmsUri, keyRef, 1, opts);
+    const v = await this.adoptedVersion(driver, kmsUri, keyId, 1, opts);
     const rec = this.newRecord(name, v.type, v.purpose, StoreKeyring.usageFor(v.purpose, opts.usage), opts.createdBy, v.version, {
       registered: 'true',
     });
@@ -489,7 +492,7 @@ export class StoreKeyring implements Keyring {
    * without, a new key is made where the newest version lives (a registered key's new KMS key is
    * keyport's own and goes with the record).
    */
-  async rotate(name: string, opts: { toKeyId?: string } = {}): Promise<KeyInfo> {
+  async rotate(name: string, opts: RotateOptions = {}): Promise<KeyInfo> {
     const r = await this.record(name);
     const last = r.versions[r.versions.length - 1]!;
     let v: VersionRecord;

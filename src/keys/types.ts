@@ -5,6 +5,7 @@
  */
 import type { KeyType, Purpose } from '../crypto/keytypes.js';
 import type { KeyState, KeyUsage } from '../store/types.js';
+import type { AdoptWant } from './adopt.js';
 
 export interface KeyInfo {
   name: string;
@@ -60,6 +61,19 @@ export interface SignOptions {
   strict?: boolean;
 }
 
+/** `register`: what the adopted KMS key must be (checked against what the KMS says it is) */
+export interface RegisterOptions extends AdoptWant {
+  createdBy?: string;
+}
+
+export interface RotateOptions {
+  /**
+   * the new version is this existing KMS key (id, ARN, alias/NAME or label) in the KMS the key lives in,
+   * checked against the key's type and purpose; default: a new key made where the newest version lives
+   */
+  toKeyId?: string;
+}
+
 export interface ExportedKey {
   type: KeyType;
   /** PKCS#8 DER for private keys; 32 raw bytes for aes256 */
@@ -76,7 +90,13 @@ export interface Keyring {
   /** names matching a glob (`*`, `?`, `[…]`), page by page */
   list(pattern?: string, opts?: { after?: string; limit?: number }): Promise<{ names: string[]; next?: string }>;
   delete(name: string): Promise<void>;
-  rotate(name: string): Promise<KeyInfo>;
+  rotate(name: string, opts?: RotateOptions): Promise<KeyInfo>;
+  /**
+   * Adopt a key that already exists in the store's KMS (a KMS store, external mode) by its id, ARN,
+   * alias or label: only its reference and public key are recorded. UNSUPPORTED where the keyring cannot
+   * (a server); USAGE on a store that holds its own keys.
+   */
+  register(name: string, keyId: string, opts?: RegisterOptions): Promise<KeyInfo>;
   /** every version of a key, oldest first */
   versions(name: string): Promise<VersionInfo[]>;
   /** every version, oldest first (only where the store allows export) */

@@ -203,7 +203,7 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       const ext = await openKeyring(kmsUri);
       const p = await ext.protection();
       assert.equal(p.mode, 'external');
-      await ext.register('reg', (p as { kms: string }).kms, signing);
+      await ext.register('reg', signing);
       assert.ok((await ext.sign('reg', Buffer.from('x'))).length > 0);
       await ext.close();
       // a server on the envelope store, used through its API
@@ -262,4 +262,29 @@ test('a deleted local wrapper is never made again: rotate and create fail, docto
     JSON.stringify(d.checks),
   );
   assert.ok(!existsSync(wf));
+});
+
+test('key register and rotate --to-key-id go through the Keyring interface: a server says UNSUPPORTED, connecting nowhere', async () => {
+  const kp = (args: string[]) =>
+    spawnSync(process.execPath, [join(ROOT, 'bin', 'keyport.js'), ...args], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, KEYPORT_API_KEY: 'kes:v1:ACBA3fYdIHbK0MBqOa2nZGXsrHKxNFXNf0uP0hdLFBJ6' },
+    });
+  const server = `https://127.0.0.1:${trapPort}`;
+  const before = hits.length;
+  for (const args of [
+    ['key', 'register', 'x', '--key-id', 'alias/k', '--server', server],
+    ['key', 'rotate', 'x', '--to-key-id', 'alias/k', '--server', server],
+  ]) {
+    const r = kp(args);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /works on a KMS store, not through a server/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  assert.equal(hits.length, before, 'the server was never asked');
+  // and on a store that holds its own keys, register is a usage error from the keyring, not the CLI
+  const r = kp(['key', 'register', 'x', '--key-id', 'alias/k', '--store', `sqlite:${join(dir, 'own.db')}`]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /register needs a KMS store/);
 });

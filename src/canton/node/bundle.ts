@@ -111,7 +111,7 @@ export async function importBundle(kr: StoreKeyring, raw: string, opts: { as?: s
       const ref = b.node.keys.find((r) => r.key === k.name)!;
       const info = k.privateKey
         ? await kr.import(k.name, Buffer.from(k.privateKey, 'base64'), { type: k.type, purpose: k.purpose, usage: k.usage })
-        : await kr.register(k.name, (p as { kms: string }).kms, k.kmsKeyId!, { purpose: k.purpose, usage: k.usage });
+        : await kr.register(k.name, k.kmsKeyId!, { purpose: k.purpose, usage: k.usage });
       made.push(k.name);
       if (info.fingerprint !== k.fingerprint)
         throw err('VERIFY_FAILED', `key '${k.name}' arrived with fingerprint ${info.fingerprint}, the bundle says ${k.fingerprint}`);

@@ -193,7 +193,7 @@ export async function initNode(kr: StoreKeyring, name: string, opts: InitOptions
       let origin: NodeKeyRef['origin'] = 'generated';
       if (opts.manual) {
         const id = manualKeyId(opts.manual, role)!;
-        const info = await registerForRole(kr, p.mode === 'external' ? p.kms : '', kname, id, role);
+        const info = await registerForRole(kr, kname, id, role);
         made.push(kname);
         origin = 'registered';
         refs.push({ role, key: kname, version: info.version, fingerprint: info.fingerprint, type: info.type, usage: info.usage, origin });
@@ -243,10 +243,10 @@ export async function initNode(kr: StoreKeyring, name: string, opts: InitOptions
  * Register a pre-generated KMS key for a role: the keyring checks what the KMS says the key is (spec and
  * usage: AWS DescribeKey, PKCS#11 attributes) against the role's rule (src/canton/roles.ts) before recording it.
  */
-export async function registerForRole(kr: StoreKeyring, kms: string, name: string, keyId: string, role: CantonKeyRole) {
+export async function registerForRole(kr: StoreKeyring, name: string, keyId: string, role: CantonKeyRole) {
   const usage = ROLE_USAGES[role];
   // a refusal names the KMS key, what it is and what the role needs (src/keys/adopt.ts, src/canton/roles.ts)
-  const info = await kr.register(name, kms, keyId, { role, ...(usage.length ? { usage } : {}), createdBy: 'keyport node init' });
+  const info = await kr.register(name, keyId, { role, ...(usage.length ? { usage } : {}), createdBy: 'keyport node init' });
   // belt and braces: what was recorded must fit the role too
   const why = roleMismatch(role, { type: info.type, usage: 'unknown', inKms: true });
   if (why) {
