@@ -82,7 +82,11 @@ const EXAMPLES: Record<string, string[]> = {
     'keyport driver-test driver:./my-driver.js',
     "keyport driver-test 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=t' --json",
   ],
-  server: ['keyport server --dev', 'keyport server --config kes-config.yml'],
+  server: [
+    'keyport server --dev',
+    'keyport server --config kes-config.yml',
+    'keyport server --config kes-config.yml --json    # JSON lines: {"time","event":"listening","url",…}',
+  ],
 };
 
 const ENVIRONMENT = `

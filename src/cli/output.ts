@@ -20,15 +20,25 @@ export function printTable(rows: Record<string, unknown>[], cols: string[]): voi
   for (const r of rows) process.stdout.write(line(cols.map((c) => String(r[c] ?? ''))) + '\n');
 }
 
+let errorsAsJson = false;
+/** from now on errors are JSON lines `{"time","event":"error","code","message"}` (a command's --json that streams JSON lines) */
+export function jsonErrors(): void {
+  errorsAsJson = true;
+}
+
 /** Print a user-facing error on one line and return the exit code (2 usage, 1 otherwise). */
 export function reportError(e: unknown): number {
+  const line = (code: string, message: string) =>
+    process.stderr.write(
+      errorsAsJson ? JSON.stringify({ time: new Date().toISOString(), event: 'error', code, message }) + '\n' : `keyport: ${message}\n`,
+    );
   if (isKeyportError(e)) {
-    process.stderr.write(`keyport: ${oneLine(e)}\n`);
+    line(e.code, oneLine(e));
     return e.exitCode;
   }
   const code = (e as { code?: string })?.code;
   if (typeof code === 'string' && code.startsWith('commander.')) return 2; // commander already printed it
-  process.stderr.write(`keyport: internal error: ${oneLine(e)} (set KEYPORT_DEBUG=1 for details)\n`);
+  line('INTERNAL', `internal error: ${oneLine(e)} (set KEYPORT_DEBUG=1 for details)`);
   if (process.env.KEYPORT_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
   return 1;
 }

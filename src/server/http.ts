@@ -172,12 +172,16 @@ export function createKesServer(state: ServerState): Server {
     const finish = (status: number) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       state.metrics.observe(status, seconds);
-      if (cfg.log.requests)
-        // one line per request (log.requests): no body, no query, the path cut short; identities shortened
-        process.stderr.write(
-          `${new Date().toISOString()} ${req.socket.remoteAddress ?? '-'} ${identity ? identity.slice(0, 16) : '-'} ${req.method} ` +
-            `${JSON.stringify(path.length > 200 ? path.slice(0, 200) + '…' : path)} ${status} ${(seconds * 1000).toFixed(1)}ms\n`,
-        );
+      // one line per request (log.requests): no body, no query, the path cut short
+      state.logs.logRequest({
+        time: new Date().toISOString(),
+        ip: req.socket.remoteAddress,
+        ...(identity ? { identity } : {}),
+        method: req.method ?? '-',
+        path,
+        status,
+        ms: seconds * 1000,
+      });
       if (route && route.path !== '/v1/log/audit')
         state.logs.audit.emit({
           time: new Date().toISOString(),

@@ -14,7 +14,14 @@ export interface Started {
   close(): Promise<void>;
 }
 
-export async function startServer(cfg: ServerConfig, opts: { onNotice?: (m: string) => void } = {}): Promise<Started> {
+export interface StartOptions {
+  /** start-up and store notices, one sentence each */
+  onNotice?: (m: string) => void;
+  /** the request log's format (`keyport server --json`: JSON lines); KES's audit and error logs are JSON either way */
+  logFormat?: 'text' | 'json';
+}
+
+export async function startServer(cfg: ServerConfig, opts: StartOptions = {}): Promise<Started> {
   for (const n of cfg.notices ?? []) opts.onNotice?.(n);
   const kr: StoreKeyring = await openKeyring(cfg.store, {
     cacheTtlMs: cfg.cache.anyMs || 300_000,
@@ -28,7 +35,7 @@ export async function startServer(cfg: ServerConfig, opts: { onNotice?: (m: stri
       if (!isKeyportError(e, 'EXISTS')) throw e;
     });
   }
-  const logs = new Logs(cfg.log);
+  const logs = new Logs(cfg.log, opts.logFormat);
   const state: ServerState = {
     kr,
     config: cfg,

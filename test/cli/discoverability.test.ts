@@ -58,12 +58,6 @@ test('--json on sign, encrypt, decrypt, public, export: one JSON object, bytes b
   assert.match(both.stderr, /--pem and --json/);
 });
 
-test('server has no --json: a usage error, not ignored', () => {
-  const r = kp(['server', '--dev', '--json']);
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /unknown option '--json'/);
-});
-
 test('--in and --out default to stdin and stdout', () => {
   const sig = kp(['key', 'sign', 'e', ...S], 'piped');
   assert.equal(sig.code, 0, sig.stderr);
