@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { printJson, printTable } from './output.js';
-import { storeTarget, type StoreOpts } from './common.js';
+import { connectionOptions, kmsConnections, storeTarget, type StoreOpts } from './common.js';
 
 interface OpsOpts extends StoreOpts {
   role?: string;
@@ -18,7 +18,7 @@ interface OpsOpts extends StoreOpts {
 
 async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
-  const kr = await openKeyring(storeTarget(o), { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  const kr = await openKeyring(storeTarget(o), { kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
   try {
     return await fn(kr);
   } finally {
@@ -26,10 +26,13 @@ async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>):
   }
 }
 
+// the store keeps key references: the KMS (region, endpoint, credentials) is reached through connections given here
 const storeOpt = (c: Command) =>
-  c
-    .option('-s, --store <store>', "the node's key store or KMS: URI or YAML file [env: KEYPORT_STORE]")
-    .option('--json', 'machine-readable output');
+  connectionOptions(
+    c
+      .option('-s, --store <store>', "the node's key store or KMS: URI or YAML file [env: KEYPORT_STORE]")
+      .option('--json', 'machine-readable output'),
+  );
 
 export function registerNodeOps(node: Command): void {
   storeOpt(
@@ -90,7 +93,7 @@ export function registerNodeOps(node: Command): void {
       let region = o.region;
       for (const k of keys) {
         if (k.kms?.scheme !== 'awskms' || !k.keyId || k.keyId.startsWith('arn:')) continue;
-        region ??= k.kms.params['region'];
+        region ??= k.connection?.driverParams()['region'];
         // the exact ARN (account included) from DescribeKey, which the node needs anyway
         const d = await kr.kmsDriver(k.kmsUri!);
         const desc = d.describeKey ? await d.describeKey(k.keyId).catch(() => undefined) : undefined;

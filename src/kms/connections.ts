@@ -44,6 +44,13 @@ export class Connections {
     return this.addrs.find((a) => a.kms.equals(ref));
   }
 
+  /** the configured connection for a KMS, or the one-line USAGE error naming the reference and what to configure */
+  address(ref: KmsRef, what = 'KMS'): KmsAddress {
+    const a = this.forKms(ref);
+    if (!a) throw unresolved(`${what} ${ref}`, ref.scheme, `${ref}`);
+    return a;
+  }
+
   /** the driver for a configured connection (one per connection, reused) */
   driver(a: KmsAddress): Promise<Driver> {
     const k = a.connectionKey();
@@ -74,9 +81,7 @@ export class Connections {
 
   /** the driver for a stored KMS reference (external keys) */
   async kms(ref: KmsRef, what = 'KMS'): Promise<Driver> {
-    const a = this.forKms(ref);
-    if (!a) throw unresolved(`${what} ${ref}`, ref.scheme, `${ref}`);
-    return this.driver(a);
+    return this.driver(this.address(ref, what));
   }
 
   async close(): Promise<void> {

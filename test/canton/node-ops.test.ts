@@ -192,6 +192,20 @@ describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config
     assert.match(r.out, new RegExp(`register_kms_encryption_key\\("${en}"`));
     assert.doesNotMatch(r.out, /secret-access-key|MOTO|testing/i, 'no credentials in what the operator pastes');
 
+    // the catalog keeps only which KMS: the region Canton needs comes from a configured connection, never guessed
+    const { defaultCatalog } = await import('../../src/keys/open.js');
+    const home = process.env['KEYPORT_HOME'];
+    process.env['KEYPORT_HOME'] = join(dir, 'home');
+    const catalog = defaultCatalog(kms);
+    if (home === undefined) delete process.env['KEYPORT_HOME'];
+    else process.env['KEYPORT_HOME'] = home;
+    r = await kp(['node', 'canton-config', name, '--store', catalog]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /no connection to it is configured: .*--kms 'awskms:…'/);
+    r = await kp(['node', 'canton-config', name, '--store', catalog, '--kms', kms]);
+    ok(r, 'canton-config with --kms');
+    assert.match(r.out, new RegExp(`region = "${env['MOTO_REGION']}"`));
+
     // rotate the signing key to a pre-generated one; a wrong kind is refused and changes nothing
     const rsaSign = mk('RSA_2048', 'SIGN_VERIFY');
     r = await kp(['node', 'rotate', name, '--role', 'signing', '--to-key-id', rsaSign, '--store', kms]);

@@ -12,11 +12,13 @@
  * `register_kms_encryption_key(kmsKeyId, name)` (console VaultAdministration.scala), `topology.init_id(
  * identifier, delegationFiles = …)`, `topology.transactions.load_single_from_files(files,
  * TopologyStoreId.Authorized)` (TopologyAdministrationGroup.scala); the AWS actions from Canton's KMS guide.
- * Nothing printed carries a credential: URIs give only region, project, key ring and endpoint.
+ * Nothing printed carries a credential: URIs give only region, project, key ring and endpoint. Those come
+ * from the operator's configured connection to the node's KMS (src/kms/connections.ts: --kms, KEYPORT_KMS,
+ * the store YAML), never from the stored reference, which names only which KMS; without one, canton-config
+ * says so in one line instead of guessing.
  */
 import { err } from '../../errors.js';
-import type { ParsedUri } from '../../config/uri.js';
-import { parseStoredKmsRef } from '../../kms/address.js';
+import { type KmsAddress, type KmsRef, parseStoredKmsRef } from '../../kms/address.js';
 import type { StoreKeyring } from '../../keys/keyring.js';
 import type { CantonKeyRole } from '../roles.js';
 import type { NodeKeyRef, NodeRecord } from './types.js';
@@ -25,7 +27,10 @@ import type { NodeKeyRef, NodeRecord } from './types.js';
 export interface NodeKeyLocation extends NodeKeyRef {
   /** the stored KMS reference of the key's version (kr.kmsDriver opens it) */
   kmsUri?: string;
-  kms?: ParsedUri;
+  /** which KMS the key lives in (the stored reference) */
+  kms?: KmsRef;
+  /** how keyport reaches that KMS (region, endpoint, project…): the operator's configured connection, if any */
+  connection?: KmsAddress;
   keyId?: string;
 }
 
@@ -39,10 +44,9 @@ export async function locateNodeKeys(kr: StoreKeyring, node: NodeRecord): Promis
       continue;
     }
     // the record keeps a KMS reference; region, endpoint, project… come from the configured connection
-    const ref = parseStoredKmsRef(v.external.kms);
-    const params = kr.connections.forKms(ref)?.driverParams() ?? {};
-    const kms: ParsedUri = { scheme: ref.scheme, params, ...(params['path'] ? { path: params['path'] } : {}), raw: v.external.kms };
-    out.push({ ...k, kmsUri: v.external.kms, kms, keyId: v.external.keyId });
+    const kms = parseStoredKmsRef(v.external.kms);
+    const connection = kr.connections.forKms(kms);
+    out.push({ ...k, kmsUri: v.external.kms, kms, ...(connection ? { connection } : {}), keyId: v.external.keyId });
   }
   return out;
 }
@@ -57,13 +61,13 @@ const SECTION: Record<NodeRecord['profile'], string> = {
 
 const hoconString = (s: string) => JSON.stringify(s);
 
-/** Canton's `crypto.kms` block for a KMS keyport reaches with `kms` (no credentials in it) */
-export function kmsBlock(kms: ParsedUri): { lines: string[]; notes: string[] } {
-  const p = kms.params;
+/** Canton's `crypto.kms` block for the KMS `kms`, keyport's configured connection to which is `connection` (no credentials in it) */
+export function kmsBlock(kms: KmsRef, connection: KmsAddress): { lines: string[]; notes: string[] } {
+  const p = connection.driverParams();
   const notes: string[] = [];
   if (kms.scheme === 'awskms') {
     const region = p['region'] || process.env['AWS_REGION'] || process.env['AWS_DEFAULT_REGION'];
-    if (!region) notes.push('set region: the store URI names none (keyport took it from the environment or the endpoint)');
+    if (!region) notes.push('set region: the configured connection names none (keyport took it from the environment or the endpoint)');
     const lines = ['type = aws', `region = ${hoconString(region ?? 'REGION')}`, 'multi-region-key = false', 'audit-logging = true'];
     if (p['endpoint']) {
       lines.push(`endpoint-override = ${hoconString(p['endpoint'])}`);
@@ -85,7 +89,7 @@ export function kmsBlock(kms: ParsedUri): { lines: string[]; notes: string[] } {
     return { lines, notes };
   }
   // anything else reaches Canton through a KMS driver (Canton's v1 driver API): name and config are the driver's
-  const name = kms.scheme === 'driver' ? (kms.path ?? p['path'] ?? 'DRIVER') : `${kms.scheme}-kms-driver`;
+  const name = kms.scheme === 'driver' ? (kms.identity['name'] ?? 'DRIVER') : `${kms.scheme}-kms-driver`;
   notes.push(
     `Canton has no built-in ${kms.scheme} KMS: it needs a KMS driver jar for it on its classpath (Canton's KMS driver API); name and config below are that driver's`,
   );
@@ -126,11 +130,23 @@ export async function cantonConfig(kr: StoreKeyring, node: NodeRecord, opts: { c
       'UNSUPPORTED',
       `node '${node.name}' has keys both inside and outside a KMS: Canton's kms provider needs all of them in the KMS`,
     );
-  const kmsSchemes = new Set(inKms.map((k) => k.kms!.scheme + (k.kms!.params['region'] ?? '') + (k.kms!.params['endpoint'] ?? '')));
-  if (kmsSchemes.size > 1) throw err('UNSUPPORTED', `node '${node.name}' has keys in more than one KMS: Canton's node config names one`);
+  const where = (k: NodeKeyLocation) => {
+    const p = k.connection?.driverParams() ?? {};
+    return `${k.kms}|${p['region'] ?? ''}|${p['endpoint'] ?? ''}`;
+  };
+  if (new Set(inKms.map(where)).size > 1)
+    throw err('UNSUPPORTED', `node '${node.name}' has keys in more than one KMS: Canton's node config names one`);
   lines.push(`${ref} {`);
   if (inKms.length) {
-    const b = kmsBlock(inKms[0]!.kms!);
+    // region, endpoint, project: from the connection the operator configured, never guessed
+    const kms = inKms[0]!.kms!;
+    const connection = inKms[0]!.connection;
+    if (!connection)
+      throw err(
+        'USAGE',
+        `node '${node.name}''s keys live in ${kms} and no connection to it is configured: canton-config prints the region and endpoint Canton needs from it — give it with --kms '${kms.scheme}:…', KEYPORT_KMS or kms: in the store YAML (docs/connections.md)`,
+      );
+    const b = kmsBlock(kms, connection);
     notes.push(...b.notes);
     lines.push('  crypto.provider = kms', '  crypto.kms {', ...b.lines.map((l) => `    ${l}`), '  }');
   } else {

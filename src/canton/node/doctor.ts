@@ -6,7 +6,7 @@
  * needed when every key is registered by ARN (possibly another account).
  */
 import { existsSync } from 'node:fs';
-import { formatUri, parseUri } from '../../config/uri.js';
+import { parseUri } from '../../config/uri.js';
 import { oneLine } from '../../errors.js';
 import { isKmsScheme } from '../../kms/registry.js';
 import { doctorKms, type DoctorCheck } from '../../kms/doctor.js';
@@ -57,8 +57,16 @@ export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
           if (!(k.origin === 'registered' && k.keyId.startsWith('arn:'))) allByArn = false;
         }
         // the configured connection (credentials included, never printed) naming this key
-        const keyUri = formatUri(k.kms.scheme, { ...k.kms.params, 'key-id': k.keyId }, k.kms.path);
-        const r = await doctorKms(keyUri);
+        if (!k.connection) {
+          checks.push({
+            check: `node ${name} ${k.role} key`,
+            status: 'not-checked',
+            detail: `${k.key} v${k.version} (${k.kmsUri} key ${k.keyId}): no connection to ${k.kms} is configured`,
+            fix: `give it with --kms '${k.kms.scheme}:…', KEYPORT_KMS or kms: in the store YAML (docs/connections.md)`,
+          });
+          continue;
+        }
+        const r = await doctorKms(k.connection.withKey(k.keyId));
         const key = r.checks.filter((c) => c.check === 'key' || c.check === 'key probe');
         const worst = key.reduce<DoctorCheck | undefined>((a, c) => (!a || RANK[c.status] > RANK[a.status] ? c : a), undefined);
         checks.push({
