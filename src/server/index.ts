@@ -4,7 +4,7 @@ import { openKeyring } from '../keys/open.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import type { ServerConfig } from './config.js';
 import { createKesServer } from './http.js';
-import { Logs } from './logs.js';
+import { Logs, type LogOutputs } from './logs.js';
 import { createMetrics } from './metrics.js';
 import type { ServerState } from './routes.js';
 
@@ -19,6 +19,8 @@ export interface StartOptions {
   onNotice?: (m: string) => void;
   /** the request log's format (`keyport server --json`: JSON lines); KES's audit and error logs are JSON either way */
   logFormat?: 'text' | 'json';
+  /** where the audit log (stdout) and the error and request logs (stderr) go; default the process's own */
+  outputs?: Pick<LogOutputs, 'stdout' | 'stderr'>;
 }
 
 export async function startServer(cfg: ServerConfig, opts: StartOptions = {}): Promise<Started> {
@@ -35,12 +37,13 @@ export async function startServer(cfg: ServerConfig, opts: StartOptions = {}): P
       if (!isKeyportError(e, 'EXISTS')) throw e;
     });
   }
-  const logs = new Logs(cfg.log, opts.logFormat);
+  const metrics = await createMetrics();
+  const logs = new Logs(cfg.log, opts.logFormat, { ...opts.outputs, onDrop: (which) => metrics.dropped[which].inc() });
   const state: ServerState = {
     kr,
     config: cfg,
     logs,
-    metrics: await createMetrics(),
+    metrics,
     startedAt: Date.now(),
     async probe() {
       const t = process.hrtime.bigint();

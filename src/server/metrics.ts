@@ -13,7 +13,7 @@ export interface Metrics {
   active: Gauge;
   auditEvents: Counter;
   errorEvents: Counter;
-  /** lines not sent to a /v1/log/audit or /v1/log/error subscriber whose buffer was full */
+  /** lines not sent to a /v1/log/audit or /v1/log/error subscriber, or to stdout/stderr, whose buffer was full */
   dropped: { audit: Counter; error: Counter };
 }
 
@@ -55,8 +55,14 @@ export async function createMetrics(): Promise<Metrics> {
   const auditEvents = counter('kes_log_audit_events', 'Number of audit log events written to the audit log targets.');
   // keyport additions in KES's namespace, one series each, so `kes metric` still reads the endpoint
   const dropped = {
-    audit: counter('kes_log_audit_dropped_events', 'Audit log events not sent to a subscriber that was too slow to take them.'),
-    error: counter('kes_log_error_dropped_events', 'Error log events not sent to a subscriber that was too slow to take them.'),
+    audit: counter(
+      'kes_log_audit_dropped_events',
+      'Audit log events not written to a subscriber or to stdout because its reader was too slow to take them.',
+    ),
+    error: counter(
+      'kes_log_error_dropped_events',
+      'Error log events (and log.requests lines) not written to a subscriber or to stderr because its reader was too slow to take them.',
+    ),
   };
   const start = Date.now();
   gauge('kes_system_up_time', 'The time the server has been up and running in seconds.', () => Math.round((Date.now() - start) / 1000));

@@ -6,14 +6,19 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'node:https';
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tcpConnect, createServer as createTcpServer, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { agentFor, raw, testServer } from '../support/server.js';
 import { parseApiKey } from '../../src/server/identity.js';
+import { devSetup } from '../../src/server/dev.js';
+import { ROOT } from '../support/testbed.js';
+import { tempDir } from '../support/tmp.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -67,6 +72,70 @@ test('a stalled audit subscriber: memory stays bounded, dropped lines are counte
   const dropped = Number(/^kes_log_audit_dropped_events (\d+)/m.exec(metrics)?.[1] ?? 'NaN');
   assert.ok(dropped > 1000, `dropped lines are counted: ${dropped}`);
   assert.ok(grown < 20 * 1024 * 1024, `memory grew by ${(grown / 1048576).toFixed(1)} MB for 60 MB of audit lines`);
+});
+
+test('audit log on stdout, a pipe nobody reads: the server keeps answering, lines are dropped and counted, never queued', async () => {
+  const dir = tempDir('keyport-auditpipe-');
+  const dev = await devSetup({ dir: join(dir, 'dev') });
+  const p = await new Promise<number>((resolve) => {
+    const srv = createTcpServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const got = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(got));
+    });
+  });
+  const cfg = join(dir, 'kes.yml');
+  writeFileSync(
+    cfg,
+    `address: 127.0.0.1:${p}\nadmin:\n  identity: ${parseApiKey(dev.apiKey).identity}\ntls:\n  key: ${join(dir, 'dev', 'server.key')}\n` +
+      `  cert: ${dev.certPath}\nkeystore:\n  fs:\n    path: ${join(dir, 'keys')}\nlog:\n  audit: on\n  error: on\n`,
+  );
+  // stdout is a pipe (a socket pair, as node makes it) this process does not read until the end
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'keyport.js'), 'server', '--config', cfg], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pause();
+  let errText = '';
+  child.stderr.on('data', (c: Buffer) => (errText += c.toString()));
+  try {
+    const url = `https://127.0.0.1:${p}`;
+    const anon = agentFor();
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) assert.fail(`server exited: ${errText}`);
+      const up = await raw(url, anon, 'GET', '/version').then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (up) break;
+      assert.ok(i < 300, `server did not start: ${errText}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // 2,000 anonymous requests with 15 KB paths: 30 MB of audit lines for a reader that takes none
+    const N = 2000;
+    const long = '/v1/key/describe/flood-' + 'a'.repeat(15_000);
+    for (let i = 0; i < N; i += 20) {
+      const rs = await Promise.all(Array.from({ length: 20 }, () => raw(url, anon, 'GET', long)));
+      for (const r of rs) assert.equal(r.status, 400);
+    }
+    const admin = agentFor(parseApiKey(dev.apiKey));
+    const metrics = (await raw(url, admin, 'GET', '/v1/metrics')).body;
+    const dropped = Number(/^kes_log_audit_dropped_events (\d+)/m.exec(metrics)?.[1] ?? 'NaN');
+    // now read everything that was kept, up to a marker request made after the flood
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stdout.resume();
+    for (let i = 0; !out.includes('/v1/key/describe/marker'); i++) {
+      if (i % 20 === 0) await raw(url, admin, 'GET', '/v1/key/describe/marker');
+      assert.ok(i < 400, 'the marker never reached stdout');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const kept = out.split('\n').filter((l) => l.includes('/v1/key/describe/flood-')).length;
+    assert.equal(kept + dropped, N, `every audit line was either written or counted as dropped (kept ${kept}, dropped ${dropped})`);
+    assert.ok(kept * 15_000 < 8 * 1024 * 1024, `at most the bounded buffer (and the pipe's own) was kept: ${kept} lines`);
+    assert.ok(dropped > N / 2, `lines were dropped: ${dropped}`);
+  } finally {
+    child.kill('SIGKILL');
+  }
 });
 
 describe('connection limits and TLS policy', async () => {
