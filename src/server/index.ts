@@ -6,6 +6,7 @@ import type { ServerConfig } from './config.js';
 import { createKesServer } from './http.js';
 import { Logs, type LogOutputs } from './logs.js';
 import { createMetrics } from './metrics.js';
+import { UnansweredWrites } from './unanswered.js';
 import type { ServerState } from './routes.js';
 
 export interface Started {
@@ -44,6 +45,7 @@ export async function startServer(cfg: ServerConfig, opts: StartOptions = {}): P
     config: cfg,
     logs,
     metrics,
+    unanswered: new UnansweredWrites(),
     startedAt: Date.now(),
     async probe() {
       const t = process.hrtime.bigint();

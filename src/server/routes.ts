@@ -13,6 +13,7 @@ import { isKesListPattern, matchPattern } from './policy.js';
 export { matchPattern };
 import type { Logs } from './logs.js';
 import type { Metrics } from './metrics.js';
+import type { UnansweredWrites } from './unanswered.js';
 
 export const VERSION = 'v0.24.0-keyport';
 const MB = 1 << 20;
@@ -39,6 +40,8 @@ export interface ServerState {
   logs: Logs;
   metrics: Metrics;
   startedAt: number;
+  /** creates and imports that finished after their client was answered 503 (see unanswered.ts) */
+  unanswered: UnansweredWrites;
   /** liveness of the store, for /v1/ready and /v1/status */
   probe(): Promise<{ ok: boolean; latencyMs: number; unreachable: boolean }>;
 }
@@ -163,6 +166,14 @@ export function kesListPrefix(resource: string, stripStar: boolean): string {
   return stripStar && resource.endsWith('*') ? resource.slice(0, -1) : resource;
 }
 
+/** this create/import retries one of the same identity that finished after its client was answered 503 */
+async function retriesUnanswered(c: Ctx, material?: Buffer): Promise<boolean> {
+  await c.state.unanswered.settled(c.resource);
+  if (!c.state.unanswered.has(c.resource)) return false;
+  const now = await c.state.kr.describe(c.resource).catch(() => undefined);
+  return !!now && c.state.unanswered.claim(c.resource, c.identity, now.fingerprint, material);
+}
+
 const LIST_MAX_BYTES = 900 * 1024; // the KES client reads at most 1 MiB of a listing
 
 export function buildRoutes(cfg: ServerConfig): Route[] {
@@ -213,10 +224,19 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       if (usage !== undefined && (!Array.isArray(usage) || usage.some((u) => !(KEY_USAGES as readonly string[]).includes(u))))
         throw err('INVALID_INPUT', 'invalid usage');
       try {
-        await c.state.kr.create(c.resource, { type, purpose: str(b, 'purpose') as never, usage, createdBy: c.identity, signal: c.signal });
+        await c.state.unanswered.track(
+          c.resource,
+          c.state.kr
+            .create(c.resource, { type, purpose: str(b, 'purpose') as never, usage, createdBy: c.identity, signal: c.signal })
+            .then((info) => {
+              // the client was already answered 503 (or went away): its retry will be answered 200, once
+              if (c.signal.aborted) c.state.unanswered.remember(c.resource, c.identity, info.fingerprint);
+            }),
+        );
       } catch (e) {
         // a key type this store cannot hold is the client's request refused (checked before generating), not a missing feature
         if (isKeyportError(e, 'UNSUPPORTED')) throw err('UNSUPPORTED', e.message, { httpStatus: 400 });
+        if (isKeyportError(e, 'EXISTS') && (await retriesUnanswered(c))) return ok();
         throw e;
       }
       return ok();
@@ -239,8 +259,19 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
           };
         if (key.length !== 32) return { status: 406, json: { message: `invalid key size for '${cipher ?? 'AES256'}'` } };
       }
-      await c.state.kr.import(c.resource, key, { type: (type ?? 'aes256') as KeyType, createdBy: c.identity });
-      key.fill(0);
+      try {
+        await c.state.unanswered.track(
+          c.resource,
+          c.state.kr.import(c.resource, key, { type: (type ?? 'aes256') as KeyType, createdBy: c.identity }).then((info) => {
+            if (c.signal.aborted) c.state.unanswered.remember(c.resource, c.identity, info.fingerprint, key);
+          }),
+        );
+      } catch (e) {
+        if (isKeyportError(e, 'EXISTS') && (await retriesUnanswered(c, key))) return ok();
+        throw e;
+      } finally {
+        key.fill(0);
+      }
       return ok();
     }),
     r('GET', '/v1/key/describe/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.describe(c.resource)))),
