@@ -55,6 +55,8 @@ const BACKENDS: Record<KmsScheme, Backend> = {
         'secret-access-key': s(),
         'session-token': s(),
         'timeout-ms': int(),
+        /** the key specs the endpoint imports, where less than AWS KMS's (aes256 for local-kms, none for moto) */
+        import: s(),
       })
       .strict(),
     identity: [],

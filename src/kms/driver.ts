@@ -88,6 +88,12 @@ export interface Driver {
   deleteKey(keyId: string, opts?: CallOptions): Promise<void>;
   /** BYOK; absent where the KMS cannot import */
   importKey?(material: KeyMaterialForImport, name?: string, opts?: CallOptions): Promise<string>;
+  /**
+   * why this KMS will not import a key of this kind and spec, from its documented limits (and the
+   * operator's connection settings), or undefined when it will; no KMS call. Absent: the KMS imports
+   * every spec it can hold (see importRefusal below). Plans consult it before anything is attempted.
+   */
+  importRefusal?(kind: KeyMaterialForImport['kind'], spec: KeyMaterialForImport['spec']): string | undefined;
   /** absent where the KMS cannot list */
   listKeys?(): AsyncIterable<DriverKeyInfo>;
   /** what the key is and may do, as the KMS records it; absent where the KMS cannot tell */
@@ -101,6 +107,19 @@ export interface Driver {
    * per Driver call instead of retrying whole calls
    */
   readonly retriesRequests?: boolean;
+}
+
+/**
+ * Whether `d` imports a key of this kind and spec: the reason it will not, or undefined. A driver
+ * without importKey imports nothing; one without importRefusal imports what it can hold (aes256
+ * symmetric keys, its supported signing and encryption key specs).
+ */
+export function importRefusal(d: Driver, kind: KeyMaterialForImport['kind'], spec: KeyMaterialForImport['spec']): string | undefined {
+  if (!d.importKey) return `${d.name} cannot import key material (no BYOK)`;
+  if (d.importRefusal) return d.importRefusal(kind, spec);
+  if (kind === 'symmetric') return spec === 'aes256' ? undefined : `${d.name} imports only aes256 symmetric keys, not ${spec}`;
+  const held: readonly string[] = kind === 'signing' ? d.supportedSigningKeySpecs() : d.supportedEncryptionKeySpecs();
+  return held.includes(spec) ? undefined : `${d.name} holds no ${spec} ${kind} keys`;
 }
 
 /** A factory registered per URI scheme (the smallstep model). */

@@ -304,6 +304,7 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
         o?.signal,
       );
   }
+  if (driver.importRefusal) w.importRefusal = driver.importRefusal.bind(driver);
   if (driver.describeKey) {
     const desc = driver.describeKey.bind(driver);
     w.describeKey = (keyId: string, o?: CallOptions) => call('describeKey', { keyId }, (x) => desc(keyId, x), {}, o?.signal);

@@ -132,6 +132,20 @@ async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean):
   }
 }
 
+/**
+ * A re-key that found its name taken: resumed after a crash, the target store already holds the key
+ * this migration made (verification then proves it works). Anything else taken — e.g. an AWS KMS alias
+ * of that name left from elsewhere, while the target store has no such key — is the failure it is.
+ */
+async function resumedRekey(ctx: ExecContext, e: PlanEntry, x: unknown): Promise<void> {
+  if (!isKeyportError(x, 'EXISTS')) throw x;
+  const held = await ctx.dst.kr.store.get(e.n).then(
+    () => true,
+    () => false,
+  );
+  if (!held) throw x;
+}
+
 export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promise<BatchResult> {
   const res: BatchResult = { migrated: 0, verified: 0, failed: [], conflicts: [], errors: [] };
   const fail = (name: string, e: unknown) => {
@@ -145,13 +159,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     batch.map(async (e) => {
       try {
         if (e.s === 'rekey') {
-          await ctx.pool.run(() =>
-            rekey(ctx, e).catch(async (x) => {
-              // resumed after a crash: the re-keyed key may already be there
-              if (isKeyportError(x, 'EXISTS')) return;
-              throw x;
-            }),
-          );
+          await ctx.pool.run(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }
@@ -169,7 +177,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
               (ctx.importRefused ??= new Set()).add(type);
             }
           }
-          await ctx.pool.run(() => rekey(ctx, e).catch((x) => (isKeyportError(x, 'EXISTS') ? undefined : Promise.reject(x))));
+          await ctx.pool.run(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           res.rekeyedInstead = (res.rekeyedInstead ?? 0) + 1;
           done.push({ name: e.n, rekeyed: true });
           return undefined;

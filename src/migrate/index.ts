@@ -8,6 +8,7 @@ import { err } from '../errors.js';
 import { redactUri } from '../config/uri.js';
 import { openKeyring, targetIdentity } from '../keys/open.js';
 import { Connections } from '../kms/connections.js';
+import type { Driver } from '../kms/driver.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
 import {
@@ -82,14 +83,14 @@ async function side(kr: StoreKeyring, uri: string): Promise<Side> {
   // reachable and readable: one listing call, the protection setting, the KMS behind it
   await kr.store.list({ limit: 1 });
   const protection = await kr.checkProtection();
-  let canImport = false;
+  let kms: Driver | undefined;
   if (protection.mode === 'external') {
     const d = await kr.kmsDriver(protection.kms);
     const h = await d.health();
     if (h.state !== 'ok') throw err('UNAVAILABLE', `KMS ${protection.kms} is not healthy: ${h.reason}`);
-    canImport = typeof d.importKey === 'function';
+    kms = d;
   }
-  return { kr, uri, protection, kind: kr.store.capabilities.kind, kesOnly: !!kr.store.capabilities.kesOnly, canImport };
+  return { kr, uri, protection, kind: kr.store.capabilities.kind, kesOnly: !!kr.store.capabilities.kesOnly, kms };
 }
 
 export async function migrate(o: MigrateOptions): Promise<MigrateReport> {

@@ -10,6 +10,7 @@ import type { StoreKeyring } from '../keys/keyring.js';
 import type { Protection } from '../store/protection.js';
 import { compilePattern, type Pattern } from '../keys/names.js';
 import type { PlanEntry, PlanWriter, Strategy } from './journal.js';
+import { importRefusal, type Driver, type KeyMaterialForImport } from '../kms/driver.js';
 
 export type Mode = 'default' | 'merge' | 'force';
 
@@ -20,7 +21,8 @@ export interface Side {
   kind: string;
   /** the target holds only what a KES keystore can */
   kesOnly: boolean;
-  canImport: boolean;
+  /** the KMS of an external-mode store (its capabilities decide import or re-key at plan time) */
+  kms?: Driver | undefined;
 }
 
 export interface PlanSummary {
@@ -45,6 +47,17 @@ async function* names(kr: StoreKeyring, pat: Pattern): AsyncGenerator<string> {
 /** the fingerprints of every version: equal lists mean the same key material */
 export const material = (r: KeyRecord) => r.versions.map((v) => v.fingerprint).join(',');
 
+const kindOf = (r: KeyRecord): KeyMaterialForImport['kind'] =>
+  r.type === 'aes256' ? 'symmetric' : r.purpose === 'signing' ? 'signing' : 'encryption';
+
+/** why a target KMS cannot make a new key of this record's type (re-keying), or undefined */
+function cannotHold(d: Driver, r: KeyRecord): string | undefined {
+  const kind = kindOf(r);
+  if (kind === 'symmetric') return undefined;
+  const held: readonly string[] = kind === 'signing' ? d.supportedSigningKeySpecs() : d.supportedEncryptionKeySpecs();
+  return held.includes(r.type) ? undefined : `${d.name} cannot create ${r.type} ${kind} keys either`;
+}
+
 export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean): { s: Strategy } | { reason: string } {
   const external = r.versions.filter((v) => v.external);
   const dstExternal = dst.protection.mode === 'external';
@@ -54,9 +67,12 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
   }
   if (external.length === 0) {
     if (!dstExternal) return { s: 'copy' };
-    if (!dst.canImport)
-      return rekey ? { s: 'rekey' } : { reason: `${redactUri(dst.uri)} cannot import key material: pass --rekey to create new keys there` };
-    return { s: 'import' };
+    // decided here, from what the target KMS documents it imports: never attempted and failed
+    const why = dst.kms ? importRefusal(dst.kms, kindOf(r), r.type as KeyMaterialForImport['spec']) : 'not a KMS';
+    if (!why) return { s: 'import' };
+    if (!rekey) return { reason: `${why}: pass --rekey to create a new key in ${redactUri(dst.uri)} instead` };
+    const cannot = dst.kms && cannotHold(dst.kms, r);
+    return cannot ? { reason: `${why}, and ${cannot}` } : { s: 'rekey' };
   }
   // the source cannot export: keep the reference when the target is a catalog of the same KMS
   if (
@@ -66,7 +82,10 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
   )
     return { s: 'copy' };
   if (dst.kesOnly) return { reason: 'the key lives in a KMS and cannot be exported into a KES keystore' };
-  if (rekey) return { s: 'rekey' };
+  if (rekey) {
+    const cannot = dst.kms && cannotHold(dst.kms, r);
+    return cannot ? { reason: `the key lives in a KMS and cannot be exported, and ${cannot}` } : { s: 'rekey' };
+  }
   return {
     reason: `the key lives in KMS ${redactUri(external[0]!.external!.kms)} and cannot be exported: pass --rekey for a new key with a delegation`,
   };

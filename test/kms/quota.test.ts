@@ -213,7 +213,71 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     assert.ok(s.ops.GetParametersForImport!.throttled > 0, 'GetParametersForImport was throttled and resumed');
   });
 
-  it('migrate --rekey into a KMS that refuses EC import (local-kms): EC keys are re-keyed, aes256 imported, none fails', async () => {
+  it('plans match the target: local-kms declared import=aes256 — without --rekey EC keys are refused at plan time, nothing attempted', async () => {
+    // local-kms documents import of symmetric keys only (no asymmetric EXTERNAL keys): its connection says so
+    const target = `${kms};import=aes256`;
+    const src = `sqlite:${join(dir, 'plan-ec.db')}`;
+    const kr = await openKeyring(src);
+    for (let i = 0; i < 3; i++) await kr.create(`${tag}-pe${i}`, { type: 'ec-p256' });
+    await kr.create(`${tag}-pa`);
+    await kr.close();
+    inj.configure({});
+    inj.reset();
+    const dry = await migrate({ from: src, to: target, dryRun: true });
+    assert.equal(dry.refused.length, 3);
+    for (const r of dry.refused) assert.match(r.reason, /imports only aes256 keys.*not ec-p256: pass --rekey/);
+    assert.deepEqual(
+      dry.plan!.map((e) => [e.n, e.a, e.s ?? null]),
+      [[`${tag}-pa`, 'migrate', 'import'], ...[0, 1, 2].map((i) => [`${tag}-pe${i}`, 'refuse', null])],
+    );
+    const r = await migrate({ from: src, to: target });
+    assert.equal(r.refused.length, 3);
+    assert.deepEqual([r.migrated, r.verified, r.failed.length], [1, 1, 0]);
+    const ops = inj.stats().ops;
+    assert.equal(ops.CreateKey?.forwarded, 1, 'one CreateKey: the aes256 import; none tried for the refused EC keys');
+    assert.equal(ops.ScheduleKeyDeletion?.forwarded ?? 0, 0);
+  });
+
+  it('plans match the target: with --rekey EC keys are planned as re-keys up front, one CreateKey each, none wasted', async () => {
+    const target = `${kms};import=aes256`;
+    const src = `sqlite:${join(dir, 'plan-rekey.db')}`;
+    const kr = await openKeyring(src);
+    for (let i = 0; i < 5; i++) await kr.create(`${tag}-pr${i}`, { type: 'ec-p256' });
+    await kr.create(`${tag}-pra`);
+    await kr.close();
+    inj.configure({});
+    inj.reset();
+    const dry = await migrate({ from: src, to: target, rekey: true, dryRun: true });
+    assert.deepEqual(dry.strategies, { copy: 0, import: 1, rekey: 5 });
+    assert.equal(inj.stats().ops.CreateKey?.forwarded ?? 0, 0, 'a dry run creates nothing');
+    const r = await migrate({ from: src, to: target, rekey: true, concurrency: 8 });
+    assert.deepEqual([r.failed, r.refused], [[], []], JSON.stringify(r.errors));
+    assert.deepEqual([r.migrated, r.verified], [6, 6]);
+    assert.deepEqual(r.strategies, { copy: 0, import: 1, rekey: 5 });
+    const ops = inj.stats().ops;
+    assert.equal(ops.CreateKey!.forwarded, 6, 'one CreateKey per key: no import attempted for the EC keys');
+    assert.equal(ops.ScheduleKeyDeletion?.forwarded ?? 0, 0);
+  });
+
+  it('a re-key whose alias is taken in the KMS (not by this migration) fails naming the alias, never counted as done', async () => {
+    const target = `${kms};import=aes256`;
+    const src = `sqlite:${join(dir, 'taken.db')}`;
+    const kr = await openKeyring(src);
+    await kr.create(`${tag}-tk`, { type: 'ec-p256' });
+    await kr.close();
+    // an alias of that name left in the KMS by something else (an earlier run with another catalog)
+    const d = await openInstrumentedDriver(kms);
+    await direct.send(new CreateAliasCommand({ AliasName: `alias/${tag}-tk`, TargetKeyId: await d.generateSymmetricKey() }));
+    await d.close?.();
+    const r = await migrate({ from: src, to: target, rekey: true });
+    assert.deepEqual(r.failed, [`${tag}-tk`]);
+    assert.match(r.errors[0]!.error, /alias 'alias\/[^']+-tk' already exists/);
+    assert.equal(r.migrated, 0);
+    const orphans = (await kmsKeys(`${tag}-tk `)).filter((k) => k.state === 'Enabled');
+    assert.deepEqual(orphans, [], 'the new key whose alias was taken is not left enabled');
+  });
+
+  it('an endpoint that imports less than its connection says (local-kms, undeclared): EC keys re-keyed after its refusal, aes256 imported, none fails', async () => {
     inj.configure({});
     const src = `sqlite:${join(dir, 'ec.db')}`;
     const kr = await openKeyring(src);

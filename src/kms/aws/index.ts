@@ -16,6 +16,11 @@
  *    RSA_AES_KEY_WRAP_SHA_256 (AES-256 key under RSA-OAEP-SHA-256, then AES key wrap with padding,
  *    RFC 5649). A private key must be the declared spec (checked locally before any KMS call).
  *    A KMS/emulator that lacks import fails with UNSUPPORTED.
+ *  - importRefusal: AWS KMS documents import for SYMMETRIC_DEFAULT and every asymmetric spec keyport
+ *    uses (RSA, ECC_NIST_*, ECC_SECG_P256K1). An AWS-compatible endpoint that imports less is told so
+ *    by the operator's connection: `import=aes256` (local-kms imports symmetric keys only),
+ *    `import=none` (moto has no import), or a comma list of keyport specs. Plans then re-key or refuse
+ *    those keys up front, and importKey refuses them before any KMS call.
  *  - the SDK makes one attempt per call (keyport retries above the driver) and each call is bounded
  *    by timeout-ms.
  */
@@ -79,8 +84,23 @@ const RSA_CT_MAX = 512;
 const NAME_TAG = 'keyport:name';
 const SVC = 'AWS KMS';
 
+/** every spec AWS KMS imports (its documented BYOK key specs, in keyport's names) */
+const IMPORTABLE: readonly string[] = ['aes256', ...new Set([...Object.keys(SIGNING_SPECS), ...Object.keys(ENCRYPTION_SPECS)])];
+
+/** the `import=` connection attribute: the specs this endpoint imports (a subset of AWS KMS's) */
+export function importableSpecs(value: string | undefined): ReadonlySet<string> {
+  if (value === undefined) return new Set(IMPORTABLE);
+  if (value === 'none') return new Set();
+  const specs = value.split(',').map((x) => x.trim());
+  const bad = specs.filter((x) => !IMPORTABLE.includes(x));
+  if (bad.length || !specs.length)
+    throw err('USAGE', `awskms: import=${value}: list the key specs this endpoint imports (of ${IMPORTABLE.join(', ')}), or none`);
+  return new Set(specs);
+}
+
 export const factory: DriverFactory = async (params, uri) => {
   const p = awsParams(params, 'awskms');
+  const importable = importableSpecs(params['import']);
   let sdk: Kms;
   try {
     sdk = await import('@aws-sdk/client-kms');
@@ -90,7 +110,7 @@ export const factory: DriverFactory = async (params, uri) => {
   const client = new sdk.KMSClient(clientConfig(p) as import('@aws-sdk/client-kms').KMSClientConfig);
   decodeXmlErrors(client.middlewareStack);
   // per attempt the SDK's own request timeout (timeout-ms, clientConfig) bounds each request: no timer of ours per call
-  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: 0 });
+  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: 0 }, importable);
 };
 
 class AwsKmsDriver implements Driver {
@@ -105,6 +125,7 @@ class AwsKmsDriver implements Driver {
     private readonly p: AwsParams,
     readonly uri: string,
     private readonly policy: RetryPolicy,
+    private readonly importable: ReadonlySet<string>,
   ) {
     this.kmsId = `awskms:${p.region}:${p.endpoint ?? 'aws'}`;
   }
@@ -473,7 +494,19 @@ class AwsKmsDriver implements Driver {
     } while (marker);
   }
 
+  importRefusal(kind: KeyMaterialForImport['kind'], spec: KeyMaterialForImport['spec']): string | undefined {
+    const held = kind === 'symmetric' ? spec === 'aes256' : (kind === 'signing' ? SIGNING_SPECS : ENCRYPTION_SPECS)[spec as never];
+    if (!held) return `AWS KMS cannot import a ${spec} ${kind} key`;
+    if (!this.importable.has(spec)) {
+      const what = this.importable.size ? `imports only ${[...this.importable].join(', ')} keys` : 'imports no key material';
+      return `this AWS KMS endpoint ${what} (its connection's import= setting), not ${spec}`;
+    }
+    return undefined;
+  }
+
   async importKey(material: KeyMaterialForImport, name?: string, o?: CallOptions): Promise<string> {
+    const refused = this.importRefusal(material.kind, material.spec);
+    if (refused) throw err('UNSUPPORTED', refused);
     let keySpec: string;
     let usage: string;
     if (material.kind === 'symmetric') {

@@ -407,12 +407,15 @@ class AzureKeyVaultDriver implements Driver {
     return this.create(this.newName(name), { kty: 'RSA', bits: 3072 }, ['wrapKey', 'unwrapKey'], 'symmetric', 'rsa-3072-wrap');
   }
 
+  importRefusal(kind: KeyMaterialForImport['kind'], spec: KeyMaterialForImport['spec']): string | undefined {
+    if (kind === 'symmetric')
+      return 'Azure Key Vault (standard) cannot import symmetric keys: only Managed HSM holds AES keys; generate a wrapper key in the vault instead';
+    const held: readonly string[] = kind === 'signing' ? this.supportedSigningKeySpecs() : this.supportedEncryptionKeySpecs();
+    return held.includes(spec) ? undefined : `Azure Key Vault cannot import a ${spec} ${kind} key`;
+  }
+
   async importKey(m: KeyMaterialForImport, name?: string): Promise<string> {
-    if (m.kind === 'symmetric')
-      throw err(
-        'UNSUPPORTED',
-        'Azure Key Vault (standard) cannot import symmetric keys: only Managed HSM holds AES keys; generate a wrapper key in the vault instead',
-      );
+    if (m.kind === 'symmetric') throw err('UNSUPPORTED', this.importRefusal(m.kind, m.spec)!);
     const n = this.newName(name);
     const { jwk, shape } = jwkForImport(m);
     jwk.keyOps = m.kind === 'signing' ? ['sign', 'verify'] : ['decrypt', 'encrypt'];
