@@ -22,21 +22,25 @@ export function register(program: Command): void {
     .option('--health-wait <seconds>', 'how long health may take to become ok', '30')
     .action(async (uri: string, o: DriverTestOpts) => {
       const { err } = await import('../errors.js');
-      const { redactUri } = await import('../config/uri.js');
       const { openDriver } = await import('../kms/registry.js');
+      const { redactGeneric } = await import('../kms/address.js');
       const { runConformance, summarize, assertUri } = await import('../kms/conformance.js');
       const wait = Number(o.healthWait);
       if (!Number.isFinite(wait) || wait < 0) throw err('USAGE', `--health-wait ${o.healthWait} is not a number of seconds`);
-      if (o.unreachable) assertUri(o.unreachable, '--unreachable');
-      if (o.badCredentials) assertUri(o.badCredentials, '--bad-credentials');
-      const driver = await openDriver(uri);
+      // every address parsed once, here: the kit gets typed addresses (they print redacted)
+      const addr = assertUri(uri, 'KMS URI');
+      // the argument as the operator wrote it (local:DIR/ keeps its slash), credentials hidden
+      const shown = redactGeneric(uri);
+      const unreachable = o.unreachable ? assertUri(o.unreachable, '--unreachable') : undefined;
+      const badCredentials = o.badCredentials ? assertUri(o.badCredentials, '--bad-credentials') : undefined;
+      const driver = await openDriver(addr);
       const live = !o.json && process.stderr.isTTY;
       let results;
       try {
         results = await runConformance(driver, {
-          uri,
-          unreachableUri: o.unreachable,
-          badCredentialsUri: o.badCredentials,
+          uri: addr,
+          ...(unreachable ? { unreachableUri: unreachable } : {}),
+          ...(badCredentials ? { badCredentialsUri: badCredentials } : {}),
           cleanup: !o.keep,
           healthWaitMs: wait * 1000,
           onResult: live ? (r) => process.stderr.write(`${r.outcome.padEnd(4)} ${r.check}${r.spec ? ` ${r.spec}` : ''}\n`) : undefined,
@@ -46,7 +50,7 @@ export function register(program: Command): void {
       }
       const s = summarize(results);
       if (o.json) {
-        printJson({ uri: redactUri(uri), ...s, results });
+        printJson({ uri: shown, ...s, results });
       } else {
         printTable(
           results.map((r) => ({
@@ -58,7 +62,7 @@ export function register(program: Command): void {
           })),
           ['check', 'spec', 'result', 'time', 'detail'],
         );
-        process.stdout.write(`\n${redactUri(uri)}: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped\n`);
+        process.stdout.write(`\n${shown}: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped\n`);
       }
       process.exitCode = s.failed ? 1 : 0;
     });

@@ -314,6 +314,17 @@ export class KmsAddress {
     return new KmsAddress(this.scheme, this.attrs, keyId);
   }
 
+  /** the same connection with some attributes replaced (validated like a parsed address) */
+  with(changes: Record<string, string>): KmsAddress {
+    const b = BACKENDS[this.scheme];
+    const attrs = { ...this.attrs, ...changes };
+    if (!b.open) {
+      const r = b.schema.safeParse(attrs);
+      if (!r.success) throw badAttr('KMS address', this.scheme, r.error);
+    }
+    return new KmsAddress(this.scheme, attrs, this.keyId);
+  }
+
   /** the same address without its key (the KMS connection) */
   withoutKey(): KmsAddress {
     return new KmsAddress(this.scheme, this.attrs, undefined);

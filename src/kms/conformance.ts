@@ -10,12 +10,12 @@
  * Keys are named `keyport-conformance-<run>-<what>` and deleted at the end unless `cleanup: false`.
  */
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
-import { err, isKeyportError, oneLine, type ErrorCode } from '../errors.js';
-import { formatUri, parseUri, redactUri } from '../config/uri.js';
+import { isKeyportError, oneLine, type ErrorCode } from '../errors.js';
 import { keyTypeOf, publicKeyObject } from '../crypto/keys.js';
 import { verifyData } from '../crypto/sign.js';
 import { eciesEncrypt, rsaOaepEncrypt } from '../crypto/asym.js';
 import { openDriver } from './registry.js';
+import { KmsAddress } from './address.js';
 import type { Driver, EncryptionAlgoSpec, EncryptionKeySpec, Health, SigningAlgoSpec, SigningKeySpec } from './driver.js';
 
 export interface CheckResult {
@@ -33,18 +33,18 @@ export interface ConformanceOptions {
   cleanup?: boolean;
   /** called as each result is known (for live output) */
   onResult?: (r: CheckResult) => void;
-  /** the URI the driver was opened with: lets the kit derive the unreachable / bad-credentials URIs */
-  uri?: string;
+  /** the address the driver was opened with: lets the kit derive the unreachable / bad-credentials addresses */
+  uri?: string | KmsAddress;
   /** same scheme, pointing at a closed port; derived from `uri` when possible */
-  unreachableUri?: string;
+  unreachableUri?: string | KmsAddress;
   /** same KMS, wrong credentials; derived from `uri` when it carries credentials */
-  badCredentialsUri?: string;
+  badCredentialsUri?: string | KmsAddress;
   /** how long health() may take to reach ok (default 30 s) */
   healthWaitMs?: number;
   /** the kit's limit per driver call (default 60 s) */
   callTimeoutMs?: number;
-  /** opens the unreachable / bad-credentials URIs (default openDriver) */
-  open?: (uri: string) => Promise<Driver>;
+  /** opens the unreachable / bad-credentials addresses (default openDriver) */
+  open?: (a: KmsAddress) => Promise<Driver>;
 }
 
 export const CONFORMANCE_PREFIX = 'keyport-conformance-';
@@ -75,53 +75,44 @@ const CREDENTIAL_PARAMS =
   /^(pin-value|pin|password|passphrase|secret|secret-key|secret-access-key|access-key-id|access-key|client-secret|api-key|token-secret|session-token)$/i;
 const WRONG_SECRET = 'keyport-conformance-wrong-credential';
 
+/** an address given as a string is parsed here, once, at the kit's edge */
+const addressOf = (a: string | KmsAddress, what?: string): KmsAddress =>
+  typeof a === 'string' ? KmsAddress.parse(a, what ? { what } : {}) : a;
+
 /**
- * The same KMS URI pointing at a closed port (127.0.0.1:1), or undefined when the URI names no
- * network endpoint (local:, pkcs11:, most driver: modules).
+ * The same KMS address pointing at a closed port (127.0.0.1:1), or undefined when it names no network
+ * endpoint (local:, pkcs11:, most driver: modules).
  */
-export function deriveUnreachableUri(uri: string): string | undefined {
-  const u = parseUri(uri);
-  const params = { ...u.params };
-  let changed = false;
+export function deriveUnreachableUri(uri: string | KmsAddress): KmsAddress | undefined {
+  const a = addressOf(uri);
+  const params = a.driverParams();
+  const changes: Record<string, string> = {};
   for (const [k, v] of Object.entries(params)) {
     if (/^https?:\/\//i.test(v)) {
       try {
         const url = new URL(v);
         url.hostname = '127.0.0.1';
         url.port = '1';
-        params[k] = url.origin + url.pathname.replace(/\/$/, '');
+        changes[k] = url.origin + url.pathname.replace(/\/$/, '');
       } catch {
-        params[k] = `http://127.0.0.1:1`;
+        changes[k] = `http://127.0.0.1:1`;
       }
-      changed = true;
-    } else if (k === 'endpoint' || k === 'api-endpoint') {
-      params[k] = '127.0.0.1:1';
-      changed = true;
-    }
+    } else if (k === 'endpoint' || k === 'api-endpoint') changes[k] = '127.0.0.1:1';
   }
   if ('host' in params) {
-    params['host'] = '127.0.0.1';
-    params['port'] = '1';
-    changed = true;
-  } else if ('port' in params) {
-    params['port'] = '1';
-    changed = true;
-  }
-  return changed ? formatUri(u.scheme, params, u.path) : undefined;
+    changes['host'] = '127.0.0.1';
+    changes['port'] = '1';
+  } else if ('port' in params) changes['port'] = '1';
+  return Object.keys(changes).length ? a.with(changes) : undefined;
 }
 
-/** The same KMS URI with its credentials replaced by wrong ones, or undefined when it carries none. */
-export function deriveBadCredentialsUri(uri: string): string | undefined {
-  const u = parseUri(uri);
-  const params = { ...u.params };
-  let changed = false;
-  for (const k of Object.keys(params)) {
-    if (CREDENTIAL_PARAMS.test(k)) {
-      params[k] = k.toLowerCase().startsWith('pin') ? '000000' : WRONG_SECRET;
-      changed = true;
-    }
-  }
-  return changed ? formatUri(u.scheme, params, u.path) : undefined;
+/** The same KMS address with its credentials replaced by wrong ones, or undefined when it carries none. */
+export function deriveBadCredentialsUri(uri: string | KmsAddress): KmsAddress | undefined {
+  const a = addressOf(uri);
+  const changes: Record<string, string> = {};
+  for (const k of Object.keys(a.driverParams()))
+    if (CREDENTIAL_PARAMS.test(k)) changes[k] = k.toLowerCase().startsWith('pin') ? '000000' : WRONG_SECRET;
+  return Object.keys(changes).length ? a.with(changes) : undefined;
 }
 
 function describe(e: unknown): string {
@@ -163,7 +154,7 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
   const run = randomBytes(3).toString('hex');
   const made: MadeKey[] = [];
   const cleanup = opts.cleanup ?? true;
-  const open = opts.open ?? ((u: string) => openDriver(u));
+  const open = opts.open ?? ((a: KmsAddress) => openDriver(a));
 
   const push = (r: CheckResult) => {
     results.push(r);
@@ -652,7 +643,7 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
   // ---- unreachable / bad credentials ----------------------------------------------------------
   const probeId = anyKey?.id ?? `${CONFORMANCE_PREFIX}probe`;
   await check('unreachable', undefined, async () => {
-    const u = opts.unreachableUri ?? (opts.uri ? deriveUnreachableUri(opts.uri) : undefined);
+    const u = opts.unreachableUri ? addressOf(opts.unreachableUri, '--unreachable') : opts.uri ? deriveUnreachableUri(opts.uri) : undefined;
     if (!u)
       throw new Skip(
         opts.uri ? 'the URI names no network endpoint: pass --unreachable URI' : 'no URI to derive from: pass --unreachable URI',
@@ -661,8 +652,8 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     try {
       d = await call('opening the unreachable URI', () => open(u));
     } catch (e) {
-      if (isKeyportError(e) && e.retryable) return `open failed retryably (${e.code}) for ${redactUri(u)}`;
-      throw new Fail(`opening ${redactUri(u)}: ${describe(e)} (a refused connection must be retryable: UNAVAILABLE)`);
+      if (isKeyportError(e) && e.retryable) return `open failed retryably (${e.code}) for ${u}`;
+      throw new Fail(`opening ${u}: ${describe(e)} (a refused connection must be retryable: UNAVAILABLE)`);
     }
     try {
       let h: Health;
@@ -671,14 +662,14 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       } catch (e) {
         throw new Fail(`health() threw on an unreachable KMS: ${describe(e)}`);
       }
-      if (h?.state === 'ok') throw new Fail(`health is ok for ${redactUri(u)} (a closed port)`);
+      if (h?.state === 'ok') throw new Fail(`health is ok for ${u} (a closed port)`);
       let e: unknown;
       try {
         await call('keyExistsAndIsActive on an unreachable KMS', () => d.keyExistsAndIsActive(probeId));
       } catch (x) {
         e = x;
       }
-      if (e === undefined) throw new Fail(`keyExistsAndIsActive succeeded against ${redactUri(u)}`);
+      if (e === undefined) throw new Fail(`keyExistsAndIsActive succeeded against ${u}`);
       if (e instanceof KitTimeout) throw new Fail(`${e.message}: the driver must give up on a refused connection`);
       if (!isKeyportError(e)) throw new Fail(describe(e));
       if (!e.retryable)
@@ -689,7 +680,7 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     }
   });
   await check('bad-credentials', undefined, async () => {
-    const given = opts.badCredentialsUri;
+    const given = opts.badCredentialsUri ? addressOf(opts.badCredentialsUri, '--bad-credentials') : undefined;
     const u = given ?? (opts.uri ? deriveBadCredentialsUri(opts.uri) : undefined);
     if (!u)
       throw new Skip(
@@ -716,7 +707,7 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       } catch (e) {
         return judge(e);
       }
-      if (given) throw new Fail(`the KMS accepted the credentials of ${redactUri(u)}`);
+      if (given) throw new Fail(`the KMS accepted the credentials of ${u}`);
       throw new Skip(
         'the KMS accepted wrong credentials (an emulator that does not check them?): pass --bad-credentials URI to test a real one',
       );
@@ -781,11 +772,7 @@ export function summarize(results: CheckResult[]): { passed: number; failed: num
   };
 }
 
-/** used by the CLI to reject an unusable option early */
-export function assertUri(uri: string, what: string): void {
-  try {
-    parseUri(uri);
-  } catch {
-    throw err('USAGE', `${what} '${redactUri(uri)}' is not a KMS URI`);
-  }
+/** used by the CLI to reject an unusable option early: the typed address, parsed once */
+export function assertUri(uri: string, what: string): KmsAddress {
+  return KmsAddress.parse(uri, { what });
 }

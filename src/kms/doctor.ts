@@ -154,7 +154,7 @@ export async function doctorKms(uri: string | KmsAddress, opts: DoctorOptions = 
     report.ok = false;
     return report;
   }
-  const driver = instrument(raw, { kmsUri: kms.toString(), retries: 0, timeoutMs: opts.timeoutMs ?? 15_000 });
+  const driver = instrument(raw, { kmsUri: kms, retries: 0, timeoutMs: opts.timeoutMs ?? 15_000 });
   try {
     const perms = new Map<string, { status: DoctorStatus; detail: string; fix?: string }>();
     const perm = (p: string, status: DoctorStatus, detail: string, fix?: string) => {

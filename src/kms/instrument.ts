@@ -12,8 +12,7 @@
  * health() never throws: a failing or hanging health check reports `failed`.
  */
 import { err, isKeyportError, type KeyportError, oneLine, type ErrorCode } from '../errors.js';
-import { redactUri } from '../config/uri.js';
-import { KmsAddress } from './address.js';
+import { KmsAddress, redactGeneric } from './address.js';
 import { openDriver } from './registry.js';
 import { auditSinkFromEnv, type AuditRecord, type AuditSink } from './audit.js';
 import type { CallOptions, Driver, DriverKeyInfo, Health, KeyMaterialForImport } from './driver.js';
@@ -32,8 +31,8 @@ export interface InstrumentOptions {
   /** the whole call, throttled retries and waiting for the limiter included (default 300000 ms); 0 = none */
   deadlineMs?: number;
   audit?: AuditSink;
-  /** the KMS URI, for audit lines and messages (redacted here again to be safe) */
-  kmsUri: string;
+  /** the KMS, for audit lines and messages: an address prints redacted (a string is redacted here) */
+  kmsUri: string | KmsAddress;
 }
 
 const MAX_MESSAGE = 300;
@@ -80,7 +79,8 @@ interface CallShape<T> {
 }
 
 export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
-  const kms = redactUri(opts.kmsUri);
+  // an address prints redacted; a string from a library caller is redacted like one
+  const kms = typeof opts.kmsUri === 'string' ? redactGeneric(opts.kmsUri) : opts.kmsUri.toString();
   const policy: RetryPolicy = {
     retries: Math.max(0, opts.retries ?? DEFAULT_RETRY_POLICY.retries),
     baseDelayMs: Math.max(0, opts.baseDelayMs ?? DEFAULT_RETRY_POLICY.baseDelayMs),
@@ -392,7 +392,7 @@ export async function openInstrumentedDriver(uri: string | KmsAddress, opts: Par
   } catch (e) {
     throw toKeyportError(e, a.scheme);
   }
-  return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? a.toString(), audit: opts.audit ?? auditSinkFromEnv() });
+  return instrument(d, { ...envOptions(), ...opts, kmsUri: opts.kmsUri ?? a, audit: opts.audit ?? auditSinkFromEnv() });
 }
 
 /** the operator's overrides (src/kms/retry.ts retryPolicyFromEnv) as instrument options */

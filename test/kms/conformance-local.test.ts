@@ -150,17 +150,16 @@ describe('conformance kit', () => {
 
   test('unreachable and bad-credentials URIs are derived from endpoint, host/port and credential attributes', () => {
     assert.equal(
-      deriveUnreachableUri('awskms:region=us-east-1;endpoint=http://127.0.0.1:5000'),
+      deriveUnreachableUri('awskms:region=us-east-1;endpoint=http://127.0.0.1:5000')?.toString(),
       'awskms:region=us-east-1;endpoint=http://127.0.0.1:1',
     );
-    assert.equal(deriveUnreachableUri('kmip:host=kms.example;port=5696;cert=c.pem'), 'kmip:host=127.0.0.1;port=1;cert=c.pem');
-    assert.equal(deriveUnreachableUri('azurekv:vault=https://myvault.vault.azure.net/'), 'azurekv:vault=https://127.0.0.1:1');
+    assert.equal(deriveUnreachableUri('kmip:host=kms.example;port=5696;cert=c.pem')?.toString(), 'kmip:host=127.0.0.1;port=1;cert=c.pem');
+    assert.equal(deriveUnreachableUri('azurekv:vault=https://myvault.vault.azure.net/')?.toString(), 'azurekv:vault=https://127.0.0.1:1');
     assert.equal(deriveUnreachableUri('local:/tmp/x/'), undefined);
     assert.equal(deriveUnreachableUri('pkcs11:module-path=/usr/lib/softhsm.so;token=t?pin-value=1234'), undefined);
-    assert.equal(
-      deriveBadCredentialsUri('pkcs11:module-path=/m.so;token=t?pin-value=1234'),
-      'pkcs11:module-path=/m.so;token=t;pin-value=000000',
-    );
+    const bad = deriveBadCredentialsUri('pkcs11:module-path=/m.so;token=t?pin-value=1234');
+    assert.deepEqual(bad?.driverParams(), { 'module-path': '/m.so', token: 't', 'pin-value': '000000' });
+    assert.equal(bad?.toString(), 'pkcs11:module-path=/m.so;token=t;pin-value=***', 'a typed address prints redacted');
     assert.equal(deriveBadCredentialsUri('awskms:region=r;endpoint=http://h:1'), undefined);
   });
 });
