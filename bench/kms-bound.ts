@@ -1,7 +1,8 @@
 /**
  * bench/kms-bound: issue 12's table — keyport against a slow, rate-limited KMS. local-kms
- * (scripts/testbed/localkms.sh) behind the latency and quota injector (test/support/kms-injector.ts,
- * run as its own process so its CPU is not counted as keyport's), 20 ms per call. Per case: items,
+ * behind the latency and quota injector, both started by scripts/testbed/kms-injector.sh (the injector
+ * runs as its own process, so its CPU is not counted as keyport's; stopped at the end unless it was
+ * running before), 20 ms per call. Per case: items,
  * failures, KMS calls per item (every request the injector saw, throttled ones included, over the
  * items), the binding operation's accepted rate ÷ its quota, and keyport's CPU per KMS call.
  *
@@ -9,13 +10,12 @@
  *
  * scale multiplies the item counts (1: the issue's 1000 signatures, 2000 keys, 20 imports, 200 rekeys).
  */
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { serviceEnv } from '../test/support/testbed.js';
 import { AWS_QUOTAS, remoteInjector, type BucketConfig, type InjectorStats } from '../test/support/kms-injector.js';
 import { openInstrumentedDriver } from '../src/kms/instrument.js';
@@ -29,20 +29,14 @@ const dir = mkdtempSync(join(tmpdir(), 'keyport-bench-kms-bound-'));
 process.env.KEYPORT_HOME = join(dir, 'home');
 const n = (x: number) => Math.max(1, Math.round(x * scale));
 
-const env = serviceEnv('localkms');
-const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/kms-injector.ts'), env.LOCALKMS_ENDPOINT!], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const endpoint = await new Promise<string>((resolve, reject) => {
-  const rl = createInterface({ input: child.stdout! });
-  rl.on('line', (l) => {
-    const m = /^KMSINJECT_ENDPOINT=(.*)$/.exec(l);
-    if (m) resolve(m[1]!);
-  });
-  child.once('exit', () => reject(new Error('the injector exited')));
-});
-const inj = remoteInjector(endpoint);
-const kms = `awskms:region=${env.LOCALKMS_REGION};endpoint=${endpoint};access-key-id=test;secret-access-key=test`;
+const INJECTOR = join(ROOT, 'scripts/testbed/kms-injector.sh');
+const wasRunning = spawnSync('bash', [INJECTOR, 'env'], { stdio: 'ignore' }).status === 0;
+const env = serviceEnv('kms-injector');
+const inj = remoteInjector(env.KMSINJECT_ENDPOINT!);
+// local-kms's documented import limit (symmetric keys only) is in the connection: import=aes256
+const kms = env.KMSINJECT_KMS!;
+// names unique per run: the emulator keeps keys and aliases of earlier runs
+const run0 = Date.now().toString(36);
 
 async function pool(count: number, width: number, fn: (i: number) => Promise<unknown>): Promise<number> {
   let failures = 0;
@@ -113,8 +107,7 @@ const unlimited = async () => {
 // external signing
 await unlimited();
 const ext = await openKeyring(kms);
-// names unique per run: the emulator keeps aliases of earlier runs
-const sigName = `bench-sig-${Date.now().toString(36)}`;
+const sigName = `bench-sig-${run0}`;
 await ext.create(sigName, { type: 'ec-p256' });
 for (const [label, quota, q] of [
   ['100/s', Q100, 100],
@@ -132,8 +125,8 @@ await ext.close();
 {
   const { KMSClient, SignCommand, CreateKeyCommand } = await import('@aws-sdk/client-kms');
   const bare = new KMSClient({
-    region: env.LOCALKMS_REGION!,
-    endpoint,
+    region: env.KMSINJECT_REGION!,
+    endpoint: env.KMSINJECT_ENDPOINT!,
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     maxAttempts: 1,
   });
@@ -189,7 +182,7 @@ await run(`migrate ${keys} keys into an envelope store, 100/s`, keys, Q100, 'Enc
 await run(`BYOK import of ${n(20)} keys, AWS quotas`, n(20), { buckets: AWS_QUOTAS }, 'GetParametersForImport', 0.25, async () => {
   const dd = await openInstrumentedDriver(kms);
   const f = await pool(n(20), n(20), (i) =>
-    dd.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, `bench-byok-${Date.now().toString(36)}-${i}`),
+    dd.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, `bench-byok-${run0}-${i}`),
   );
   await dd.close?.();
   return f;
@@ -198,14 +191,16 @@ await run(`BYOK import of ${n(20)} keys, AWS quotas`, n(20), { buckets: AWS_QUOT
 // migrate --rekey of clear ec-p256 keys into a KMS that refuses EC import (local-kms)
 const ec = `sqlite:${join(dir, 'ec.db')}`;
 const ekr = await openKeyring(ec);
-await pool(n(200), 16, (i) => ekr.create(`e${i}`, { type: 'ec-p256' }));
+await pool(n(200), 16, (i) => ekr.create(`bench-ec-${run0}-${i}`, { type: 'ec-p256' }));
 await ekr.close();
-await run(`migrate --rekey ${n(200)} clear ec-p256 keys into local-kms (no EC import)`, n(200), Q100, 'CreateKey', undefined, async () => {
+// planned as re-keys (import=aes256 says local-kms imports no EC key): CreateKey, TagResource, CreateAlias,
+// GetPublicKey and the verifying Sign per key, each operation with its own 100/s quota
+await run(`migrate --rekey ${n(200)} clear ec-p256 keys into local-kms (no EC import)`, n(200), Q100, 'CreateKey', 100, async () => {
   const r = await migrate({ from: ec, to: kms, rekey: true, concurrency: 32 });
   return r.failed.length + r.refused.length;
 });
 
-child.kill('SIGTERM');
+if (!wasRunning) spawnSync('bash', [INJECTOR, 'stop'], { stdio: 'inherit' });
 rmSync(dir, { recursive: true, force: true });
 
 const f = (x: number | undefined, d = 2) => (x === undefined ? '–' : x.toFixed(d));

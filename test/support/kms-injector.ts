@@ -16,7 +16,7 @@
  * JSON InjectorConfig (replaces it; buckets start full), POST /__injector/reset (counters to zero).
  *
  * In process: `const inj = await startInjector(target, cfg)` (tests). Standalone (bench, by hand, or
- * scripts/testbed/kmsinject.sh): `node --import tsx test/support/kms-injector.ts TARGET_URL [CONFIG_JSON]`
+ * scripts/testbed/kms-injector.sh): `node --import tsx test/support/kms-injector.ts TARGET_URL [CONFIG_JSON]`
  * prints `KMSINJECT_ENDPOINT=http://127.0.0.1:PORT` and serves until killed.
  */
 import { createServer, request, Agent, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -39,6 +39,8 @@ export interface InjectorConfig {
   /** one bucket per operation at this rate for every operation no bucket names; none when absent */
   defaultRate?: number;
   buckets?: BucketConfig[];
+  /** AWS KMS's own request quotas (AWS_QUOTAS) for the operations `buckets` does not name */
+  awsQuotas?: boolean;
   /** lose the answers of the next `count` forwarded calls of `op` */
   drop?: { op: string; count: number };
 }
@@ -104,7 +106,7 @@ export interface Injector {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function startInjector(target: string, initial: InjectorConfig = {}): Promise<Injector> {
+export async function startInjector(target: string, initial: InjectorConfig = {}, port = 0): Promise<Injector> {
   const t = new URL(target);
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   let cfg: InjectorConfig = {};
@@ -116,7 +118,8 @@ export async function startInjector(target: string, initial: InjectorConfig = {}
   function configure(c: InjectorConfig): void {
     cfg = { ...c };
     shared = new Map();
-    for (const b of c.buckets ?? []) {
+    for (const b of [...(c.buckets ?? []), ...(c.awsQuotas ? AWS_QUOTAS : [])]) {
+      if (b.ops.some((op) => shared.has(op))) continue;
       const bucket = new Bucket(b.rate, b.burst);
       for (const op of b.ops) shared.set(op, bucket);
     }
@@ -173,7 +176,13 @@ export async function startInjector(target: string, initial: InjectorConfig = {}
         return json(res, 200, {});
       }
       if (req.url === '/__injector/config' && req.method === 'POST') {
-        configure(JSON.parse(body.toString('utf8') || '{}') as InjectorConfig);
+        let c: InjectorConfig;
+        try {
+          c = JSON.parse(body.toString('utf8') || '{}') as InjectorConfig;
+        } catch {
+          return json(res, 400, { message: 'the configuration is not JSON' });
+        }
+        configure(c);
         return json(res, 200, {});
       }
       return json(res, 404, { message: 'no such control path' });
@@ -244,11 +253,14 @@ export async function startInjector(target: string, initial: InjectorConfig = {}
     handle(req, res).catch(() => req.socket.destroy());
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const bound = (server.address() as AddressInfo).port;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: `http://127.0.0.1:${bound}`,
+    port: bound,
     stats,
     configure,
     reset: () => {
@@ -278,10 +290,14 @@ export const remoteInjector = (endpoint: string) => ({
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const [target, cfg] = process.argv.slice(2);
   if (!target) {
-    console.error('usage: node --import tsx test/support/kms-injector.ts TARGET_URL [CONFIG_JSON]');
+    console.error(
+      'usage: node --import tsx test/support/kms-injector.ts TARGET_URL [CONFIG_JSON|aws] (KMSINJECT_PORT: the port, default any free one)',
+    );
     process.exit(2);
   }
-  const inj = await startInjector(target, cfg ? (JSON.parse(cfg) as InjectorConfig) : {});
+  // `aws`: AWS KMS's own request quotas (AWS_QUOTAS), no latency
+  const initial: InjectorConfig = !cfg ? {} : cfg === 'aws' ? { awsQuotas: true } : (JSON.parse(cfg) as InjectorConfig);
+  const inj = await startInjector(target, initial, Number(process.env.KMSINJECT_PORT ?? 0));
   console.log(`KMSINJECT_ENDPOINT=${inj.endpoint}`);
   const stop = () => void inj.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
