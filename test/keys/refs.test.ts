@@ -56,12 +56,20 @@ const HOSTILE = [
   ['another wrapper', `local:${join(dir, 'attacker-w.key')}`],
 ] as const;
 
+/** a fresh store of the scheme: a file, a directory, or a table of its own in the testbed's PostgreSQL */
+function storeUri(scheme: 'fs' | 'sqlite' | 'postgres', loc: string): string {
+  if (scheme === 'postgres') return `postgres:${serviceEnv('postgres')['PG_URL']}?table=refs_${randomBytes(4).toString('hex')}`;
+  return `${scheme}:${scheme === 'sqlite' ? `${loc}.db` : loc}`;
+}
+const pgSkip = () => skipUnless('postgres');
+
 describe('a store naming a driver module, a foreign endpoint or another wrapper', () => {
-  for (const scheme of ['fs', 'sqlite'] as const) {
+  for (const scheme of ['fs', 'sqlite', 'postgres'] as const) {
+    const skip = scheme === 'postgres' ? pgSkip() : false;
     for (const [what, hostile] of HOSTILE) {
-      test(`${scheme}: a sealed record naming ${what} never imports, connects or seals; one clear line`, async () => {
+      test(`${scheme}: a sealed record naming ${what} never imports, connects or seals; one clear line`, { skip }, async () => {
         const loc = join(dir, `${scheme}-${randomBytes(3).toString('hex')}`);
-        const uri = `${scheme}:${scheme === 'sqlite' ? `${loc}.db` : loc}`;
+        const uri = storeUri(scheme, loc);
         const w = `local:${loc}-w.key`;
         const kr = await openKeyring(uri);
         await kr.create('a', { type: 'ec-p256' });
@@ -89,9 +97,9 @@ describe('a store naming a driver module, a foreign endpoint or another wrapper'
         assert.ok(!existsSync(join(dir, 'attacker-w.key')), 'no wrapper file made or read');
       });
 
-      test(`${scheme}: a protection setting naming ${what} never imports, connects or seals; nothing is written`, async () => {
+      test(`${scheme}: a protection setting naming ${what} never imports, connects or seals; nothing is written`, { skip }, async () => {
         const loc = join(dir, `${scheme}-p-${randomBytes(3).toString('hex')}`);
-        const uri = `${scheme}:${scheme === 'sqlite' ? `${loc}.db` : loc}`;
+        const uri = storeUri(scheme, loc);
         const w = `local:${loc}-w.key`;
         const kr = await openKeyring(uri);
         await kr.create('a', { type: 'ec-p256' });
@@ -137,6 +145,42 @@ describe('a store naming a driver module, a foreign endpoint or another wrapper'
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.ok(!existsSync(marker));
     assert.ok(!existsSync(join(dir, 'sig')));
+  });
+
+  test('the server on such a store: POST /v1/key/encrypt answers with the one line, the module never runs, nothing is written', async () => {
+    const uri = `sqlite:${join(dir, 'srv-victim.db')}`;
+    const w = `local:${join(dir, 'srv-victim-w.key')}`;
+    const kr = await openKeyring(uri);
+    await kr.create('victim', { type: 'aes256' });
+    await kr.create('other', { type: 'aes256' });
+    await protectEnable(kr, w);
+    await kr.close();
+    const store = await openRecordStore(uri);
+    const rec = await store.get('victim');
+    const edited = { ...rec, versions: rec.versions.map((v) => ({ ...v, sealed: { ...v.sealed!, wrapper: `driver:${evil};key-id=x` } })) };
+    await store.replace(edited);
+    await store.close();
+    const { testServer, agentFor, raw } = await import('../support/server.js');
+    const srv = await testServer((c) => {
+      c.store = { store: uri, envelope: { wrapper: w } };
+    });
+    const ag = agentFor();
+    const h = { authorization: `Bearer ${srv.admin}` };
+    const body = JSON.stringify({ plaintext: Buffer.from('hi').toString('base64') });
+    const r = await raw(srv.url, ag, 'POST', '/v1/key/encrypt/victim', body, h);
+    assert.equal(r.status, 500, r.body);
+    const j = JSON.parse(r.body) as { message: string; code: string };
+    assert.match(j.message, /^no configured connection reaches wrapper key driver:name=evil;key-id=x: /);
+    assert.ok(!j.message.includes('\n'));
+    // the untouched key still works under the configured wrapper; the edited record is as it was left
+    assert.equal((await raw(srv.url, ag, 'POST', '/v1/key/encrypt/other', body, h)).status, 200);
+    assert.ok(!existsSync(marker), 'the driver module was never imported in the server');
+    const st = await openRecordStore(uri);
+    try {
+      assert.deepEqual(await st.get('victim'), edited, 'nothing was written');
+    } finally {
+      await st.close();
+    }
   });
 });
 
@@ -194,11 +238,13 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       await protectEnable(kr, `${kmsUri};key-id=${w1}`);
       await protectRotate(kr, `${kmsUri};key-id=${w2}`);
       await kr.close();
-      // migrate into an fs store protected by the same KMS (the journal lives beside the target)
+      // migrate into an fs store protected by the same KMS
       const cfg = join(dir, 'scan-b.yaml'); // operator configuration, outside the scanned stores
       writeFileSync(cfg, `store: fs:${join(work, 'b')}\nenvelope:\n  wrapper: "${kmsUri};key-id=${w1}"\n`);
       const r = await migrate({ from: a, to: cfg, kms: [`${kmsUri};key-id=${w2}`] });
       assert.equal(r.migrated, 2);
+      // a YAML target's journal lives under KEYPORT_HOME, inside the scanned tree
+      assert.ok(readdirSync(join(home, 'journals')).length > 0, 'the journal is there to be scanned');
       // register a pre-generated KMS key in a KMS store (its default catalog under KEYPORT_HOME)
       const ext = await openKeyring(kmsUri);
       const p = await ext.protection();
@@ -206,6 +252,22 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       await ext.register('reg', signing);
       assert.ok((await ext.sign('reg', Buffer.from('x'))).length > 0);
       await ext.close();
+      // the same through the CLI as the issue ran it: protect enable with a credentialed wrapper, key register
+      const kp = (args: string[]) =>
+        spawnSync(process.execPath, [join(ROOT, 'bin', 'keyport.js'), ...args], {
+          cwd: dir,
+          encoding: 'utf8',
+          env: { ...process.env, KEYPORT_HOME: home, KEYPORT_STORE: '', KEYPORT_KMS: '', KEYPORT_WRAPPER: '' },
+        });
+      const c = `sqlite:${join(work, 'c.db')}`;
+      for (const args of [
+        ['key', 'create', 'c1', '--type', 'ec-p256', '--store', c],
+        ['protect', 'enable', '--store', c, '--wrapper', `${kmsUri};key-id=${w1}`],
+        ['key', 'register', 'reg-cli', '--store', kmsUri, '--key-id', await mk('ECC_NIST_P256')],
+      ]) {
+        const x = kp(args);
+        assert.equal(x.status, 0, `${args.slice(0, 2).join(' ')}: ${x.stderr}`);
+      }
       // a server on the envelope store, used through its API
       const { testServer, agentFor, raw } = await import('../support/server.js');
       const srv = await testServer((c) => {
@@ -225,6 +287,69 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       assert.equal(enc.status, 200, enc.body);
       const all = fileText(work);
       assert.ok(all.length > 1000, 'sanity: the stores are there');
+      for (const s of [SECRET, AKID, env.MOTO_ENDPOINT!]) {
+        const at = all.indexOf(s);
+        assert.ok(at < 0, `${s.slice(0, 8)}… is not written anywhere: ${all.slice(Math.max(0, at - 200), at + 50)}`);
+      }
+    } finally {
+      delete process.env.KEYPORT_HOME;
+    }
+  });
+});
+
+describe('no credential is ever written (moto + PostgreSQL)', { skip: skipUnless('moto') || pgSkip() }, () => {
+  test('protect enable on a PostgreSQL store, migrate into one (journal under KEYPORT_HOME), server use: no secret in any row or file', async () => {
+    const env = serviceEnv('moto');
+    const pgUrl = serviceEnv('postgres')['PG_URL']!;
+    const { KMSClient, CreateKeyCommand } = await import('@aws-sdk/client-kms');
+    const sdk = new KMSClient({
+      region: 'us-east-1',
+      endpoint: env.MOTO_ENDPOINT,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
+    const w = (await sdk.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }))).KeyMetadata!.KeyId!;
+    const SECRET = `TOPSECRET${randomBytes(6).toString('hex')}`;
+    const AKID = `AKIA${randomBytes(6).toString('hex').toUpperCase()}`;
+    const wrapper = `awskms:region=us-east-1;endpoint=${env.MOTO_ENDPOINT};access-key-id=${AKID};secret-access-key=${SECRET};key-id=${w}`;
+    const tables = [`refs_${randomBytes(4).toString('hex')}`, `refs_${randomBytes(4).toString('hex')}`];
+    const [p1, p2] = tables.map((t) => `postgres:${pgUrl}?table=${t}`) as [string, string];
+    const work = join(dir, 'pg-scan');
+    process.env.KEYPORT_HOME = join(work, 'home');
+    try {
+      const kr = await openKeyring(p1);
+      await kr.create('k1', { type: 'ec-p256' });
+      await kr.create('k2', { type: 'aes256' });
+      await protectEnable(kr, wrapper);
+      await kr.rotate('k1');
+      await kr.close();
+      // migrate into a second PostgreSQL store sealed under the same wrapper: its journal goes under KEYPORT_HOME
+      const cfg = join(dir, 'pg-scan-b.yaml');
+      writeFileSync(cfg, `store: "${p2}"\nenvelope:\n  wrapper: "${wrapper}"\n`);
+      const r = await migrate({ from: p1, to: cfg });
+      assert.equal(r.migrated, 2);
+      assert.ok(readdirSync(join(work, 'home', 'journals')).length > 0, 'the journal is there to be scanned');
+      // a server on the migrated store
+      const { testServer, agentFor, raw } = await import('../support/server.js');
+      const srv = await testServer((c) => {
+        c.store = { store: p2, envelope: { wrapper } };
+      });
+      const ag = agentFor();
+      const h = { authorization: `Bearer ${srv.admin}` };
+      assert.equal((await raw(srv.url, ag, 'POST', '/v1/key/create/srv-k', undefined, h)).status, 200);
+      const enc = await raw(srv.url, ag, 'POST', '/v1/key/encrypt/k2', JSON.stringify({ plaintext: 'aGk=' }), h);
+      assert.equal(enc.status, 200, enc.body);
+      // every row of both stores' tables, and every file
+      const pg = await import('pg');
+      const client = new pg.default.Client({ connectionString: pgUrl });
+      await client.connect();
+      let rows = '';
+      try {
+        for (const t of tables) for (const x of [t, `${t}_meta`]) rows += JSON.stringify((await client.query(`SELECT * FROM "${x}"`)).rows);
+      } finally {
+        await client.end();
+      }
+      assert.match(rows, /srv-k/, 'sanity: the rows are there');
+      const all = rows + fileText(work);
       for (const s of [SECRET, AKID, env.MOTO_ENDPOINT!]) {
         const at = all.indexOf(s);
         assert.ok(at < 0, `${s.slice(0, 8)}… is not written anywhere: ${all.slice(Math.max(0, at - 200), at + 50)}`);
