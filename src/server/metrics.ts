@@ -17,6 +17,13 @@ export interface Metrics {
   dropped: { audit: Counter; error: Counter };
 }
 
+/**
+ * KES reports Go's stack memory; node has no such counter, so this is the JavaScript stack V8 may use (its
+ * --stack-size, 984 KiB unless set): never 0, which the kes CLI would leave out of `kes status --json`.
+ */
+export const STACK_BYTES =
+  1024 * Number(/--stack-size[= ](\d+)/.exec([...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' '))?.[1] ?? 984);
+
 export async function createMetrics(): Promise<Metrics> {
   const prom = await import('prom-client');
   const registry = new prom.Registry();
@@ -85,7 +92,7 @@ export async function createMetrics(): Promise<Metrics> {
     'The number of bytes that are currently allocated on the heap memory.',
     () => process.memoryUsage().heapUsed,
   );
-  gauge('kes_system_mem_stack_used', 'The bytes of stack memory obtained from the OS.', () => 0);
+  gauge('kes_system_mem_stack_used', 'The bytes of stack memory obtained from the OS.', () => STACK_BYTES);
   return {
     registry,
     active,

@@ -12,7 +12,7 @@ import { isKesListPattern, matchPattern } from './policy.js';
 
 export { matchPattern };
 import type { Logs } from './logs.js';
-import type { Metrics } from './metrics.js';
+import { STACK_BYTES, type Metrics } from './metrics.js';
 import type { UnansweredWrites } from './unanswered.js';
 
 export const VERSION = 'v0.24.0-keyport';
@@ -202,7 +202,7 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
         num_cpu: Math.max(os.cpus().length, os.availableParallelism()),
         num_cpu_used: os.availableParallelism(),
         mem_heap_used: mem.heapUsed,
-        mem_stack_used: 0,
+        mem_stack_used: STACK_BYTES,
         ...(p.unreachable ? { keystore_unreachable: true } : { keystore_latency: Math.max(1, Math.round(p.latencyMs)) }),
       });
     }),
@@ -387,12 +387,18 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
     }),
     r('GET', '/v1/identity/self/describe', 0, S15, 'identify', async (c) => {
       if (!c.identity) return { status: 400, json: { message: 'tls: client certificate is required' } };
+      // the shape the KES v0.24 client (kms-go/kes DescribeSelf, used by `kes identity info`) decodes: the policy's
+      // name, its allow and deny rules beside it. (KES v0.24's own server answers 'identity does not exist' here
+      // for every identity: it looks up the empty request resource instead of the caller.)
       const policy = c.state.config.identities.get(c.identity);
+      const p = policy ? policyJson(c.state, policy) : undefined;
       return ok({
         identity: c.identity,
         ...(c.admin ? { admin: true } : {}),
         created_at: new Date(c.state.startedAt).toISOString(),
-        ...(policy ? { policy: policyJson(c.state, policy) } : {}),
+        ...(p
+          ? { created_by: p.created_by, policy: p.name, ...(p.allow ? { allow: p.allow } : {}), ...(p.deny ? { deny: p.deny } : {}) }
+          : {}),
       });
     }),
     r('GET', '/v1/log/error', 0, 0, 'verify', async () => ({ status: 200, stream: 'error' })),

@@ -74,7 +74,9 @@ describe('keyport server (KES v1 API)', async () => {
     assert.equal(bearer.status, 200);
     const self = JSON.parse((await raw(t.url, agentFor(t.app), 'GET', '/v1/identity/self/describe')).body);
     assert.equal(self.identity, t.app.identity);
-    assert.equal(self.policy.name, 'my-app');
+    // as the KES client decodes it (kms-go/kes DescribeSelf): the policy's name, its rules beside it
+    assert.equal(self.policy, 'my-app');
+    assert.ok('/v1/key/create/my-app*' in self.allow && '/v1/key/decrypt/my-app-internal*' in self.deny, JSON.stringify(self));
   });
 
   test('HTTP details: POST for PUT, 405 with Accept, 413 over the body limit, JSON errors, /version, /v1/api, metrics', async () => {
