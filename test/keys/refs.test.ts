@@ -413,3 +413,16 @@ test('key register and rotate --to-key-id go through the Keyring interface: a se
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /register needs a KMS store/);
 });
+
+test("the README's connection examples: one per backend, each a valid connection, with docs/connections.md linked", () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const at = readme.indexOf('### Where KMS connection settings go');
+  assert.ok(at > 0 && readme.includes('<!-- connections-example -->'), 'README has the section and marks its examples');
+  const section = readme.slice(at, readme.indexOf('\n## ', at));
+  const uris = [...section.matchAll(/\b(?:local|awskms|gcpkms|azurekv|pkcs11|kmip|driver):[^\s'`]+/g)].map((m) => m[0]);
+  const schemes = new Set(uris.map((u) => KmsAddress.parse(u, { what: 'README example' }).scheme));
+  assert.deepEqual([...schemes].sort(), ['awskms', 'azurekv', 'driver', 'gcpkms', 'kmip', 'local', 'pkcs11']);
+  for (const place of ['kms:', '--wrapper', '--kms', 'KEYPORT_WRAPPER', 'KEYPORT_KMS']) assert.ok(section.includes(place), place);
+  assert.match(section, /\(docs\/connections\.md\)/);
+  assert.doesNotMatch(readme, /follows? (a|the) new address/i);
+});
