@@ -14,7 +14,7 @@ import { eciesDecrypt, eciesEncrypt, rsaOaepDecrypt, rsaOaepEncrypt } from '../c
 import { derToRaw, ecdsaSize, lowS } from '../crypto/ecdsa-encoding.js';
 import { hmacSha256 } from '../crypto/mac.js';
 import { kesDecrypt, kesEncrypt, type KesAlgorithm } from '../crypto/kes-ciphertext.js';
-import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
+import { parseStoredKeyRef, parseStoredKmsRef, sameKmsRef } from '../kms/address.js';
 import { Connections } from '../kms/connections.js';
 import type { Driver, SigningAlgoSpec } from '../kms/driver.js';
 import type { KeyRecord, RecordStore, VersionRecord, KeyUsage } from '../store/types.js';
@@ -500,7 +500,7 @@ export class StoreKeyring implements Keyring {
       if (!opts.toKeyId) throw err('USAGE', '--to-key-id needs the KMS key id, ARN, alias or label');
       if (!last.external)
         throw err('UNSUPPORTED', `key '${name}' is held by the store, not a KMS: --to-key-id rotates keys that live in a KMS`);
-      if (r.versions.some((x) => x.external && x.external.kms === last.external!.kms && x.external.keyId === opts.toKeyId))
+      if (r.versions.some((x) => x.external && sameKmsRef(x.external.kms, last.external!.kms) && x.external.keyId === opts.toKeyId))
         throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
       const driver = await this.kmsDriver(last.external.kms);
       const a = await this.adoptedVersion(driver, last.external.kms, opts.toKeyId, last.version + 1, {
@@ -508,7 +508,7 @@ export class StoreKeyring implements Keyring {
         purpose: r.purpose,
         ...(r.usage.some((u) => u !== 'any') ? { usage: r.usage } : {}),
       });
-      if (r.versions.some((x) => x.external?.keyId === a.version.external!.keyId && x.external?.kms === a.version.external!.kms))
+      if (r.versions.some((x) => x.external?.keyId === a.version.external!.keyId && sameKmsRef(x.external?.kms, a.version.external!.kms)))
         throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
       v = a.version;
     } else {

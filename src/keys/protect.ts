@@ -9,13 +9,12 @@
  * deleted by keyport.
  */
 import { err, isKeyportError } from '../errors.js';
-import { type KeyRef, type KmsAddress, canonicalKeyRef, canonicalKmsRef } from '../kms/address.js';
+import { type KeyRef, type KmsAddress, canonicalKeyRef, canonicalKmsRef, sameKeyRef } from '../kms/address.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
 import { allNames, updateRecord } from '../store/types.js';
 import type { Protection } from '../store/protection.js';
 import { PROTECTION_META, readProtection } from '../store/protection.js';
 import type { StoreKeyring } from './keyring.js';
-import { sameWrapperKey } from '../store/envelope.js';
 
 export interface ProtectResult {
   /** records rewritten */
@@ -181,7 +180,7 @@ export async function protectEnable(kr: StoreKeyring, wrapper: KmsAddress | stri
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external')
     throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): envelope protection does not apply');
-  if (cur.mode === 'envelope' && cur.wrapper !== ref.toString())
+  if (cur.mode === 'envelope' && !sameKeyRef(cur.wrapper, ref.toString()))
     throw err('CONFLICT', `store is already protected by ${cur.wrapper}: use 'keyport protect rotate' to change the wrapper key`, {
       retryable: false,
     });
@@ -212,12 +211,12 @@ export async function protectRotate(kr: StoreKeyring, wrapper: KmsAddress | stri
   const cur = await readProtection(kr.store);
   if (cur.mode !== 'envelope') throw err('USAGE', `store is not envelope-protected: use 'keyport protect enable --wrapper …' first`);
   // the current wrapper sealed keys: it is never made again; a new one may be
-  await kr.wrappers.check(ref, { mayCreate: cur.wrapper !== ref.toString() });
+  await kr.wrappers.check(ref, { mayCreate: !sameKeyRef(cur.wrapper, ref.toString()) });
   return transform(
     kr,
     { mode: 'envelope', wrapper: ref.toString() },
     async (_r, v) => {
-      if (v.sealed && !sameWrapperKey(v.sealed.wrapper, ref.toString()))
+      if (v.sealed && !sameKeyRef(v.sealed.wrapper, ref.toString()))
         return { ...strip(v), sealed: await kr.wrappers.seal(ref, await kr.wrappers.unseal(v.sealed)) };
       if (v.clear !== undefined) return { ...strip(v), sealed: await kr.wrappers.seal(ref, Buffer.from(v.clear, 'base64')) };
       return canonicalVersion(v);

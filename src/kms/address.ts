@@ -429,6 +429,28 @@ function storedParts(stored: string, where: string): { scheme: KmsScheme; attrs:
   return { scheme: u.scheme, attrs, ...(keyId !== undefined ? { keyId } : {}) };
 }
 
+/**
+ * The one equality of stored references: two stored strings name the same key (or KMS) when they read
+ * back as equal references (a 0.1.0 URI and the reference it became are the same key; a damaged one is
+ * the same as nothing).
+ */
+export function sameKeyRef(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  try {
+    return parseStoredKeyRef(a).equals(parseStoredKeyRef(b));
+  } catch {
+    return false;
+  }
+}
+export function sameKmsRef(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  try {
+    return parseStoredKmsRef(a).equals(parseStoredKmsRef(b));
+  } catch {
+    return false;
+  }
+}
+
 /** the canonical stored form of a stored KeyRef string (0.1.0 URIs become references) */
 export const canonicalKeyRef = (stored: string): string => parseStoredKeyRef(stored).toString();
 export const canonicalKmsRef = (stored: string): string => parseStoredKmsRef(stored).toString();

@@ -13,6 +13,7 @@ import { material, type Side } from './plan.js';
 import type { PlanEntry } from './journal.js';
 import { appendText } from './journal.js';
 import type { AdaptivePool } from './pool.js';
+import { sameKeyRef, sameKmsRef } from '../kms/address.js';
 
 export interface BatchResult {
   migrated: number;
@@ -40,8 +41,8 @@ export interface ExecContext {
 async function targetVersion(ctx: ExecContext, rec: KeyRecord, v: VersionRecord): Promise<VersionRecord> {
   const sp = ctx.dst.protection;
   if (v.clear !== undefined && sp.mode === 'clear') return v;
-  if (v.sealed && sp.mode === 'envelope' && v.sealed.wrapper === sp.wrapper) return v;
-  if (v.external && sp.mode === 'external' && v.external.kms === sp.kms) return v;
+  if (v.sealed && sp.mode === 'envelope' && sameKeyRef(v.sealed.wrapper, sp.wrapper)) return v;
+  if (v.external && sp.mode === 'external' && sameKmsRef(v.external.kms, sp.kms)) return v;
   const secret = await ctx.src.kr.secretBytes(rec, v);
   try {
     const { clear: _c, sealed: _s, external: _e, ...meta } = v;

@@ -11,6 +11,7 @@ import type { Protection } from '../store/protection.js';
 import { compilePattern, type Pattern } from '../keys/names.js';
 import type { PlanEntry, PlanWriter, Strategy } from './journal.js';
 import { importRefusal, type Driver, type KeyMaterialForImport } from '../kms/driver.js';
+import { sameKmsRef } from '../kms/address.js';
 
 export type Mode = 'default' | 'merge' | 'force';
 
@@ -77,7 +78,7 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
   // the source cannot export: keep the reference when the target is a catalog of the same KMS
   if (
     dstExternal &&
-    external.every((v) => v.external!.kms === (dst.protection as { kms: string }).kms) &&
+    external.every((v) => sameKmsRef(v.external!.kms, (dst.protection as { kms: string }).kms)) &&
     external.length === r.versions.length
   )
     return { s: 'copy' };

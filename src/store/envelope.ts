@@ -10,16 +10,6 @@ import { type KeyRef, parseStoredKeyRef } from '../kms/address.js';
 import type { Connections } from '../kms/connections.js';
 import type { SealedBlob } from './types.js';
 
-/** Two stored wrapper strings name the same key (0.1.0 URIs and references compare by reference). */
-export function sameWrapperKey(a: string, b: string): boolean {
-  if (a === b) return true;
-  try {
-    return parseStoredKeyRef(a).equals(parseStoredKeyRef(b));
-  } catch {
-    return false;
-  }
-}
-
 export class WrapperKeys {
   constructor(readonly connections: Connections) {}
 

@@ -135,7 +135,7 @@ test('YAML envelope config protects existing clear keys on open; a wrong wrapper
 });
 
 test('a wrapper key reached at a new address (same scheme and key id) keeps the store readable; the store keeps only the reference', async () => {
-  const { sameWrapperKey } = await import('../../src/store/envelope.js');
+  const { sameKeyRef: sameWrapperKey } = await import('../../src/kms/address.js');
   assert.ok(
     sameWrapperKey(
       'awskms:region=eu-west-1;endpoint=http://10.0.0.1:4566;key-id=alias/w',
