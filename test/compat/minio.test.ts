@@ -209,7 +209,7 @@ log:
     const stat = async (path: string) => {
       const r = await mc(['stat', '--json', path]);
       assert.equal(r.code, 0, r.err + r.out);
-      return JSON.parse(r.out) as { metadata?: Record<string, string> };
+      return JSON.parse(r.out) as { etag?: string; metadata?: Record<string, string> };
     };
     const sse = (s: { metadata?: Record<string, string> }) => s.metadata?.['X-Amz-Server-Side-Encryption'];
 
@@ -247,6 +247,9 @@ log:
       assert.equal(sse(await stat('kp/sse-kms/small')), 'aws:kms');
       assert.equal(sse(await stat('kp/sse-kms/big')), 'aws:kms');
       assert.equal(sse(await stat('kp/default-enc/big')), 'aws:kms');
+      // the 20 MiB uploads went in parts (an S3 multipart ETag ends in -<parts>); the small ones did not
+      for (const p of ['kp/sse-kms/big', 'kp/default-enc/big']) assert.match((await stat(p)).etag ?? '', /-2$/, `${p} is multipart`);
+      assert.doesNotMatch((await stat('kp/sse-kms/small')).etag ?? '', /-\d+$/);
       for (const [p, want] of [
         ['kp/sse-s3/small', small],
         ['kp/sse-kms/small', small],
