@@ -79,14 +79,31 @@ start() {
     MINIO_KMS_KES_KEY_NAME="${MINIO_TB_KMS_DEFAULT_KEY:-minio-default}" \
     MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
     "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" "$STATE/data"
+  # every MinIO this checkout started, wherever its state lives: `stop` without MINIO_TB_STATE (the test runner's
+  # final clean-up) stops them all, so a suite that ended without its own clean-up leaves no MinIO running
+  cat "$PIDFILE" >>"$TB_STATE/minio-started.pids"
   tb_wait_port "$port" 60 || { tail -20 "$STATE/minio.log" >&2; tb_unavailable "minio: server did not start"; }
   env_lines
+}
+
+stop() {
+  tb_stop_pid "$PIDFILE"
+  [[ -z ${MINIO_TB_STATE:-} && -f $TB_STATE/minio-started.pids ]] || return 0
+  local pid
+  while read -r pid; do
+    # only a process that is still this MinIO binary (a pid may have been reused)
+    [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$MINIO_BIN server" || continue
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+  done <"$TB_STATE/minio-started.pids"
+  rm -f "$TB_STATE/minio-started.pids"
 }
 
 case "${1:-}" in
   install) install ;;
   start) start ;;
-  stop) tb_stop_pid "$PIDFILE" ;;
+  stop) stop ;;
   env) env_lines ;;
   *) echo "usage: $0 install|start|stop|env" >&2; exit 2 ;;
 esac
