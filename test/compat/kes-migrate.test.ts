@@ -139,6 +139,36 @@ describe('KES server configs as stores: keyport migrate vs kes migrate, byte for
     assert.ok(got.get('conflict')!.equals(readFileSync(join(src, 'conflict'))));
   });
 
+  test("at KES's limit: 1025 keys (kes migrate lists one page of 1024 and the continuation key), the same files", async () => {
+    // past 1025 keys kes migrate v0.24 silently stops: its keystore listing pages by 1024 and the next page is
+    // asked for by prefix, so the comparison is made at the most kes migrate moves correctly
+    const big = join(dir, 'big');
+    mkdirSync(big);
+    for (let i = 0; i < 1025; i++)
+      writeFileSync(
+        join(big, `k${String(i).padStart(4, '0')}`),
+        encodeKesKey({
+          secret: randomBytes(32),
+          hmacKey: randomBytes(32),
+          algorithm: 'AES256',
+          createdAt: '2024-05-06T07:08:09.123456789Z',
+          createdBy: env['KES_IDENTITY']!,
+        }),
+      );
+    const from = config('big.yml', big);
+    const bk = join(dir, 'big-kes');
+    const bp = join(dir, 'big-keyport');
+    const k = await kes(['migrate', '--from', from, '--to', config('big-kes.yml', bk)]);
+    assert.equal(k.code, 0, k.err);
+    const p = keyport(['migrate', '--from', from, '--to', config('big-keyport.yml', bp)]);
+    assert.equal(p.code, 0, p.err);
+    const want = files(bk);
+    const got = files(bp);
+    assert.equal(want.size, 1025);
+    assert.deepEqual([...got.keys()], [...want.keys()]);
+    for (const [name, bytes] of want) assert.ok(bytes.equals(got.get(name)!), `${name} differs from kes migrate's`);
+  });
+
   test('without --merge or --force: nothing written, the refusal on stderr, exit 1; usage errors exit 2', () => {
     const bp = join(dir, 'plain-keyport');
     seed(bp);
