@@ -23,6 +23,7 @@ import {
 } from './journal.js';
 import { planMigration, type Mode, type PlanSummary, type Side } from './plan.js';
 import { AdaptivePool } from './pool.js';
+import { parseTarget, targetRef } from '../keys/target.js';
 
 export interface MigrateOptions {
   from: string;
@@ -98,6 +99,9 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const mode = o.mode ?? 'default';
   const pattern = o.pattern ?? '*';
   if (targetIdentity(o.from) === targetIdentity(o.to)) throw err('USAGE', 'source and target are the same store');
+  // parsed once: the journal names the two sides by reference (no endpoint, no credential) and lives beside a file target
+  const fromT = parseTarget(o.from, { what: '--from' });
+  const toT = parseTarget(o.to, { what: '--to' });
   // one pool of configured connections for both sides: a wrapper the target's YAML names also opens the
   // source's keys sealed under the same key (connections come from configuration, never from a store)
   const connections = new Connections();
@@ -161,7 +165,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     }
 
     const id = migrationId(o.from, o.to, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);
-    const journal = new Journal(o.journal ?? defaultJournalPath(o.to, id));
+    const journal = new Journal(o.journal ?? defaultJournalPath(toT, id));
     report.journal = journal.path;
     const rekeyMap = join(dirname(journal.path), `keyport-rekey-${id}.jsonl`);
     const events = journal.read();
@@ -184,7 +188,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       // a finished run's plan tells which target keys are ours: re-running then only adds what is new
       if (finished) renameSync(journal.planPath, prevPlan);
       const previous = existsSync(prevPlan) ? readPlan(prevPlan) : undefined;
-      journal.reset({ t: 'start', id, from: redactUri(o.from), to: redactUri(o.to), pattern, mode, at: new Date().toISOString() });
+      journal.reset({ t: 'start', id, from: targetRef(fromT), to: targetRef(toT), pattern, mode, at: new Date().toISOString() });
       const w = new PlanWriter(journal.planPath);
       try {
         summary = await planMigration(src, dst, opts, w, (n) => o.onProgress?.('plan', n), previous);

@@ -17,11 +17,12 @@ import {
   createReadStream,
 } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { homedir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { err } from '../errors.js';
-import { parseUri, redactUri } from '../config/uri.js';
+import { redactUri } from '../config/uri.js';
+import type { Target } from '../keys/target.js';
 import { fsyncDir } from '../store/atomic-file.js';
 
 export type Action = 'migrate' | 'skip' | 'conflict' | 'refuse';
@@ -50,14 +51,9 @@ export function migrationId(from: string, to: string, pattern: string, mode: str
 }
 
 /** the default journal path: beside a file-based target, else under $KEYPORT_HOME/journals */
-export function defaultJournalPath(to: string, id: string): string {
-  try {
-    const u = parseUri(to);
-    const p = u.path ?? u.params['path'];
-    if (p && ['sqlite', 'fs', 'kes-fs'].includes(u.scheme)) return join(dirname(resolve(p)), `.keyport-migrate-${id}.journal`);
-  } catch {
-    /* YAML targets and others fall through */
-  }
+export function defaultJournalPath(to: Target, id: string): string {
+  const p = to.kind === 'store' ? to.store.path : undefined;
+  if (p && p !== ':memory:') return join(dirname(p), `.keyport-migrate-${id}.journal`);
   const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
   return join(home, 'journals', `${id}.journal`);
 }

@@ -210,7 +210,7 @@ test('addresses are typed and validated at the edge; equality is defined once; t
 });
 
 describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, () => {
-  test('protect enable | rotate, migrate (journal), key register, server use: the secret values are nowhere in files or rows', async () => {
+  test('protect enable | rotate, migrate (journal, rekey map), key register, server use: the secret values are nowhere in files or rows', async () => {
     const env = serviceEnv('moto');
     const { KMSClient, CreateKeyCommand } = await import('@aws-sdk/client-kms');
     const SECRET = `TOPSECRET${randomBytes(6).toString('hex')}`;
@@ -252,6 +252,14 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       await ext.register('reg', signing);
       assert.ok((await ext.sign('reg', Buffer.from('x'))).length > 0);
       await ext.close();
+      // migrate --rekey into the KMS itself: the old→new map and the delegation files beside the journal
+      const rk = `sqlite:${join(work, 'rk.db')}`;
+      const rkr = await openKeyring(rk);
+      await rkr.create('rk1', { type: 'ec-p256' });
+      await rkr.close();
+      const rr = await migrate({ from: rk, to: kmsUri, rekey: true });
+      assert.equal(rr.strategies.rekey, 1, JSON.stringify(rr));
+      assert.ok(rr.rekeyMap && existsSync(rr.rekeyMap) && rr.rekeyMap.startsWith(work), 'the rekey map is there to be scanned');
       // the same through the CLI as the issue ran it: protect enable with a credentialed wrapper, key register
       const kp = (args: string[]) =>
         spawnSync(process.execPath, [join(ROOT, 'bin', 'keyport.js'), ...args], {
