@@ -40,6 +40,22 @@ const freePort = () =>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** resolves once nothing listens on 127.0.0.1:port (15 s at most), else fails naming what still runs */
+async function portClosed(port: number, what: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    const open = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (!open) return;
+    await sleep(100);
+  }
+  throw new Error(`${what} still listens on port ${port} after it was stopped`);
+}
+
 function run(bin: string, args: string[], env: Record<string, string> = {}, timeout = 120_000) {
   return new Promise<{ code: number; out: string; err: string }>((resolve) => {
     execFile(bin, args, { env: { ...process.env, ...env }, timeout, maxBuffer: 64 << 20 }, (e, out, errOut) =>
@@ -133,6 +149,7 @@ log:
       p.kill('SIGTERM');
       await Promise.race([gone, sleep(10_000)]);
       if (p.exitCode === null) p.kill('SIGKILL');
+      await portClosed(kmsPort, kms);
     };
 
     const minioState = join(dir, 'minio');
@@ -174,13 +191,17 @@ log:
     const stopMinio = async () => {
       await run('bash', [MINIO_SH, 'stop'], minioEnv);
       if (minioPid) {
-        try {
-          process.kill(-minioPid, 'SIGKILL');
-        } catch {
-          // already gone
+        for (const target of [-minioPid, minioPid]) {
+          try {
+            process.kill(target, 'SIGKILL');
+          } catch {
+            // already gone (or not a process group)
+          }
         }
         minioPid = 0;
       }
+      // stopped means its port is free: a restart must be served by a new MinIO, not the old one still listening
+      await portClosed(minioPort, 'MinIO');
     };
     after(async () => {
       await stopMinio();
@@ -263,10 +284,12 @@ log:
     });
 
     test('restart of both: the objects still decrypt', async () => {
+      const before = minioPid;
       await stopMinio();
       await stopKms();
       await startKms();
       await startMinio();
+      assert.notEqual(minioPid, before, 'a new MinIO process serves after the restart');
       const c = await catBytes('kp/sse-kms/big');
       assert.equal(c.code, 0, c.err);
       assert.ok(c.bytes.equals(big));
