@@ -137,7 +137,7 @@ function announce(
       w(`  admin key: in ${dev.apiKeyPath}`);
       w(`  try:       export KES_SERVER=${u} KES_API_KEY=$(cat ${dev.apiKeyPath})`);
     }
-    w(`             npx keyport key create my-key -k && npx keyport key ls -k`);
+    w(`             keyport key create my-key -k && keyport key ls -k`);
     w(`             (or the kes CLI: kes key create my-key -k)`);
   }
 }

@@ -45,6 +45,9 @@ test('--dev starts on the embedded default, prints endpoint and admin key, and d
   assert.ok(results.includes('ok'));
   assert.match(out, /shutting down/);
   assert.match(out, /keyport server stopped/);
+  // the command to try is the installed one (`keyport`), not `npx keyport` (a project-local install)
+  assert.match(out, /^\s+keyport key create my-key -k && keyport key ls -k$/m, out);
+  assert.doesNotMatch(out, /npx keyport/);
   await kr.close();
 
   // the next start finds the key and says where it is, without printing the secret again
