@@ -87,7 +87,9 @@ test('the README marks its install, server, client and tour blocks, with no path
 
 test('README: install from the package, the dev server, a client, and the five-minute tour, from any directory', async (t) => {
   // the package, made the way the README's "from a clone" block makes it
-  const pack = spawnSync('npm', ['pack', '--pack-destination', work], {
+  // --ignore-scripts: dist/ is built already (scripts/test.mjs); npm pack's prepare would rebuild it under the
+  // other test files running the CLI from it at the same time ("does not provide an export named …")
+  const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', work], {
     cwd: ROOT,
     encoding: 'utf8',
     env: { ...process.env, npm_config_update_notifier: 'false' },
