@@ -16,10 +16,13 @@ import type PgT from 'pg';
 import { err, isKeyportError, type KeyportError } from '../errors.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
 import { checkUpdated, parseRecord } from './record.js';
+import { StoreMissingError } from './missing.js';
 
 export interface PostgresStoreOptions {
   /** name of the keys table (the meta table is `<table>_meta`); default keyport_keys / keyport_meta */
   table?: string;
+  /** create the tables when they are missing (default true); false: a missing store is NOT_FOUND (StoreMissingError) */
+  create?: boolean;
 }
 
 const KEYPORT_PARAMS = ['pool-size', 'statement-timeout', 'connect-timeout', 'table'] as const;
@@ -133,7 +136,7 @@ export async function openPostgresStore(conn: string, uri: string, opts: Postgre
   pool.on('error', () => {});
   const store = new PostgresStore(pool, uri, parsed, table, metaTable);
   try {
-    await store.init();
+    await store.init(opts.create !== false);
   } catch (e) {
     await pool.end().catch(() => {});
     throw e;
@@ -281,10 +284,11 @@ class PostgresStore implements RecordStore {
     }
   }
 
-  async init(): Promise<void> {
+  async init(create = true): Promise<void> {
     // tables already there (the usual case): no DDL, so a role without CREATE rights works too
     const ok = await this.q(this.sql.exists, [`"${this.table}"`, `"${this.metaTable}"`], true);
     if (ok.rows[0]?.ok) return;
+    if (!create) throw new StoreMissingError(this.uri, `does not exist (no table ${this.table})`);
     await this.tx(async (c) => {
       // replicas starting together: one runs the DDL, the others wait and find the tables there
       await c.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`keyport-schema:${this.table}`]);
