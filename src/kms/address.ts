@@ -17,7 +17,7 @@
  * (kms/connections.ts), filled from configuration only. Stored URIs written by keyport 0.1.0 (full
  * addresses, credentials included) read as the references they name.
  */
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { z } from 'zod';
 import { err } from '../errors.js';
@@ -134,6 +134,14 @@ const BACKENDS: Record<KmsScheme, Backend> = {
 
 export const KMS_SCHEMES = Object.keys(BACKENDS) as KmsScheme[];
 export const isKmsScheme = (scheme: string): scheme is KmsScheme => scheme in BACKENDS;
+
+/** attributes that are local files (a bare module-path such as libsofthsm2.so is left to the loader's search) */
+const FILE_ATTRS: Partial<Record<KmsScheme, string[]>> = {
+  kmip: ['cert', 'key', 'ca'],
+  azurekv: ['ca'],
+  gcpkms: ['credentials'],
+  pkcs11: ['module-path', 'pin-source'],
+};
 
 /** attribute names that name a key rather than the KMS */
 const KEY_ATTRS = ['key-id', 'object', 'id'] as const;
@@ -279,6 +287,14 @@ export class KmsAddress {
       const p = attrs['path']!;
       attrs = { ...attrs, name: driverName(p, attrs['name']) };
       if (p.startsWith('.') || p.startsWith('/')) attrs['path'] = resolve(base, p);
+    }
+    // files the connection reads (TLS, credentials, a PKCS#11 module given as a path): beside the configuration
+    for (const k of FILE_ATTRS[scheme] ?? []) {
+      const v = attrs[k];
+      if (v === undefined) continue;
+      const file = k === 'pin-source' ? v.replace(/^file:(\/\/)?/, '') : v;
+      if (isAbsolute(file) || (k === 'module-path' && !file.includes('/'))) continue;
+      attrs = { ...attrs, [k]: k === 'pin-source' ? `file:${resolve(base, file)}` : resolve(base, file) };
     }
     if (scheme === 'gcpkms' && attrs['key-ring'] !== undefined) {
       const { 'key-ring': kr, ...rest } = attrs;
