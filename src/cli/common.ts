@@ -61,19 +61,23 @@ export function storeTarget(o: StoreOpts): string {
   return s;
 }
 
-/** the Keyring for a command: a remote server when asked for, else the local store */
-export async function openTarget(o: StoreOpts): Promise<Keyring> {
+/**
+ * The Keyring for a command: a remote server when asked for, else the local store. `create`: this command
+ * may create a missing store (key create, import, register); for every other command a missing store is
+ * one NOT_FOUND line and nothing is created.
+ */
+export async function openTarget(o: StoreOpts, create = false): Promise<Keyring> {
   const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
   if (server) {
     const mod = await import('../client/remote.js');
     return mod.openRemoteKeyring(server, { insecure: o.insecure, apiKey: o.apiKey });
   }
   const { openKeyring } = await import('../keys/open.js');
-  return openKeyring(storeTarget(o), { kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  return openKeyring(storeTarget(o), { create, kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
 }
 
-export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>): Promise<T> {
-  const kr = await openTarget(o);
+export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>, opts: { create?: boolean } = {}): Promise<T> {
+  const kr = await openTarget(o, opts.create === true);
   try {
     return await fn(kr);
   } finally {

@@ -77,7 +77,10 @@ export function register(program: Command): void {
     .addOption(purposeOpt())
     .addOption(usageOpt())
     .action(async (name: string, o: KeyOpts) => {
-      const k = await withKeyring(o, (kr) => kr.create(name, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }));
+      // one of the three key commands that may create the store (every other one needs it there)
+      const k = await withKeyring(o, (kr) => kr.create(name, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }), {
+        create: true,
+      });
       if (o.json) printJson(k);
       else process.stdout.write(`created ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
@@ -89,8 +92,10 @@ export function register(program: Command): void {
     .addOption(usageOpt())
     .action(async (name: string, o: KeyOpts) => {
       const material = readInput(o.file!, 'key');
-      const k = await withKeyring(o, (kr) =>
-        kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }),
+      const k = await withKeyring(
+        o,
+        (kr) => kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }),
+        { create: true },
       );
       material.fill(0);
       if (o.json) printJson(k);
@@ -225,8 +230,11 @@ export function register(program: Command): void {
       ),
     )
     .action(async (name: string, o: KeyOpts) => {
-      const k = await withKeyring(o, (kr) =>
-        kr.register(name, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never }),
+      // the third key command that may create the store
+      const k = await withKeyring(
+        o,
+        (kr) => kr.register(name, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never }),
+        { create: true },
       );
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);

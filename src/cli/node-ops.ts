@@ -4,7 +4,6 @@
  * command by src/cli/node.ts.
  */
 import { type Command, Option } from 'commander';
-import { err } from '../errors.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { printJson, printTable } from './output.js';
 import { connectionOptions, kmsConnections, storeTarget, type StoreOpts } from './common.js';
@@ -18,7 +17,12 @@ interface OpsOpts extends StoreOpts {
 
 async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
-  const kr = await openKeyring(storeTarget(o), { kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  // operating a node needs its store there: a missing one is an error, never a new store
+  const kr = await openKeyring(storeTarget(o), {
+    create: false,
+    kms: kmsConnections(o),
+    onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
+  });
   try {
     return await fn(kr);
   } finally {
@@ -117,15 +121,8 @@ export function registerNodeOps(node: Command): void {
       const { openKeyring } = await import('../keys/open.js');
       const peers: StoreKeyring[] = [];
       try {
-        const { parseUri } = await import('../config/uri.js');
-        const { existsSync } = await import('node:fs');
-        for (const p of o.peer ?? []) {
-          // a read-only command opens what exists and creates nothing
-          const u = p.endsWith('.yaml') || p.endsWith('.yml') ? undefined : parseUri(p);
-          if (u && ['sqlite', 'fs', 'kes-fs'].includes(u.scheme) && u.path && !existsSync(u.path))
-            throw err('NOT_FOUND', `--peer ${u.path} does not exist`);
-          peers.push(await openKeyring(p));
-        }
+        // a read-only command opens what exists and creates nothing
+        for (const p of o.peer ?? []) peers.push(await openKeyring(p, { create: false }));
         return await (await import('../canton/node/compat.js')).compatReport(kr, names ?? [], peers);
       } finally {
         for (const p of peers) await p.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 /** `keyport node …`: Canton node identities (init, ls, show, export, verify, delegate, root-cert, import-certs, import). */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
@@ -31,26 +31,21 @@ interface NodeOpts extends StoreOpts {
   as?: string;
 }
 
-/** a read-only command never creates a store: a local store's file or directory must exist */
-async function mustExist(target: string): Promise<void> {
-  const { parseUri } = await import('../config/uri.js');
-  const { isYamlPath } = await import('../keys/open.js');
-  if (isYamlPath(target)) return;
-  const u = parseUri(target);
-  const path = u.path ?? u.params['path'];
-  if ((u.scheme === 'sqlite' || u.scheme === 'fs') && path && !existsSync(path)) throw err('NOT_FOUND', `no store at ${path}`);
-}
-
-/** node commands need the store itself (node records live in it), not a remote server */
-async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>): Promise<T> {
+/**
+ * node commands need the store itself (node records live in it), not a remote server. A missing store is
+ * an error (nothing is created) except for `node init` and `node import`, which put keys in (withNewStore).
+ */
+async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, create = false): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
-  const kr = await openKeyring(storeTarget(o), { onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  const kr = await openKeyring(storeTarget(o), { create, onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
   try {
     return await fn(kr);
   } finally {
     await kr.close().catch(() => undefined);
   }
 }
+
+const withNewStore = <T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>) => withStore(o, fn, true);
 
 const storeOpt = (c: Command) =>
   c.option(
@@ -115,7 +110,7 @@ export function register(program: Command): void {
     if (manualGiven && !o.signingKeyId) throw err('USAGE', 'manual init needs --signing-key-id');
     if (manualGiven && (o.signingSpec || o.encryptionSpec || o.singleSigningKey))
       throw err('USAGE', 'manual init registers existing keys: --signing-spec, --encryption-spec and --single-signing-key do not apply');
-    await withStore(o, async (kr) => {
+    await withNewStore(o, async (kr) => {
       const n = await initNode(kr, name, {
         profile: parseProfile(o.profile!),
         ...(o.identifier ? { identifier: o.identifier } : {}),
@@ -149,7 +144,6 @@ export function register(program: Command): void {
   jsonOpt(storeOpt(node.command('ls').description('list the nodes of a store'))).action(async (o: NodeOpts) => {
     const { listNodes, loadNode } = await import('../canton/node/registry.js');
     const { nodeId } = await import('../canton/node/identity.js');
-    await mustExist(storeTarget(o));
     await withStore(o, async (kr) => {
       const nodes = await Promise.all((await listNodes(kr)).map((n) => loadNode(kr, n)));
       if (o.json)
@@ -167,7 +161,6 @@ export function register(program: Command): void {
     async (name: string, o: NodeOpts) => {
       const { loadNode } = await import('../canton/node/registry.js');
       const { nodeId } = await import('../canton/node/identity.js');
-      await mustExist(storeTarget(o));
       await withStore(o, async (kr) => {
         const n = await loadNode(kr, name);
         if (o.json) return printJson(nodeView(n, nodeId(n)));
@@ -213,7 +206,6 @@ export function register(program: Command): void {
     ),
   ).action(async (name: string, o: NodeOpts) => {
     if (!o.out === !o.bundle) throw err('USAGE', 'pass --out DIR (certificates) or --bundle FILE (identity bundle)');
-    await mustExist(storeTarget(o));
     await withStore(o, async (kr) => {
       if (o.bundle) {
         const { exportBundle } = await import('../canton/node/bundle.js');
@@ -371,7 +363,7 @@ export function register(program: Command): void {
     } catch (e) {
       throw err('USAGE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
-    await withStore(o, async (kr) => {
+    await withNewStore(o, async (kr) => {
       const n = await importBundle(kr, raw, o.as ? { as: o.as } : {});
       if (o.json) return printJson(nodeView(n, nodeId(n)));
       process.stdout.write(`${n.name}: ${nodeId(n)} (${n.keys.length} keys)\n`);

@@ -41,16 +41,24 @@ export function register(program: Command): void {
     c.action(async (o: ProtectOpts) => {
       const target = storeTarget(o);
       if (op === 'disable') await confirm(`decrypt every sealed key in ${redactUri(target)} back to clear?`, o.yes, 'nothing changed');
-      const { openKeyring, isYamlPath, loadStoreConfig } = await import('../keys/open.js');
+      const { openKeyring, isYamlPath, loadStoreConfig, configBase } = await import('../keys/open.js');
+      const { KmsAddress } = await import('../kms/address.js');
       const prot = await import('../keys/protect.js');
-      // the store as configured, but without enabling anything on open: this command does the protecting
+      // the store as configured, but without enabling anything on open: this command does the protecting.
+      // A YAML's relative paths mean beside it; the command line's, the current directory.
       const cfg = isYamlPath(target) ? loadStoreConfig(target) : { store: target };
+      const base = configBase(target);
+      const fromYaml = (a: string, what: string) => KmsAddress.parse(a, { ...(base ? { base } : {}), what });
       const kms = [
-        ...(cfg.kms ?? []),
-        ...(cfg.envelope ? [cfg.envelope.wrapper] : []),
+        ...(cfg.kms ?? []).map((a) => fromYaml(a, 'kms')),
+        ...(cfg.envelope ? [fromYaml(cfg.envelope.wrapper, 'envelope.wrapper')] : []),
         ...kmsConnections(op === 'disable' ? o : { kms: o.kms }),
       ];
-      const kr = await openKeyring({ store: cfg.store, ...(cfg.cache ? { cache: cfg.cache } : {}) }, { kms });
+      // protecting changes a store that is there: a missing one is an error, never a new store
+      const kr = await openKeyring(
+        { store: cfg.store, ...(cfg.cache ? { cache: cfg.cache } : {}) },
+        { kms, create: false, ...(base ? { base } : {}) },
+      );
       const bar = await progressBar(`protect ${op}`, undefined, o.json);
       try {
         const progress = (n: number) => bar.update(n);

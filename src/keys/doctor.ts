@@ -5,30 +5,21 @@
  */
 import { isKeyportError, oneLine } from '../errors.js';
 import { existsSync } from 'node:fs';
-import { parseUri, redactUri } from '../config/uri.js';
+import { redactUri } from '../config/uri.js';
 import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
 import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
 import { openKeyring, type OpenOptions } from './open.js';
+import { isStoreMissing } from '../store/missing.js';
 import { formatAge } from '../config/duration.js';
 
 export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs?: number } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
   const t0 = process.hrtime.bigint();
-  // a doctor looks and never creates: a path store that is not there is the problem to report
-  const missing = missingPath(target);
-  if (missing) {
-    add({
-      check: 'store',
-      status: 'problem',
-      detail: `${missing} does not exist`,
-      fix: 'check the path; a new store is created by keyport key create or keyport migrate --to',
-    });
-    return { uri: redactUri(target), kms: '', ok: false, checks };
-  }
   let kr;
   try {
-    kr = await openKeyring(target, opts);
+    // a doctor looks and never creates: a store that is not there is the problem to report
+    kr = await openKeyring(target, { ...opts, create: false });
     await kr.store.list({ limit: 1 });
     add({
       check: 'store',
@@ -40,9 +31,11 @@ export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs
       check: 'store',
       status: 'problem',
       detail: oneLine(e),
-      fix: isKeyportError(e, 'UNAVAILABLE')
-        ? 'check the address (keyport help uris), that the store is running and reachable, and the credentials'
-        : 'fix the store address or configuration: every attribute is in `keyport help uris` (docs/uris.md)',
+      fix: isStoreMissing(e)
+        ? 'check the address; a new store is created by keyport key create or keyport migrate --to'
+        : isKeyportError(e, 'UNAVAILABLE')
+          ? 'check the address (keyport help uris), that the store is running and reachable, and the credentials'
+          : 'fix the store address or configuration: every attribute is in `keyport help uris` (docs/uris.md)',
     });
     return { uri: redactUri(target), kms: '', ok: false, checks };
   }
@@ -178,15 +171,4 @@ export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs
     await kr.close().catch(() => undefined);
   }
   return { uri: redactUri(target), kms: '', ok: !checks.some((c) => c.status === 'problem'), checks };
-}
-
-function missingPath(target: string): string | undefined {
-  let u;
-  try {
-    u = parseUri(target);
-  } catch {
-    return undefined; // YAML or a malformed URI: openKeyring says what is wrong
-  }
-  if (!['sqlite', 'fs', 'kes-fs'].includes(u.scheme) || !u.path || u.path === ':memory:') return undefined;
-  return existsSync(u.path) ? undefined : u.path;
 }

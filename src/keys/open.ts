@@ -10,10 +10,15 @@
  *   kms: [awskms:region=eu-west-1]              # optional: connections for other stored key references
  *   cache: { ttl: 5m, unused: 0 }               # how long unsealed secrets stay in memory
  *
- * Setting `envelope` on a clear store protects its existing keys on open (Canton's behaviour).
+ * Setting `envelope` on a clear store protects its existing keys on open (Canton's behaviour). Relative
+ * paths in a YAML file (the store's, a local wrapper key's, TLS files, driver modules) mean beside the
+ * file, from whatever directory it is used.
+ *
+ * `create` says whether opening may create a missing store (store/missing.ts): the library's default is
+ * true; the CLI says it for every command, and only commands that put keys into a store create one.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -22,7 +27,8 @@ import { err } from '../errors.js';
 import { parseUri, redactUri } from '../config/uri.js';
 import { parseDuration } from '../config/duration.js';
 import { isKmsScheme } from '../kms/registry.js';
-import { openRecordStore } from '../store/open.js';
+import { openRecordStore, type OpenStoreOptions } from '../store/open.js';
+import { StandInStore, StoreMissingError, isStoreMissing } from '../store/missing.js';
 import { readProtectionStored, writeProtection } from '../store/protection.js';
 import { KmsAddress } from '../kms/address.js';
 import { StoreAddress } from '../store/address.js';
@@ -78,6 +84,11 @@ export function loadStoreConfig(path: string): StoreConfig {
   return r.data;
 }
 
+/** the directory relative paths in a target's configuration mean: a YAML file's own; undefined: the current directory */
+export function configBase(target: string): string | undefined {
+  return isYamlPath(target) ? dirname(resolve(target)) : undefined;
+}
+
 /** where the catalog of an external-mode KMS lives when none is configured */
 export function defaultCatalog(kmsUri: string): string {
   const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
@@ -93,9 +104,10 @@ export function targetIdentity(target: string): string {
   try {
     const store = isYamlPath(target) ? loadStoreConfig(target).store : target;
     if (isYamlPath(store)) return store;
+    const base = configBase(target);
     const u = parseUri(store);
-    if (isKmsScheme(u.scheme)) return `kms ${KmsAddress.parse(store).kms}`;
-    return StoreAddress.parse(store).identity;
+    if (isKmsScheme(u.scheme)) return `kms ${KmsAddress.parse(store, base ? { base } : {}).kms}`;
+    return StoreAddress.parse(store, base ? { base } : {}).identity;
   } catch {
     return target;
   }
@@ -106,8 +118,13 @@ export interface OpenOptions extends KeyringOptions {
   onNotice?: (msg: string) => void;
   /** more KMS connections (operator configuration: --kms / --wrapper, KEYPORT_KMS) beside the YAML's */
   kms?: (KmsAddress | string)[];
-  /** relative paths in the configuration resolve against this directory (a YAML file's own) */
+  /** relative paths in the configuration resolve against this directory (default: a YAML target's own, else cwd) */
   base?: string;
+  /**
+   * may opening create a missing store (OpenStoreOptions: true, false, 'stand-in')? The library's default
+   * is true; the CLI passes false except for key create / import / register, node init / import and migrate --to.
+   */
+  create?: OpenStoreOptions['create'];
 }
 
 /** the connections a configuration gives: its `kms:` list, its envelope wrapper, its external KMS, then the caller's */
@@ -123,7 +140,7 @@ function connectionsOf(cfg: StoreConfig, opts: OpenOptions, base?: string): Conn
 
 export async function openKeyring(target: string | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
   let cfg: StoreConfig;
-  const base = opts.base;
+  const base = opts.base ?? (typeof target === 'string' ? configBase(target) : undefined);
   if (typeof target !== 'string') {
     const r = StoreConfigSchema.safeParse(target);
     if (!r.success)
@@ -142,13 +159,30 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
   const wrapper = cfg.envelope
     ? KmsAddress.parse(cfg.envelope.wrapper, { ...(base ? { base } : {}), what: 'envelope.wrapper' })
     : undefined;
-  const store = await openRecordStore(cfg.store);
+  const storeConfig = cfg;
+  const create = opts.create ?? true;
+  const store = await openRecordStore(StoreAddress.parse(cfg.store, base ? { base } : {}), { create }).catch((e: unknown) => {
+    // a KMS's default catalog that is not there yet: say so in the KMS's words
+    if (isStoreMissing(e) && storeConfig.external && storeConfig.store === defaultCatalog(storeConfig.external.kms))
+      throw new StoreMissingError(
+        redactUri(storeConfig.external.kms),
+        'has no keyport catalog here yet (keys come with keyport key create or key register)',
+      );
+    throw e;
+  });
   const kr = new StoreKeyring(store, {
     ...opts,
     connections,
     ...(cfg.cache?.ttl !== undefined ? { cacheTtlMs: parseDuration(cfg.cache.ttl, 'cache.ttl') } : {}),
     ...(cfg.cache?.unused !== undefined ? { cacheUnusedMs: parseDuration(cfg.cache.unused, 'cache.unused') } : {}),
   });
+  if (store instanceof StandInStore) {
+    // a store that is not there yet (migrate's target before it has something to write): its protection
+    // as configured, in memory only; nothing is checked or created (no wrapper key) until it is real
+    if (external) await writeProtection(store, { mode: 'external', kms: external.kms.toString() });
+    else if (wrapper) await writeProtection(store, { mode: 'envelope', wrapper: wrapper.key.toString() });
+    return kr;
+  }
   try {
     // a store written by 0.1.0 keeps whole URIs (endpoints, credentials): rewrite them into references first
     const stored = await readProtectionStored(store);

@@ -9,6 +9,7 @@ import { redactUri } from '../config/uri.js';
 import { openKeyring, targetIdentity } from '../keys/open.js';
 import { Connections } from '../kms/connections.js';
 import type { Driver } from '../kms/driver.js';
+import { StandInStore } from '../store/missing.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
 import {
@@ -83,7 +84,9 @@ export interface MigrateReport {
 async function side(kr: StoreKeyring, uri: string): Promise<Side> {
   // reachable and readable: one listing call, the protection setting, the KMS behind it
   await kr.store.list({ limit: 1 });
-  const protection = await kr.checkProtection();
+  // a target that is not there yet has its protection as configured; its wrapper is checked (or, a new
+  // local one, made) only when the store is created for a run that writes into it
+  const protection = kr.store instanceof StandInStore ? await kr.protection() : await kr.checkProtection();
   let kms: Driver | undefined;
   if (protection.mode === 'external') {
     const d = await kr.kmsDriver(protection.kms);
@@ -105,8 +108,10 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   // one pool of configured connections for both sides: a wrapper the target's YAML names also opens the
   // source's keys sealed under the same key (connections come from configuration, never from a store)
   const connections = new Connections();
-  // a migration touches each key a few times: no point keeping unsealed secrets around
-  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [], connections });
+  // a migration touches each key a few times: no point keeping unsealed secrets around. The source must
+  // exist (a typo is an error, never an empty store); the target is created only once the plan has
+  // something to write into it (not by --dry-run, a refused pattern or an empty plan)
+  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [], connections, create: false });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
     from: redactUri(o.from),
@@ -127,9 +132,9 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections });
+    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: 'stand-in' });
     const src = await side(srcKr, o.from);
-    const dst = await side(dstKr, o.to);
+    let dst = await side(dstKr, o.to);
     // protection is never dropped silently: a protected source into a clear target needs allowClear
     if (src.protection.mode !== 'clear' && dst.protection.mode === 'clear') {
       const via = src.protection.mode === 'envelope' ? src.protection.wrapper : src.protection.kms;
@@ -162,6 +167,24 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       );
       report.plan = plan;
       return report;
+    }
+
+    if (dstKr.store instanceof StandInStore) {
+      // a new target: plan against its empty stand-in first, and create it only if that plan writes something
+      const first = await planMigration(
+        src,
+        dst,
+        opts,
+        () => undefined,
+        (n) => o.onProgress?.('plan', n),
+      );
+      if (first.migrate === 0) {
+        apply(first);
+        return report;
+      }
+      await dstKr.close();
+      dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: true });
+      dst = await side(dstKr, o.to);
     }
 
     const id = migrationId(o.from, o.to, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);

@@ -5,30 +5,20 @@
  * Nothing is created: CreateKey and TagResource are reported as needed for new keys (rotation), or as not
  * needed when every key is registered by ARN (possibly another account).
  */
-import { existsSync } from 'node:fs';
-import { parseUri } from '../../config/uri.js';
 import { oneLine } from '../../errors.js';
-import { isKmsScheme } from '../../kms/registry.js';
 import { doctorKms, type DoctorCheck } from '../../kms/doctor.js';
-import { defaultCatalog, isYamlPath, openKeyring } from '../../keys/open.js';
+import { openKeyring } from '../../keys/open.js';
 import { listNodes, loadNode } from './registry.js';
 import { locateNodeKeys } from './canton-config.js';
 
 const RANK = { problem: 4, warning: 3, ok: 2, 'not-checked': 1, info: 0 } as const;
 
 export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
-  // a doctor creates nothing: a KMS without a catalog has no nodes to look at
-  if (!isYamlPath(target)) {
-    const u = parseUri(target);
-    if (isKmsScheme(u.scheme)) {
-      const cat = parseUri(defaultCatalog(target));
-      if (!cat.path || !existsSync(cat.path)) return [];
-    } else if (['sqlite', 'fs', 'kes-fs'].includes(u.scheme) && (!u.path || u.path === ':memory:' || !existsSync(u.path))) return [];
-  }
   const checks: DoctorCheck[] = [];
   let kr;
   try {
-    kr = await openKeyring(target);
+    // a doctor creates nothing: a missing store (or a KMS without a catalog) has no nodes to look at
+    kr = await openKeyring(target, { create: false });
   } catch {
     return []; // the store doctor reports why the store cannot be opened
   }
