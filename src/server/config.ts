@@ -120,6 +120,8 @@ export interface ServerConfig {
   keys: string[];
   /** store URI or YAML path for openKeyring, or an inline store config */
   store: string | { store: string; envelope?: { wrapper: string }; external?: { kms: string }; kms?: string[] };
+  /** the directory relative paths in an inline store config mean (the config file's own) */
+  base?: string;
   workers: number;
   /** start-up notices about the configuration (e.g. allow rules for APIs KES v0.24 no longer has) */
   notices?: string[];
@@ -257,6 +259,7 @@ export function resolveServerConfig(c: z.infer<typeof ServerConfigSchema>, base:
     },
     keys: (c.keys ?? []).map((k) => k.name),
     store,
+    base,
     workers: c.workers ?? 1,
     notices,
   };

@@ -27,6 +27,8 @@ export interface StartOptions {
 export async function startServer(cfg: ServerConfig, opts: StartOptions = {}): Promise<Started> {
   for (const n of cfg.notices ?? []) opts.onNotice?.(n);
   const kr: StoreKeyring = await openKeyring(cfg.store, {
+    // a keystore.keyport section's relative store, wrapper and KMS paths mean beside the config file
+    ...(typeof cfg.store !== 'string' && cfg.base ? { base: cfg.base } : {}),
     cacheTtlMs: cfg.cache.anyMs || 300_000,
     cacheUnusedMs: cfg.cache.unusedMs,
     recordTtlMs: cfg.cache.anyMs,

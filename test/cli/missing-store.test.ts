@@ -14,6 +14,9 @@ import { openRecordStore, isStoreMissing } from '../../src/store/open.js';
 import { tempDir } from '../support/tmp.js';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { isOneLine, kpIn } from '../support/kp.js';
+import { devSetup } from '../../src/server/dev.js';
+import { loadServerConfig } from '../../src/server/config.js';
+import { startServer } from '../../src/server/index.js';
 
 const dir = tempDir();
 const home = join(dir, 'home');
@@ -194,6 +197,34 @@ test("a store YAML's relative paths (store, local wrapper key) are beside the YA
   assert.equal(rot.code, 0, rot.stderr);
   assert.deepEqual(readdirSync(elsewhere), []);
   assert.deepEqual(readdirSync(conf).sort(), ['data', 'store.yaml', 'wrapper.key', 'wrapper2.key']);
+});
+
+test("a server config's keystore.keyport section: its relative store and wrapper paths are beside the config, not in the cwd", async () => {
+  const conf = join(dir, 'server-conf');
+  const dev = await devSetup({ dir: join(conf, 'tls'), host: '127.0.0.1', port: 0 });
+  writeFileSync(
+    join(conf, 'server.yaml'),
+    [
+      'address: 127.0.0.1:0',
+      'admin:',
+      '  identity: disabled',
+      'tls:',
+      '  key: tls/server.key',
+      `  cert: ${JSON.stringify(dev.certPath)}`,
+      'keystore:',
+      '  keyport:',
+      '    store: sqlite:./data/keys.db',
+      '    envelope:',
+      '      wrapper: local:./wrapper.key',
+      '',
+    ].join('\n'),
+  );
+  const cwdBefore = readdirSync(process.cwd()).sort();
+  const started = await startServer(loadServerConfig(join(conf, 'server.yaml')));
+  await started.close();
+  assert.ok(existsSync(join(conf, 'data', 'keys.db')), 'the store is beside the config');
+  assert.ok(existsSync(join(conf, 'wrapper.key')), 'the wrapper key is beside the config');
+  assert.deepEqual(readdirSync(process.cwd()).sort(), cwdBefore, 'nothing new in the current directory');
 });
 
 test('library: openRecordStore({ create: false }) on a missing store is NOT_FOUND (isStoreMissing); the default still creates', async () => {
