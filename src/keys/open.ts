@@ -165,8 +165,8 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
     // a KMS's default catalog that is not there yet: say so in the KMS's words
     if (isStoreMissing(e) && storeConfig.external && storeConfig.store === defaultCatalog(storeConfig.external.kms))
       throw new StoreMissingError(
-        redactUri(storeConfig.external.kms),
-        'has no keyport catalog here yet (keys come with keyport key create or key register)',
+        redactUri(storeConfig.store),
+        `keyport has no catalog of ${redactUri(storeConfig.external.kms)} yet: its keys come with keyport key create or key register`,
       );
     throw e;
   });

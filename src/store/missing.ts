@@ -12,12 +12,9 @@ export class StoreMissingError extends KeyportError {
   constructor(
     /** the store's redacted address */
     readonly store: string,
-    detail = 'does not exist',
+    message = `store ${store} does not exist: check the address (key create, key import, key register, node init and migrate --to create a store)`,
   ) {
-    super(
-      'NOT_FOUND',
-      `store ${store} ${detail}: check the address (key create, key import, key register, node init and migrate --to create a store)`,
-    );
+    super('NOT_FOUND', message);
   }
 }
 

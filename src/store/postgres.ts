@@ -288,7 +288,11 @@ class PostgresStore implements RecordStore {
     // tables already there (the usual case): no DDL, so a role without CREATE rights works too
     const ok = await this.q(this.sql.exists, [`"${this.table}"`, `"${this.metaTable}"`], true);
     if (ok.rows[0]?.ok) return;
-    if (!create) throw new StoreMissingError(this.uri, `does not exist (no table ${this.table})`);
+    if (!create)
+      throw new StoreMissingError(
+        this.uri,
+        `store ${this.uri} does not exist (no table ${this.table}): check the address (key create, key import, key register, node init and migrate --to create a store)`,
+      );
     await this.tx(async (c) => {
       // replicas starting together: one runs the DDL, the others wait and find the tables there
       await c.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`keyport-schema:${this.table}`]);

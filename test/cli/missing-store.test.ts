@@ -114,7 +114,7 @@ test('a KMS store without a catalog: read commands say so and create no catalog;
     const r = kp(dir, [...args, '--store', kms]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.ok(isOneLine(r.stderr), r.stderr);
-    assert.match(r.stderr, /no keyport catalog/);
+    assert.match(r.stderr, /keyport has no catalog of local:/);
   }
   assert.equal(existsSync(join(home, 'catalogs')), false, 'no catalog made');
   assert.deepEqual(readdirSync(join(dir, 'kms')), [], 'nothing made in the KMS');
