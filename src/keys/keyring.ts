@@ -323,7 +323,7 @@ export class StoreKeyring implements Keyring {
     if (this.store.capabilities.kesOnly && type !== 'aes256')
       throw err('UNSUPPORTED', `a KES keystore holds only aes256 keys, not ${type}: use a keyport store for other key types`);
     const p = await this.protection();
-    const exists = await this.store.get(name).then(
+    const exists = await this.store.get(name, { signal: opts.signal }).then(
       () => true,
       (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)),
     );
@@ -343,7 +343,7 @@ export class StoreKeyring implements Keyring {
       p.mode === 'external' ? { kms_generated: 'true' } : undefined,
     );
     try {
-      await this.store.create(rec);
+      await this.store.create(rec, { signal: opts.signal });
     } catch (e) {
       await this.dropExternal(v);
       throw e;
@@ -366,7 +366,7 @@ export class StoreKeyring implements Keyring {
     };
     const rec = this.newRecord(name, m.type, purpose, usage, opts.createdBy, v);
     try {
-      await this.store.create(rec);
+      await this.store.create(rec, { signal: opts.signal });
     } catch (e) {
       await this.dropExternal(v);
       throw e;

@@ -58,12 +58,12 @@ export interface DriverKeyDescription {
 }
 
 /**
- * Per-call options: the caller's AbortSignal (a timeout or a client gone) cancels the call — drivers
- * hand it to their SDK; a driver that cannot cancel may ignore it (instrument() stops waiting anyway).
+ * Per-call options (src/cancel.ts, shared with record stores): the caller's AbortSignal (a timeout or a
+ * client gone) cancels the call — drivers hand it to their SDK; a driver that cannot cancel may ignore
+ * it (instrument() stops waiting anyway).
  */
-export interface CallOptions {
-  signal?: AbortSignal | undefined;
-}
+export type { CallOptions } from '../cancel.js';
+import type { CallOptions } from '../cancel.js';
 
 export interface Driver {
   /** scheme the driver registered for (awskms, gcpkms, …) */

@@ -33,6 +33,8 @@ export interface ExecContext {
   rekeyMap: string;
   /** --rekey: a key the target KMS refuses to import (UNSUPPORTED, nothing created) is re-keyed instead */
   rekey?: boolean;
+  /** cancels the run's store calls (src/cancel.ts) */
+  signal?: AbortSignal | undefined;
   /** key types the target refused to import in this run: their later keys go straight to re-keying */
   importRefused?: Set<string>;
 }
@@ -53,7 +55,7 @@ async function targetVersion(ctx: ExecContext, rec: KeyRecord, v: VersionRecord)
 }
 
 async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<{ src: KeyRecord; out: KeyRecord }> {
-  const rec = await ctx.src.kr.store.get(e.n);
+  const rec = await ctx.src.kr.store.get(e.n, { signal: ctx.signal });
   const versions: VersionRecord[] = [];
   for (const v of rec.versions) versions.push(await targetVersion(ctx, rec, v));
   return { src: rec, out: { ...rec, meta: { ...(rec.meta ?? {}) }, versions } };
@@ -66,7 +68,7 @@ async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<{ src: KeyRe
  * load_multiple_from_file). Key types Canton cannot sign with (RSA) get the map entry only.
  */
 async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
-  const old = await ctx.src.kr.store.get(e.n);
+  const old = await ctx.src.kr.store.get(e.n, { signal: ctx.signal });
   if (e.f) throw err('UNSUPPORTED', `re-keying cannot replace the existing target key '${e.n}'`);
   const created = await ctx.dst.kr.create(e.n, { type: old.type, purpose: old.purpose, usage: old.usage, createdBy: old.createdBy });
   const oldV = old.versions[old.versions.length - 1]!;
@@ -112,7 +114,7 @@ async function rekey(ctx: ExecContext, e: PlanEntry): Promise<void> {
 async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean): Promise<void> {
   const [s, d] = [ctx.src.kr, ctx.dst.kr] as StoreKeyring[];
   const name = srcRec.name;
-  const dstRec = await d!.store.get(name);
+  const dstRec = await d!.store.get(name, { signal: ctx.signal });
   if (!rekeyed && material(srcRec) !== material(dstRec))
     throw err('VERIFY_FAILED', `'${name}': fingerprints differ between source and target`);
   const probe = randomBytes(32);
@@ -140,7 +142,7 @@ async function verifyKey(ctx: ExecContext, srcRec: KeyRecord, rekeyed: boolean):
  */
 async function resumedRekey(ctx: ExecContext, e: PlanEntry, x: unknown): Promise<void> {
   if (!isKeyportError(x, 'EXISTS')) throw x;
-  const held = await ctx.dst.kr.store.get(e.n).then(
+  const held = await ctx.dst.kr.store.get(e.n, { signal: ctx.signal }).then(
     () => true,
     () => false,
   );
@@ -167,7 +169,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
         if (e.s === 'import' && ctx.rekey) {
           // the plan chose import because the target can import in general; a target KMS may still
           // refuse this key type (local-kms imports only symmetric keys): with --rekey that key is re-keyed
-          const type = (await ctx.src.kr.store.get(e.n)).type;
+          const type = (await ctx.src.kr.store.get(e.n, { signal: ctx.signal })).type;
           if (!ctx.importRefused?.has(type)) {
             try {
               const b = await ctx.pool.run(() => buildRecord(ctx, e));
@@ -202,7 +204,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
   const store = ctx.dst.kr.store;
   if (replaces.length) {
     try {
-      await store.putMany(replaces);
+      await store.putMany(replaces, undefined, { signal: ctx.signal });
       for (const r of replaces) done.push({ name: r.name, rekeyed: false });
     } catch (x) {
       for (const r of replaces) fail(r.name, x);
@@ -212,7 +214,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     let existed: string[] = [];
     if (store.createMany) {
       try {
-        existed = await store.createMany(creates);
+        existed = await store.createMany(creates, { signal: ctx.signal });
       } catch (x) {
         for (const r of creates) fail(r.name, x);
         creates.length = 0;
@@ -221,7 +223,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
       await Promise.all(
         creates.map(async (r) => {
           try {
-            await ctx.pool.run(() => store.create(r));
+            await ctx.pool.run(() => store.create(r, { signal: ctx.signal }));
           } catch (x) {
             if (isKeyportError(x, 'EXISTS')) existed.push(r.name);
             else fail(r.name, x);
@@ -234,7 +236,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
       if (res.failed.includes(r.name)) continue;
       if (existedSet.has(r.name)) {
         // written by an interrupted run of this migration, or by someone else meanwhile
-        const theirs = await store.get(r.name).catch(() => undefined);
+        const theirs = await store.get(r.name, { signal: ctx.signal }).catch(() => undefined);
         if (!theirs || material(theirs) !== material(r)) {
           res.conflicts.push(r.name);
           continue;
@@ -249,7 +251,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     await Promise.all(
       done.map(async ({ name, rekeyed }) => {
         try {
-          const src = sources.get(name) ?? (await ctx.src.kr.store.get(name));
+          const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
           await ctx.pool.run(() => verifyKey(ctx, src, rekeyed));
           res.verified++;
         } catch (x) {

@@ -48,6 +48,8 @@ export interface MigrateOptions {
   batchSize?: number;
   /** KMS connections (operator configuration) for key references either store names, beside their YAML's */
   kms?: string[];
+  /** cancels the run: store calls in flight stop (nothing half-written; the journal resumes it later) */
+  signal?: AbortSignal;
   /** progress: phase, done, total */
   onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
 }
@@ -81,9 +83,9 @@ export interface MigrateReport {
   clearTarget?: { sourceProtection: 'envelope' | 'external'; via?: string };
 }
 
-async function side(kr: StoreKeyring, uri: string): Promise<Side> {
+async function side(kr: StoreKeyring, uri: string, signal?: AbortSignal): Promise<Side> {
   // reachable and readable: one listing call, the protection setting, the KMS behind it
-  await kr.store.list({ limit: 1 });
+  await kr.store.list({ limit: 1, signal });
   // a target that is not there yet has its protection as configured; its wrapper is checked (or, a new
   // local one, made) only when the store is created for a run that writes into it
   const protection = kr.store instanceof StandInStore ? await kr.protection() : await kr.checkProtection();
@@ -133,8 +135,8 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   };
   try {
     dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: 'stand-in' });
-    const src = await side(srcKr, o.from);
-    let dst = await side(dstKr, o.to);
+    const src = await side(srcKr, o.from, o.signal);
+    let dst = await side(dstKr, o.to, o.signal);
     // protection is never dropped silently: a protected source into a clear target needs allowClear
     if (src.protection.mode !== 'clear' && dst.protection.mode === 'clear') {
       const via = src.protection.mode === 'envelope' ? src.protection.wrapper : src.protection.kms;
@@ -145,7 +147,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         );
       report.clearTarget = { sourceProtection: src.protection.mode, via: redactUri(via) };
     }
-    const opts = { pattern: o.pattern, mode, rekey: !!o.rekey };
+    const opts = { pattern: o.pattern, mode, rekey: !!o.rekey, signal: o.signal };
     const apply = (s: PlanSummary) => {
       report.planned = s.migrate;
       report.skipped = s.skipped;
@@ -184,7 +186,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       }
       await dstKr.close();
       dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: true });
-      dst = await side(dstKr, o.to);
+      dst = await side(dstKr, o.to, o.signal);
     }
 
     const id = migrationId(o.from, o.to, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);
@@ -261,6 +263,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       verify: o.verify !== false,
       rekeyMap,
       rekey: !!o.rekey,
+      signal: o.signal,
     };
     const size = batchSize;
     let batch: PlanEntry[] = [];

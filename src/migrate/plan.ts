@@ -35,10 +35,10 @@ export interface PlanSummary {
   strategies: Record<Strategy, number>;
 }
 
-async function* names(kr: StoreKeyring, pat: Pattern): AsyncGenerator<string> {
+async function* names(kr: StoreKeyring, pat: Pattern, signal?: AbortSignal): AsyncGenerator<string> {
   let after: string | undefined;
   for (;;) {
-    const page = await kr.store.list({ prefix: pat.prefix, after, limit: 1000 });
+    const page = await kr.store.list({ prefix: pat.prefix, after, limit: 1000, signal });
     for (const n of page.names) if (pat.test(n)) yield n;
     if (!page.next) return;
     after = page.next;
@@ -95,7 +95,7 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
 export async function planMigration(
   src: Side,
   dst: Side,
-  opts: { pattern?: string; mode: Mode; rekey: boolean },
+  opts: { pattern?: string; mode: Mode; rekey: boolean; signal?: AbortSignal | undefined },
   sink: PlanWriter | ((e: PlanEntry) => void),
   progress?: (n: number) => void,
   /** the plan of an earlier, finished run of the same migration (name order): its keys are ours */
@@ -106,17 +106,18 @@ export async function planMigration(
   const sum: PlanSummary = { total: 0, migrate: 0, skipped: 0, conflicts: [], refused: [], strategies: { copy: 0, import: 0, rekey: 0 } };
   // Canton node keys moving into a KMS must be ones Canton's kms provider can use for their role there
   const nodeRefusals = await (await import('../canton/node/compat.js')).nodeKeyMigrationRefusals(src.kr, dst.kr);
-  const targets = names(dst.kr, pat);
+  const signal = opts.signal;
+  const targets = names(dst.kr, pat, signal);
   let t = await targets.next();
   let prev = previous ? await previous.next() : undefined;
-  for await (const name of names(src.kr, pat)) {
+  for await (const name of names(src.kr, pat, signal)) {
     while (!t.done && byteCompare(t.value, name) < 0) t = await targets.next();
     const exists = !t.done && t.value === name;
     while (prev && !prev.done && byteCompare(prev.value.n, name) < 0) prev = await previous!.next();
     const ours = !!prev && !prev.done && prev.value.n === name && (prev.value.a === 'migrate' || prev.value.a === 'skip');
     sum.total++;
     progress?.(sum.total);
-    const rec = await src.kr.store.get(name);
+    const rec = await src.kr.store.get(name, { signal });
     const nodeRefusal = nodeRefusals.get(name);
     const st = nodeRefusal ? { reason: nodeRefusal } : strategyFor(src, dst, rec, opts.rekey);
     if (exists) {
@@ -125,7 +126,7 @@ export async function planMigration(
         sum.conflicts.push(name);
         continue;
       }
-      const theirs = await dst.kr.store.get(name);
+      const theirs = await dst.kr.store.get(name, { signal });
       if (material(theirs) === material(rec)) {
         add({ n: name, a: 'skip', r: 'same key material at the target' });
         sum.skipped++;

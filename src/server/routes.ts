@@ -262,9 +262,11 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       try {
         await c.state.unanswered.track(
           c.resource,
-          c.state.kr.import(c.resource, key, { type: (type ?? 'aes256') as KeyType, createdBy: c.identity }).then((info) => {
-            if (c.signal.aborted) c.state.unanswered.remember(c.resource, c.identity, info.fingerprint, key);
-          }),
+          c.state.kr
+            .import(c.resource, key, { type: (type ?? 'aes256') as KeyType, createdBy: c.identity, signal: c.signal })
+            .then((info) => {
+              if (c.signal.aborted) c.state.unanswered.remember(c.resource, c.identity, info.fingerprint, key);
+            }),
         );
       } catch (e) {
         if (isKeyportError(e, 'EXISTS') && (await retriesUnanswered(c, key))) return ok();

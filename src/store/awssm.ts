@@ -24,12 +24,13 @@
  * writes each record atomically (no multi-secret transaction).
  */
 import { err, isKeyportError } from '../errors.js';
+import { cancelled, checkCancelled } from '../cancel.js';
 import { awsParams, callOptions, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from '../kms/aws/common.js';
 import { isValidName } from '../keys/names.js';
 import { parseRecord } from './record.js';
 import { decodeKesKey, encodeKesKey } from './kes-format.js';
 import { kesKeyToRecord, recordToKesKey } from './kes-fs.js';
-import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
 
 type Sm = typeof import('@aws-sdk/client-secrets-manager');
 const SVC = 'AWS Secrets Manager';
@@ -86,10 +87,15 @@ class AwsSmStore implements RecordStore {
     this.metaName = `${prefix}.keyport-meta`;
   }
 
-  private async call<T>(what: string, cmd: unknown): Promise<T> {
+  /** one request, bounded by timeout-ms and cancelled (the SDK aborts it) when the caller's signal fires */
+  private async call<T>(what: string, cmd: unknown, o?: StoreCallOptions): Promise<T> {
+    const bounded = callOptions(this.p);
+    checkCancelled(`${SVC} ${what}`, o?.signal);
+    const abortSignal = o?.signal ? AbortSignal.any([bounded.abortSignal, o.signal]) : bounded.abortSignal;
     try {
-      return (await this.client.send(cmd as never, callOptions(this.p))) as T;
+      return (await this.client.send(cmd as never, { abortSignal })) as T;
     } catch (e) {
+      if (o?.signal?.aborted) throw cancelled(`${SVC} ${what}`, o.signal);
       const k = mapAwsError(e, what, SVC);
       // AWS keeps a deleted name reserved for a short while after a forced delete
       if (/scheduled for deletion|marked for deletion/i.test(k.message))
@@ -102,7 +108,7 @@ class AwsSmStore implements RecordStore {
     return this.prefix + name;
   }
 
-  private async createSecret(name: string, value: string, what: string): Promise<void> {
+  private async createSecret(name: string, value: string, what: string, o?: StoreCallOptions): Promise<void> {
     await this.call(
       `CreateSecret '${what}'`,
       new this.sdk.CreateSecretCommand({
@@ -111,23 +117,25 @@ class AwsSmStore implements RecordStore {
         Description: 'keyport key record',
         ...(this.kmsKeyId ? { KmsKeyId: this.kmsKeyId } : {}),
       }),
+      o,
     );
   }
 
-  async create(rec: KeyRecord): Promise<void> {
+  async create(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
     try {
-      await this.createSecret(this.secretName(rec.name), this.encode(rec), rec.name);
+      await this.createSecret(this.secretName(rec.name), this.encode(rec), rec.name, o);
     } catch (e) {
       if (isKeyportError(e, 'EXISTS')) throw err('EXISTS', `key '${rec.name}' already exists`);
       throw e;
     }
   }
 
-  private async readSecret(secretName: string, what: string): Promise<string | undefined> {
+  private async readSecret(secretName: string, what: string, o?: StoreCallOptions): Promise<string | undefined> {
     try {
       const out = await this.call<{ SecretString?: string; SecretBinary?: Uint8Array }>(
         `GetSecretValue '${what}'`,
         new this.sdk.GetSecretValueCommand({ SecretId: secretName }),
+        o,
       );
       if (out.SecretString !== undefined) return out.SecretString;
       if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString('utf8');
@@ -139,14 +147,14 @@ class AwsSmStore implements RecordStore {
     }
   }
 
-  async get(name: string): Promise<KeyRecord> {
-    const text = await this.readSecret(this.secretName(name), name);
+  async get(name: string, o?: StoreCallOptions): Promise<KeyRecord> {
+    const text = await this.readSecret(this.secretName(name), name, o);
     if (text === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
     return this.decode(name, text);
   }
 
   /** every key name under the store prefix (plus an extra name prefix), sorted in byte order */
-  private async allNames(extra: string): Promise<string[]> {
+  private async allNames(extra: string, o?: StoreCallOptions): Promise<string[]> {
     const full = this.prefix + extra;
     const names: string[] = [];
     let token: string | undefined;
@@ -158,6 +166,7 @@ class AwsSmStore implements RecordStore {
           ...(full ? { Filters: [{ Key: 'name', Values: [full] }] } : {}),
           ...(token ? { NextToken: token } : {}),
         }),
+        o,
       );
       for (const s of out.SecretList ?? []) {
         if (!s.Name || s.DeletedDate || !s.Name.startsWith(full)) continue; // AWS's name filter ignores case
@@ -170,39 +179,43 @@ class AwsSmStore implements RecordStore {
     return names.filter((n, i) => i === 0 || n !== names[i - 1]);
   }
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
+  async list(opts: ListOptions & StoreCallOptions = {}): Promise<ListPage> {
     const limit = Math.max(1, opts.limit ?? 1000);
     const after = opts.after ?? '';
-    const names = (await this.allNames(opts.prefix ?? '')).filter((n) => n > after);
+    const names = (await this.allNames(opts.prefix ?? '', opts)).filter((n) => n > after);
     if (names.length > limit) return { names: names.slice(0, limit), next: names[limit - 1] };
     return { names };
   }
 
-  async delete(name: string): Promise<void> {
+  async delete(name: string, o?: StoreCallOptions): Promise<void> {
     const sn = this.secretName(name);
     // ForceDeleteWithoutRecovery does not fail for a missing secret on AWS: look first
     try {
-      const d = await this.call<{ DeletedDate?: Date }>(`DescribeSecret '${name}'`, new this.sdk.DescribeSecretCommand({ SecretId: sn }));
+      const d = await this.call<{ DeletedDate?: Date }>(
+        `DescribeSecret '${name}'`,
+        new this.sdk.DescribeSecretCommand({ SecretId: sn }),
+        o,
+      );
       if (d.DeletedDate) throw err('NOT_FOUND', `key '${name}' does not exist`);
     } catch (e) {
       if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${name}' does not exist`);
       throw e;
     }
     try {
-      await this.call(`DeleteSecret '${name}'`, new this.sdk.DeleteSecretCommand({ SecretId: sn, ForceDeleteWithoutRecovery: true }));
+      await this.call(`DeleteSecret '${name}'`, new this.sdk.DeleteSecretCommand({ SecretId: sn, ForceDeleteWithoutRecovery: true }), o);
     } catch (e) {
       if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${name}' does not exist`);
       throw e;
     }
   }
 
-  private async putValue(secretName: string, value: string, what: string): Promise<void> {
-    await this.call(`PutSecretValue '${what}'`, new this.sdk.PutSecretValueCommand({ SecretId: secretName, SecretString: value }));
+  private async putValue(secretName: string, value: string, what: string, o?: StoreCallOptions): Promise<void> {
+    await this.call(`PutSecretValue '${what}'`, new this.sdk.PutSecretValueCommand({ SecretId: secretName, SecretString: value }), o);
   }
 
-  async replace(rec: KeyRecord): Promise<void> {
+  async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
     try {
-      await this.putValue(this.secretName(rec.name), this.encode(rec), rec.name);
+      await this.putValue(this.secretName(rec.name), this.encode(rec), rec.name, o);
     } catch (e) {
       if (isKeyportError(e, 'NOT_FOUND')) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
       throw e;
@@ -210,16 +223,16 @@ class AwsSmStore implements RecordStore {
   }
 
   /** create-or-replace one secret atomically */
-  private async upsert(secretName: string, value: string, what: string): Promise<void> {
+  private async upsert(secretName: string, value: string, what: string, o?: StoreCallOptions): Promise<void> {
     for (let i = 0; i < 3; i++) {
       try {
-        await this.putValue(secretName, value, what);
+        await this.putValue(secretName, value, what, o);
         return;
       } catch (e) {
         if (!isKeyportError(e, 'NOT_FOUND')) throw e;
       }
       try {
-        await this.createSecret(secretName, value, what);
+        await this.createSecret(secretName, value, what, o);
         return;
       } catch (e) {
         if (!isKeyportError(e, 'EXISTS')) throw e; // created meanwhile: put again
@@ -228,13 +241,13 @@ class AwsSmStore implements RecordStore {
     throw err('CONFLICT', `${SVC}: '${what}' keeps appearing and disappearing: retry`);
   }
 
-  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
-    for (const r of recs) await this.upsert(this.secretName(r.name), this.encode(r), r.name);
-    if (meta && Object.keys(meta).length > 0) await this.updateMeta(meta);
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
+    for (const r of recs) await this.upsert(this.secretName(r.name), this.encode(r), r.name, o);
+    if (meta && Object.keys(meta).length > 0) await this.updateMeta(meta, o);
   }
 
-  private async readMeta(): Promise<Record<string, string>> {
-    const text = await this.readSecret(this.metaName, 'store settings');
+  private async readMeta(o?: StoreCallOptions): Promise<Record<string, string>> {
+    const text = await this.readSecret(this.metaName, 'store settings', o);
     if (text === undefined) return {};
     try {
       const v = JSON.parse(text) as unknown;
@@ -245,21 +258,21 @@ class AwsSmStore implements RecordStore {
     throw err('INVALID_INPUT', `${SVC}: the settings secret '${this.metaName}' is not a JSON object: fix or delete it`);
   }
 
-  private async updateMeta(changes: Record<string, string | undefined>): Promise<void> {
-    const m = await this.readMeta();
+  private async updateMeta(changes: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
+    const m = await this.readMeta(o);
     for (const [k, v] of Object.entries(changes)) {
       if (v === undefined) delete m[k];
       else m[k] = v;
     }
-    await this.upsert(this.metaName, JSON.stringify(m), 'store settings');
+    await this.upsert(this.metaName, JSON.stringify(m), 'store settings', o);
   }
 
-  async getMeta(key: string): Promise<string | undefined> {
-    return (await this.readMeta())[key];
+  async getMeta(key: string, o?: StoreCallOptions): Promise<string | undefined> {
+    return (await this.readMeta(o))[key];
   }
 
-  async setMeta(key: string, value: string | undefined): Promise<void> {
-    await this.updateMeta({ [key]: value });
+  async setMeta(key: string, value: string | undefined, o?: StoreCallOptions): Promise<void> {
+    await this.updateMeta({ [key]: value }, o);
   }
 
   async close(): Promise<void> {

@@ -9,15 +9,16 @@ import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unli
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { err } from '../errors.js';
+import { checkCancelled, sleepUnlessCancelled } from '../cancel.js';
 
 export interface LockOptions {
   /** give up (CONFLICT, retryable) after waiting this long */
   timeoutMs?: number;
   /** a lock older than this is broken even if its owner seems alive */
   staleMs?: number;
+  /** the caller's signal: stop waiting for the lock (TIMEOUT), and never run `fn` once it fired */
+  signal?: AbortSignal | undefined;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function alive(pid: number): boolean {
   try {
@@ -99,9 +100,10 @@ export async function withFileLock<T>(path: string, what: string, fn: () => T | 
       continue;
     }
     if (Date.now() - t0 > timeoutMs) throw err('CONFLICT', `${what} is locked by process ${cur?.pid ?? '?'} on ${cur?.host || '?'}: retry`);
-    await sleep(Math.min(50, 2 + attempt * 2) * (0.5 + Math.random()));
+    await sleepUnlessCancelled(Math.min(50, 2 + attempt * 2) * (0.5 + Math.random()), what, o.signal);
   }
   try {
+    checkCancelled(what, o.signal);
     return await fn();
   } finally {
     try {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { err } from '../errors.js';
 import { DirListing } from './dir-listing.js';
 import { withFileLock } from './file-lock.js';
-import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
+import { checkCancelled } from '../cancel.js';
 import { checkUpdated, parseRecord } from './record.js';
 import {
   createFileAtomic,
@@ -62,17 +63,27 @@ class FsStore implements RecordStore {
     return this.cleaned;
   }
 
+  /**
+   * before a write: the one-time clean-up done, and the caller still waiting (a cancelled caller's write
+   * is never started; once started it runs to its end, synchronously)
+   */
+  private async ready(o?: StoreCallOptions): Promise<void> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
+    await this.writable();
+    checkCancelled(`store ${this.dir}`, o?.signal);
+  }
+
   staleFiles(): string[] {
     return staleTemps(this.dir).map((f) => join(this.dir, f));
   }
 
   /** per-key lock file (a dot file: never listed as a key) */
-  private locked<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
-    return withFileLock(join(this.dir, `.lock-${name}`), `key '${name}'`, fn);
+  private locked<T>(name: string, fn: () => T | Promise<T>, o?: StoreCallOptions): Promise<T> {
+    return withFileLock(join(this.dir, `.lock-${name}`), `key '${name}'`, fn, { signal: o?.signal });
   }
 
-  async create(rec: KeyRecord): Promise<void> {
-    await this.writable();
+  async create(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     try {
       createFileAtomic(this.file(rec.name), JSON.stringify(rec));
@@ -82,7 +93,8 @@ class FsStore implements RecordStore {
     }
   }
 
-  async get(name: string): Promise<KeyRecord> {
+  async get(name: string, o?: StoreCallOptions): Promise<KeyRecord> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
     let text: string;
     try {
       text = readFileSync(this.file(name), 'utf8');
@@ -103,42 +115,51 @@ class FsStore implements RecordStore {
     return entries.filter((f) => f.endsWith(EXT) && !f.startsWith('.')).map((f) => f.slice(0, -EXT.length));
   });
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
+  async list(opts: ListOptions & StoreCallOptions = {}): Promise<ListPage> {
+    checkCancelled(`store ${this.dir}`, opts.signal);
     return this.listing.page(opts);
   }
 
-  async delete(name: string): Promise<void> {
-    await this.writable();
+  async delete(name: string, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     // under the key's lock, so a rotation in another process cannot write the deleted key back
-    await this.locked(name, () => {
-      try {
-        unlinkSync(this.file(name));
-        fsyncDir(this.dir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
-        ioError(e, `cannot delete key '${name}'`);
-      }
-    });
+    await this.locked(
+      name,
+      () => {
+        try {
+          unlinkSync(this.file(name));
+          fsyncDir(this.dir);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
+          ioError(e, `cannot delete key '${name}'`);
+        }
+      },
+      o,
+    );
   }
 
-  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
-    await this.writable();
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord, o?: StoreCallOptions): Promise<KeyRecord> {
+    await this.ready(o);
     this.listing.invalidate();
-    return this.locked(name, async () => {
-      const next = fn(await this.get(name));
-      checkUpdated(name, next);
-      try {
-        writeFileAtomic(this.file(name), JSON.stringify(next));
-      } catch (e) {
-        ioError(e, `cannot write key '${name}'`);
-      }
-      return next;
-    });
+    return this.locked(
+      name,
+      async () => {
+        const next = fn(await this.get(name));
+        checkUpdated(name, next);
+        try {
+          writeFileAtomic(this.file(name), JSON.stringify(next));
+        } catch (e) {
+          ioError(e, `cannot write key '${name}'`);
+        }
+        return next;
+      },
+      o,
+    );
   }
 
-  async replace(rec: KeyRecord): Promise<void> {
-    await this.writable();
+  async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     if (!existsSync(this.file(rec.name))) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
     try {
@@ -148,8 +169,8 @@ class FsStore implements RecordStore {
     }
   }
 
-  async createMany(recs: KeyRecord[]): Promise<string[]> {
-    await this.writable();
+  async createMany(recs: KeyRecord[], o?: StoreCallOptions): Promise<string[]> {
+    await this.ready(o);
     this.listing.invalidate();
     try {
       const existed = await createFilesAtomic(
@@ -162,8 +183,8 @@ class FsStore implements RecordStore {
     }
   }
 
-  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
-    await this.writable();
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     // each file is replaced atomically; the directory has no multi-file transaction
     for (const r of recs) {
@@ -185,12 +206,13 @@ class FsStore implements RecordStore {
     }
   }
 
-  async getMeta(key: string): Promise<string | undefined> {
+  async getMeta(key: string, o?: StoreCallOptions): Promise<string | undefined> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
     return this.readMeta()[key];
   }
 
-  async setMeta(key: string, value: string | undefined): Promise<void> {
-    await this.writable();
+  async setMeta(key: string, value: string | undefined, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     const m = this.readMeta();
     if (value === undefined) delete m[key];
     else m[key] = value;

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { err } from '../errors.js';
 import { kcv } from '../crypto/fingerprint.js';
 import { DirListing } from './dir-listing.js';
-import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
+import { checkCancelled } from '../cancel.js';
 import { createFileAtomic, createFilesAtomic, fsyncDir, removeStaleTemps, staleTemps, writeFileAtomic } from './atomic-file.js';
 import { withFileLock } from './file-lock.js';
 import { decodeKesKey, encodeKesKey, kesKeyForm, type KesKey, type KesKeyForm } from './kes-format.js';
@@ -153,12 +154,22 @@ class KesFsStore implements RecordStore {
     return this.cleaned;
   }
 
+  /**
+   * before a write: the one-time clean-up done, and the caller still waiting (a cancelled caller's write
+   * is never started; once started it runs to its end, synchronously)
+   */
+  private async ready(o?: StoreCallOptions): Promise<void> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
+    await this.writable();
+    checkCancelled(`store ${this.dir}`, o?.signal);
+  }
+
   staleFiles(): string[] {
     return staleTemps(this.dir).map((f) => join(this.dir, f));
   }
 
-  async create(rec: KeyRecord): Promise<void> {
-    await this.writable();
+  async create(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     const path = this.file(rec.name);
     const data = this.encode(recordToKesKey(rec), undefined, rec);
@@ -171,8 +182,8 @@ class KesFsStore implements RecordStore {
   }
 
   /** bulk create-only (migration): parallel fsyncs, one directory fsync; returns the names that existed */
-  async createMany(recs: KeyRecord[]): Promise<string[]> {
-    await this.writable();
+  async createMany(recs: KeyRecord[], o?: StoreCallOptions): Promise<string[]> {
+    await this.ready(o);
     this.listing.invalidate();
     const files = recs.map((r) => ({ path: this.file(r.name), data: this.encode(recordToKesKey(r), undefined, r), name: r.name }));
     try {
@@ -183,7 +194,8 @@ class KesFsStore implements RecordStore {
     }
   }
 
-  async get(name: string): Promise<KeyRecord> {
+  async get(name: string, o?: StoreCallOptions): Promise<KeyRecord> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
     let bytes: Buffer;
     try {
       bytes = readLimited(this.file(name));
@@ -211,12 +223,13 @@ class KesFsStore implements RecordStore {
     return entries.filter((d) => (d.isFile() || d.isSymbolicLink()) && !/[/\\.]/.test(d.name)).map((d) => d.name);
   });
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
+  async list(opts: ListOptions & StoreCallOptions = {}): Promise<ListPage> {
+    checkCancelled(`store ${this.dir}`, opts.signal);
     return this.listing.page(opts);
   }
 
-  async delete(name: string): Promise<void> {
-    await this.writable();
+  async delete(name: string, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     try {
       unlinkSync(this.file(name));
@@ -227,8 +240,8 @@ class KesFsStore implements RecordStore {
     }
   }
 
-  async replace(rec: KeyRecord): Promise<void> {
-    await this.writable();
+  async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     const path = this.file(rec.name);
     const k = recordToKesKey(rec);
@@ -241,8 +254,8 @@ class KesFsStore implements RecordStore {
     }
   }
 
-  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
-    await this.writable();
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     this.listing.invalidate();
     // refuse before writing anything if one record cannot be held; then each file atomically
     const keys = recs.map((r) => ({ path: this.file(r.name), k: recordToKesKey(r), name: r.name, r }));
@@ -267,12 +280,13 @@ class KesFsStore implements RecordStore {
     }
   }
 
-  async getMeta(key: string): Promise<string | undefined> {
+  async getMeta(key: string, o?: StoreCallOptions): Promise<string | undefined> {
+    checkCancelled(`store ${this.dir}`, o?.signal);
     return this.readMeta()[key];
   }
 
-  async setMeta(key: string, value: string | undefined): Promise<void> {
-    await this.writable();
+  async setMeta(key: string, value: string | undefined, o?: StoreCallOptions): Promise<void> {
+    await this.ready(o);
     const m = this.readMeta();
     if (value === undefined) {
       if (!(key in m)) return;

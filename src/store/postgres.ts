@@ -14,7 +14,8 @@
  */
 import type PgT from 'pg';
 import { err, isKeyportError, type KeyportError } from '../errors.js';
-import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
+import { cancelled, checkCancelled } from '../cancel.js';
 import { checkUpdated, parseRecord } from './record.js';
 import { StoreMissingError } from './missing.js';
 
@@ -242,24 +243,116 @@ class PostgresStore implements RecordStore {
   }
 
   /** one statement; reads are retried once when the connection dropped (a replica after a DB restart) */
-  private async q(text: string, values: unknown[], read = false): Promise<PgT.QueryResult> {
+  private async q(text: string, values: unknown[], read = false, o?: StoreCallOptions): Promise<PgT.QueryResult> {
     this.live();
+    const run = () => (o?.signal ? this.onClient(o.signal, (c) => c.query(text, values)) : this.pool.query(text, values));
     try {
-      return await this.pool.query(text, values);
+      return await run();
     } catch (e) {
       const k = mapError(e, this.where, this.parsed.password);
-      if (!read || k.code !== 'UNAVAILABLE' || !k.retryable) throw k;
+      if (!read || k.code !== 'UNAVAILABLE' || !k.retryable || o?.signal?.aborted) throw k;
       try {
-        return await this.pool.query(text, values);
+        return await run();
       } catch (e2) {
         this.fail(e2);
       }
     }
   }
 
-  /** run fn in one transaction on one pooled connection: all or nothing */
-  private async tx<T>(fn: (c: PgT.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * A pooled connection for a caller with a signal: waiting for a free one stops when the signal fires
+   * (a connection that arrives later goes back to the pool).
+   */
+  private connect(signal?: AbortSignal): Promise<PgT.PoolClient> {
+    const p = this.pool.connect();
+    if (!signal) return p;
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const onAbort = () => {
+        if (done) return;
+        done = true;
+        p.then(
+          (c) => c.release(),
+          () => undefined,
+        );
+        reject(cancelled(this.where, signal));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (c) => {
+          signal.removeEventListener('abort', onAbort);
+          if (done) return;
+          done = true;
+          resolve(c);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          if (!done) reject(e);
+          done = true;
+        },
+      );
+    });
+  }
+
+  /**
+   * run `fn` on one connection while the caller waits: when its signal fires, PostgreSQL cancels the
+   * statement running for it (pg_cancel_backend: its transaction rolls back) and the call fails with
+   * TIMEOUT; a connection that saw a cancel is not reused
+   */
+  private async onClient<T>(signal: AbortSignal, fn: (c: PgT.PoolClient, unusable: () => void) => Promise<T>): Promise<T> {
+    let c: PgT.PoolClient;
+    try {
+      c = await this.connect(signal);
+    } catch (e) {
+      this.fail(e);
+    }
+    let drop = false;
+    const pid = (c as unknown as { processID?: number }).processID;
+    const onAbort = () => {
+      drop = true;
+      if (pid) this.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      checkCancelled(this.where, signal);
+      return await fn(c, () => {
+        drop = true;
+      });
+    } catch (e) {
+      if (signal.aborted) throw cancelled(this.where, signal);
+      throw e;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      // a cancel that may still land, or a transaction that could not be closed: the connection goes
+      c.release(drop || undefined);
+    }
+  }
+
+  /** run fn in one transaction on one pooled connection: all or nothing; the caller's signal cancels it (rolled back) */
+  private async tx<T>(fn: (c: PgT.PoolClient) => Promise<T>, o?: StoreCallOptions): Promise<T> {
     this.live();
+    if (o?.signal) {
+      const signal = o.signal;
+      try {
+        return await this.onClient(signal, async (c, unusable) => {
+          await c.query('BEGIN');
+          try {
+            const r = await fn(c);
+            // the caller is gone: its work is rolled back (the connection is dropped), not committed
+            checkCancelled(this.where, signal);
+            await c.query('COMMIT');
+            return r;
+          } catch (e) {
+            if (signal.aborted) unusable();
+            else await c.query('ROLLBACK').catch(unusable);
+            throw e;
+          }
+        });
+      } catch (e) {
+        this.fail(e);
+      }
+    }
     let c: PgT.PoolClient;
     try {
       c = await this.pool.connect();
@@ -300,26 +393,27 @@ class PostgresStore implements RecordStore {
     });
   }
 
-  async create(rec: KeyRecord): Promise<void> {
+  async create(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
     this.live();
     try {
-      await this.pool.query(this.sql.insert, [rec.name, JSON.stringify(rec)]);
+      if (o?.signal) await this.onClient(o.signal, (c) => c.query(this.sql.insert, [rec.name, JSON.stringify(rec)]));
+      else await this.pool.query(this.sql.insert, [rec.name, JSON.stringify(rec)]);
     } catch (e) {
       if ((e as { code?: string }).code === '23505') throw err('EXISTS', `key '${rec.name}' already exists`);
       this.fail(e);
     }
   }
 
-  async get(name: string): Promise<KeyRecord> {
-    const r = await this.q(this.sql.get, [name], true);
+  async get(name: string, o?: StoreCallOptions): Promise<KeyRecord> {
+    const r = await this.q(this.sql.get, [name], true, o);
     if (r.rowCount === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
     return parseRecord(r.rows[0].record as string, `key '${name}'`);
   }
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
+  async list(opts: ListOptions & StoreCallOptions = {}): Promise<ListPage> {
     const limit = Math.max(1, Math.min(opts.limit ?? 1000, 100_000));
     const prefix = opts.prefix ?? '';
-    const r = await this.q(this.sql.list, [opts.after ?? '', prefix, likeEscape(prefix) + '%', limit + 1], true);
+    const r = await this.q(this.sql.list, [opts.after ?? '', prefix, likeEscape(prefix) + '%', limit + 1], true, opts);
     const names = r.rows.map((row) => row.name as string);
     if (names.length > limit) {
       names.length = limit;
@@ -328,17 +422,17 @@ class PostgresStore implements RecordStore {
     return { names };
   }
 
-  async delete(name: string): Promise<void> {
-    const r = await this.q(this.sql.del, [name]);
+  async delete(name: string, o?: StoreCallOptions): Promise<void> {
+    const r = await this.q(this.sql.del, [name], false, o);
     if (r.rowCount === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
   }
 
-  async replace(rec: KeyRecord): Promise<void> {
-    const r = await this.q(this.sql.update, [rec.name, JSON.stringify(rec)]);
+  async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
+    const r = await this.q(this.sql.update, [rec.name, JSON.stringify(rec)], false, o);
     if (r.rowCount === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
   }
 
-  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord, o?: StoreCallOptions): Promise<KeyRecord> {
     // the row lock (FOR UPDATE) holds other replicas' read-modify-writes of this key until we commit
     return this.tx(async (c) => {
       const r = await c.query(this.sql.getForUpdate, [name]);
@@ -347,13 +441,14 @@ class PostgresStore implements RecordStore {
       checkUpdated(name, next);
       await c.query(this.sql.update, [name, JSON.stringify(next)]);
       return next;
-    });
+    }, o);
   }
 
   async updateMany(
     names: string[],
     fn: (cur: KeyRecord) => KeyRecord | undefined,
     meta?: Record<string, string | undefined>,
+    o?: StoreCallOptions,
   ): Promise<void> {
     // rows locked in name order, so two such transactions cannot deadlock each other
     await this.tx(async (c) => {
@@ -373,10 +468,10 @@ class PostgresStore implements RecordStore {
       for (const [k, v] of Object.entries(meta ?? {})) {
         await c.query(v === undefined ? this.sql.delMeta : this.sql.setMeta, v === undefined ? [k] : [k, v]);
       }
-    });
+    }, o);
   }
 
-  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
     // the last record of a name wins (one statement cannot update a row twice)
     const byName = new Map<string, KeyRecord>();
     for (const r of recs) byName.set(r.name, r);
@@ -389,10 +484,10 @@ class PostgresStore implements RecordStore {
       for (const [k, v] of Object.entries(meta ?? {})) {
         await c.query(v === undefined ? this.sql.delMeta : this.sql.setMeta, v === undefined ? [k] : [k, v]);
       }
-    });
+    }, o);
   }
 
-  async createMany(recs: KeyRecord[]): Promise<string[]> {
+  async createMany(recs: KeyRecord[], o?: StoreCallOptions): Promise<string[]> {
     const inserted = new Set<string>();
     await this.tx(async (c) => {
       for (let i = 0; i < recs.length; i += 1000) {
@@ -400,7 +495,7 @@ class PostgresStore implements RecordStore {
         const r = await c.query(this.sql.insertMany, [chunk.map((x) => x.name), chunk.map((x) => JSON.stringify(x))]);
         for (const row of r.rows) inserted.add(row.name as string);
       }
-    });
+    }, o);
     const skipped: string[] = [];
     for (const r of recs) {
       if (inserted.has(r.name))
@@ -410,13 +505,13 @@ class PostgresStore implements RecordStore {
     return skipped;
   }
 
-  async getMeta(key: string): Promise<string | undefined> {
-    const r = await this.q(this.sql.getMeta, [key], true);
+  async getMeta(key: string, o?: StoreCallOptions): Promise<string | undefined> {
+    const r = await this.q(this.sql.getMeta, [key], true, o);
     return r.rowCount === 0 ? undefined : (r.rows[0].value as string);
   }
 
-  async setMeta(key: string, value: string | undefined): Promise<void> {
-    await this.q(value === undefined ? this.sql.delMeta : this.sql.setMeta, value === undefined ? [key] : [key, value]);
+  async setMeta(key: string, value: string | undefined, o?: StoreCallOptions): Promise<void> {
+    await this.q(value === undefined ? this.sql.delMeta : this.sql.setMeta, value === undefined ? [key] : [key, value], false, o);
   }
 
   async close(): Promise<void> {

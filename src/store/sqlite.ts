@@ -12,7 +12,8 @@ import { mkdirSync, chmodSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type DatabaseT from 'better-sqlite3';
 import { err } from '../errors.js';
-import type { KeyRecord, ListOptions, ListPage, RecordStore } from './types.js';
+import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
+import { checkCancelled, sleepUnlessCancelled } from '../cancel.js';
 import { checkUpdated, parseRecord, prefixEnd } from './record.js';
 
 /** how long a call waits (asynchronously) for another connection's lock before it is refused */
@@ -101,11 +102,14 @@ class SqliteStore implements RecordStore {
 
   /**
    * one synchronous SQLite call; a busy database is tried again after a timer (never a wait in this
-   * thread), with backoff, until BUSY_WAIT_MS have passed
+   * thread), with backoff, until BUSY_WAIT_MS have passed or the caller's signal fires
    */
-  private async wrap<T>(fn: () => T): Promise<T> {
+  private async wrap<T>(fn: () => T, o?: StoreCallOptions): Promise<T> {
     const deadline = Date.now() + BUSY_WAIT_MS;
+    const what = `SQLite store ${this.path}`;
     for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      // a cancelled caller's statement is never started (each runs to its end at once, in this thread)
+      checkCancelled(what, o?.signal);
       try {
         return fn();
       } catch (e) {
@@ -113,7 +117,7 @@ class SqliteStore implements RecordStore {
         if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
         if (isBusy(e)) {
           if (Date.now() + pause < deadline) {
-            await sleep(pause + Math.random() * pause);
+            await sleepUnlessCancelled(pause + Math.random() * pause, what, o?.signal);
             continue;
           }
           throw err('THROTTLED', `SQLite store ${this.path} is locked by another process: retry later`);
@@ -125,25 +129,25 @@ class SqliteStore implements RecordStore {
     }
   }
 
-  async create(rec: KeyRecord): Promise<void> {
+  async create(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
     this.cache.delete(rec.name);
     try {
-      await this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)));
+      await this.wrap(() => this.q.insert.run(rec.name, JSON.stringify(rec)), o);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw err('EXISTS', `key '${rec.name}' already exists`);
       throw e;
     }
   }
 
-  async get(name: string): Promise<KeyRecord> {
+  async get(name: string, o?: StoreCallOptions): Promise<KeyRecord> {
     // only a possible hit needs the version check: a row read now is as fresh as it gets, and if the
     // database has not moved since the last check (which predates every cached row) all rows still hold
     if (this.cache.has(name)) {
-      await this.wrap(() => this.fresh());
+      await this.wrap(() => this.fresh(), o);
       const hit = this.cache.get(name);
       if (hit) return hit;
     }
-    const r = (await this.wrap(() => this.q.get.get(name))) as string | undefined;
+    const r = (await this.wrap(() => this.q.get.get(name), o)) as string | undefined;
     if (r === undefined) throw err('NOT_FOUND', `key '${name}' does not exist`);
     const rec = freeze(parseRecord(r, `key '${name}'`));
     if (this.cache.size >= 4096) this.cache.delete(this.cache.keys().next().value!);
@@ -151,10 +155,10 @@ class SqliteStore implements RecordStore {
     return rec;
   }
 
-  async list(opts: ListOptions = {}): Promise<ListPage> {
+  async list(opts: ListOptions & StoreCallOptions = {}): Promise<ListPage> {
     const limit = Math.max(1, Math.min(opts.limit ?? 1000, 100_000));
     const prefix = opts.prefix ?? '';
-    const names = (await this.wrap(() => this.q.list.all(opts.after ?? '', prefix, prefixEnd(prefix), limit + 1))) as string[];
+    const names = (await this.wrap(() => this.q.list.all(opts.after ?? '', prefix, prefixEnd(prefix), limit + 1), opts)) as string[];
     if (names.length > limit) {
       names.length = limit;
       return { names, next: names[limit - 1] };
@@ -162,19 +166,19 @@ class SqliteStore implements RecordStore {
     return { names };
   }
 
-  async delete(name: string): Promise<void> {
+  async delete(name: string, o?: StoreCallOptions): Promise<void> {
     this.cache.delete(name);
-    const r = await this.wrap(() => this.q.del.run(name));
+    const r = await this.wrap(() => this.q.del.run(name), o);
     if (r.changes === 0) throw err('NOT_FOUND', `key '${name}' does not exist`);
   }
 
-  async replace(rec: KeyRecord): Promise<void> {
+  async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
     this.cache.delete(rec.name);
-    const r = await this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name));
+    const r = await this.wrap(() => this.q.update.run(JSON.stringify(rec), rec.name), o);
     if (r.changes === 0) throw err('NOT_FOUND', `key '${rec.name}' does not exist`);
   }
 
-  async update(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+  async update(name: string, fn: (cur: KeyRecord) => KeyRecord, o?: StoreCallOptions): Promise<KeyRecord> {
     // BEGIN IMMEDIATE takes the write lock before the read, so another process cannot slip in between
     const tx = this.db.transaction(() => {
       const raw = this.q.get.get(name) as string | undefined;
@@ -186,7 +190,7 @@ class SqliteStore implements RecordStore {
     });
     this.cache.delete(name);
     try {
-      return await this.wrap(() => tx.immediate());
+      return await this.wrap(() => tx.immediate(), o);
     } finally {
       this.cache.delete(name);
     }
@@ -196,6 +200,7 @@ class SqliteStore implements RecordStore {
     names: string[],
     fn: (cur: KeyRecord) => KeyRecord | undefined,
     meta?: Record<string, string | undefined>,
+    o?: StoreCallOptions,
   ): Promise<void> {
     const tx = this.db.transaction(() => {
       for (const name of names) {
@@ -210,48 +215,48 @@ class SqliteStore implements RecordStore {
     });
     this.cache.clear();
     try {
-      await this.wrap(() => tx.immediate());
+      await this.wrap(() => tx.immediate(), o);
     } finally {
       this.cache.clear();
     }
   }
 
-  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>): Promise<void> {
+  async putMany(recs: KeyRecord[], meta?: Record<string, string | undefined>, o?: StoreCallOptions): Promise<void> {
     const tx = this.db.transaction((rs: KeyRecord[]) => {
       for (const r of rs) this.q.upsert.run(r.name, JSON.stringify(r));
       for (const [k, v] of Object.entries(meta ?? {})) v === undefined ? this.q.delMeta.run(k) : this.q.setMeta.run(k, v);
     });
     this.cache.clear();
-    await this.wrap(() => tx(recs));
+    await this.wrap(() => tx(recs), o);
   }
 
-  async getMeta(key: string): Promise<string | undefined> {
-    return (await this.wrap(() => this.q.getMeta.get(key))) as string | undefined;
+  async getMeta(key: string, o?: StoreCallOptions): Promise<string | undefined> {
+    return (await this.wrap(() => this.q.getMeta.get(key), o)) as string | undefined;
   }
 
-  async setMeta(key: string, value: string | undefined): Promise<void> {
-    await this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)));
+  async setMeta(key: string, value: string | undefined, o?: StoreCallOptions): Promise<void> {
+    await this.wrap(() => (value === undefined ? this.q.delMeta.run(key) : this.q.setMeta.run(key, value)), o);
   }
 
-  async createMany(recs: KeyRecord[]): Promise<string[]> {
+  async createMany(recs: KeyRecord[], o?: StoreCallOptions): Promise<string[]> {
     const skipped: string[] = [];
     const tx = this.db.transaction((rs: KeyRecord[]) => {
       for (const r of rs) if (this.q.insertIgnore.run(r.name, JSON.stringify(r)).changes === 0) skipped.push(r.name);
     });
     for (const r of recs) this.cache.delete(r.name);
-    await this.wrap(() => tx(recs));
+    await this.wrap(() => tx(recs), o);
     return skipped;
   }
 
   /** fold the WAL into the database file and truncate it, so no superseded page survives */
-  async compact(): Promise<void> {
+  async compact(o?: StoreCallOptions): Promise<void> {
     // without a busy handler a checkpoint that meets a reader reports busy instead of waiting: try again
     const deadline = Date.now() + BUSY_WAIT_MS;
     for (;;) {
-      const [r] = (await this.wrap(() => this.db.pragma('wal_checkpoint(TRUNCATE)'))) as { busy: number }[];
+      const [r] = (await this.wrap(() => this.db.pragma('wal_checkpoint(TRUNCATE)'), o)) as { busy: number }[];
       if (!r?.busy) return;
       if (Date.now() > deadline) throw err('THROTTLED', `SQLite store ${this.path} is in use by another process: retry later`);
-      await sleep(25);
+      await sleepUnlessCancelled(25, `SQLite store ${this.path}`, o?.signal);
     }
   }
 

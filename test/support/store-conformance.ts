@@ -157,6 +157,38 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
       }),
     );
 
+    test('a cancelled caller (aborted signal): every call fails with TIMEOUT, nothing is written', { timeout }, () =>
+      withStore(open, async (s) => {
+        const kept = aesRecord('kept');
+        await s.create(kept);
+        const ac = new AbortController();
+        ac.abort();
+        const o = { signal: ac.signal };
+        await rejectsWith(s.create(aesRecord('gone'), o), 'TIMEOUT');
+        await rejectsWith(s.get('kept', o), 'TIMEOUT');
+        await rejectsWith(s.list({ signal: ac.signal }), 'TIMEOUT');
+        await rejectsWith(s.replace(aesRecord('kept', { version: 2 }), o), 'TIMEOUT');
+        await rejectsWith(s.putMany([aesRecord('gone2')], { k: 'v' }, o), 'TIMEOUT');
+        await rejectsWith(s.setMeta('k', 'v', o), 'TIMEOUT');
+        await rejectsWith(s.getMeta('k', o), 'TIMEOUT');
+        await rejectsWith(s.delete('kept', o), 'TIMEOUT');
+        if (s.createMany) await rejectsWith(s.createMany([aesRecord('gone3')], o), 'TIMEOUT');
+        if (s.update)
+          await rejectsWith(
+            s.update('kept', () => assert.fail('fn runs for a cancelled caller'), o),
+            'TIMEOUT',
+          );
+        if (s.updateMany)
+          await rejectsWith(
+            s.updateMany(['kept'], () => assert.fail('fn runs for a cancelled caller'), undefined, o),
+            'TIMEOUT',
+          );
+        assert.deepEqual((await s.list()).names, ['kept']);
+        same(await s.get('kept'), kept);
+        assert.equal(await s.getMeta('k'), undefined);
+      }),
+    );
+
     test('create then get returns the same record', { timeout }, () =>
       withStore(open, async (s) => {
         const r = aesRecord('alpha', { version: 3, meta: { created_by: 'test', note: 'x y' } });
