@@ -28,10 +28,12 @@ install() {
     tb_log "installing softhsm2 (and opensc for pkcs11-tool)"
     tb_apt softhsm2 || tb_unavailable "softhsm: apt-get install softhsm2 failed"
   fi
-  # pkcs11-tool makes the keys keyport must adopt without having made them (registration tests)
+  # pkcs11-tool makes the keys keyport must adopt without having made them (registration tests, manual
+  # node init): part of this service, so a token without it is unavailable (a failure in CI), not a skip
   if ! command -v pkcs11-tool >/dev/null; then
-    tb_apt opensc >/dev/null 2>&1 || tb_log "opensc not installed: tests that pre-generate keys with pkcs11-tool fail"
+    tb_apt opensc || tb_unavailable "softhsm: apt-get install opensc (pkcs11-tool) failed"
   fi
+  command -v pkcs11-tool >/dev/null || tb_unavailable "softhsm: pkcs11-tool not found after installing opensc"
   module_path >/dev/null || tb_unavailable "softhsm: libsofthsm2.so not found after install"
 }
 
@@ -59,6 +61,7 @@ env_lines() {
   echo "PKCS11_TOKEN=$LABEL"
   echo "PKCS11_PIN=$USER_PIN"
   echo "PKCS11_SO_PIN=$SO_PIN"
+  echo "PKCS11_TOOL=$(command -v pkcs11-tool)"
 }
 
 case "${1:-}" in

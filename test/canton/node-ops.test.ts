@@ -15,13 +15,13 @@ import { ROOT, skipUnless, serviceEnv } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
 type Run = { code: number; out: string; err: string };
-function cli(dir: string) {
+function cli(dir: string, extraEnv: Record<string, string> = {}) {
   return (args: string[]) =>
     new Promise<Run>((resolve) =>
       execFile(
         process.execPath,
         [join(ROOT, 'bin/keyport.js'), ...args],
-        { cwd: dir, env: { ...process.env, KEYPORT_HOME: join(dir, 'home'), KEYPORT_STORE: '' }, maxBuffer: 16 << 20 },
+        { cwd: dir, env: { ...process.env, KEYPORT_HOME: join(dir, 'home'), KEYPORT_STORE: '', ...extraEnv }, maxBuffer: 16 << 20 },
         (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
       ),
     );
@@ -37,9 +37,10 @@ async function exportAndVerify(kp: (a: string[]) => Promise<Run>, dir: string, s
   return readdirSync(join(dir, out)).filter((f) => f.endsWith('.cert'));
 }
 
+/** a KMS key made with the AWS CLI (scripts/testbed/awscli.sh), as an operator pre-generates one */
 function awsCli(env: Record<string, string>, endpoint: string, creds: [string, string], spec: string, usage: string): string {
   return execFileSync(
-    'aws',
+    serviceEnv('awscli')['AWS_CLI']!,
     [
       '--endpoint-url',
       endpoint,
@@ -133,7 +134,7 @@ describe('node rotate, canton-config and compat on a local store', () => {
 });
 
 describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config, iam-policy, compat, migrate plans', {
-  skip: skipUnless('moto'),
+  skip: skipUnless('moto') || skipUnless('awscli'),
 }, () => {
   const env = serviceEnv('moto');
   const dir = tempDir();
@@ -257,7 +258,9 @@ describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config
   });
 });
 
-describe('a node run with exactly Canton six AWS actions (moto with IAM enforced)', { skip: skipUnless('motoauth') }, () => {
+describe('a node run with exactly Canton six AWS actions (moto with IAM enforced)', {
+  skip: skipUnless('motoauth') || skipUnless('awscli'),
+}, () => {
   const env = serviceEnv('motoauth');
   const dir = tempDir();
   const kp = cli(dir);
