@@ -5,7 +5,7 @@
  * check, and a node run by an IAM identity with exactly Canton's six AWS actions (moto with IAM enforced),
  * with `doctor` showing no problem. Pre-generated KMS keys are made with the AWS CLI, not keyport.
  */
-import { describe, test } from 'node:test';
+import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { writeFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ROOT, skipUnless, serviceEnv } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
+import { startInjector } from '../support/kms-injector.js';
 
 type Run = { code: number; out: string; err: string };
 function cli(dir: string, extraEnv: Record<string, string> = {}) {
@@ -308,5 +309,56 @@ describe('a node run with exactly Canton six AWS actions (moto with IAM enforced
       rep.checks.filter((c) => c.status === 'problem'),
       [],
     );
+  });
+});
+
+describe('a rotation that fails half-way (moto behind the quota injector: the second CreateKey is throttled)', {
+  skip: skipUnless('moto'),
+}, () => {
+  const env = serviceEnv('moto');
+  const dir = tempDir();
+  // the deadline bounds how long keyport waits out the throttling before it gives up
+  const kp = cli(dir, { KEYPORT_KMS_DEADLINE_MS: '3000' });
+  const name = `half${randomBytes(3).toString('hex')}`;
+  let closeInjector: (() => Promise<void>) | undefined;
+  after(async () => closeInjector?.());
+
+  test('the keys that rotated are recorded with a new mapping; the error says which failed and how to finish', async () => {
+    const inj = await startInjector(env['MOTO_ENDPOINT']!);
+    closeInjector = () => inj.close();
+    const kms = `awskms:region=${env['MOTO_REGION']};endpoint=${inj.endpoint};access-key-id=${env['MOTO_ACCESS_KEY_ID']};secret-access-key=${env['MOTO_SECRET_ACCESS_KEY']}`;
+    ok(await kp(['node', 'init', name, '--profile', 'participant', '--store', kms]), 'init');
+    await exportAndVerify(kp, dir, kms, name, 'init');
+    type Shown = { keys: { role: string; key: string; version: number; fingerprint: string }[]; topology: string[] };
+    const before = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as Shown;
+
+    // one CreateKey left in the account's quota, none refilled: sequencer-auth rotates, protocol cannot
+    inj.configure({ buckets: [{ ops: ['CreateKey'], rate: 0.0001, burst: 1 }] });
+    let r = await kp(['node', 'rotate', name, '--role', 'signing', '--store', kms]);
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    assert.match(r.err, new RegExp(`node '${name}' is partly rotated: rotating its protocol key '${name}-protocol[^']*' failed`));
+    assert.match(r.err, /sequencer-auth key '[^']+' v1 -> v2 was rotated and recorded with a new OwnerToKeyMapping \(serial 2\)/);
+    assert.match(r.err, new RegExp(`finish with: keyport node rotate ${name} --role protocol`));
+    assert.ok(inj.stats().ops['CreateKey']!.throttled > 0, 'the injector throttled CreateKey');
+
+    // the record matches the keyring: sequencer-auth at v2, protocol still at v1, and the node verifies
+    const mid = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as Shown;
+    const v = (n: Shown, role: string) => n.keys.find((k) => k.role === role)!;
+    assert.equal(v(mid, 'sequencer-auth').version, 2);
+    assert.notEqual(v(mid, 'sequencer-auth').fingerprint, v(before, 'sequencer-auth').fingerprint);
+    assert.deepEqual(v(mid, 'protocol'), v(before, 'protocol'));
+    assert.equal(mid.topology.length, before.topology.length + 1);
+    await exportAndVerify(kp, dir, kms, name, 'half');
+
+    // the quota is back: finishing as told completes the rotation
+    inj.configure({});
+    r = await kp(['node', 'rotate', name, '--role', 'protocol', '--store', kms, '--json']);
+    ok(r, 'finish');
+    assert.equal((JSON.parse(r.out) as { ownerToKeyMappingSerial: number }).ownerToKeyMappingSerial, 3);
+    await exportAndVerify(kp, dir, kms, name, 'finished');
+    const end = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as Shown;
+    assert.equal(v(end, 'protocol').version, 2);
+    assert.equal(v(end, 'sequencer-auth').version, 2);
   });
 });

@@ -8,7 +8,7 @@
  * what was encrypted to them keeps decrypting. The namespace key is not rotated here: Canton moves a
  * namespace with a delegation (`node delegate`), not a rotation.
  */
-import { err } from '../../errors.js';
+import { err, isKeyportError, type ErrorCode } from '../../errors.js';
 import type { StoreKeyring } from '../../keys/keyring.js';
 import type { CantonKeyRole } from '../roles.js';
 import { decodeVersionedSigned, innerTransaction } from '../topology/messages.js';
@@ -67,8 +67,19 @@ export async function rotateNode(
     );
   const rotated: RotateResult['rotated'] = [];
   const keys = node.keys.map((k) => ({ ...k }));
+  let failed: { role: CantonKeyRole; key: string; cause: unknown } | undefined;
   for (const t of targets) {
-    const info = await kr.rotate(t.key, opts.toKeyId !== undefined ? { toKeyId: opts.toKeyId } : {});
+    let info: Awaited<ReturnType<StoreKeyring['rotate']>>;
+    try {
+      info = await kr.rotate(t.key, opts.toKeyId !== undefined ? { toKeyId: opts.toKeyId } : {});
+    } catch (e) {
+      // nothing rotated yet: the node is as it was
+      if (!rotated.length) throw e;
+      // some keys already have a new version in the keyring: record them (with their mapping) below and
+      // say what happened, rather than leave the node half-rotated without a word
+      failed = { role: t.role, key: t.key, cause: e };
+      break;
+    }
     const ref = keys.find((k) => k.key === t.key && k.role === t.role)!;
     rotated.push({ role: t.role, key: t.key, fromVersion: ref.version, toVersion: info.version, fingerprint: info.fingerprint });
     ref.version = info.version;
@@ -77,8 +88,34 @@ export async function rotateNode(
   }
   const next: NodeRecord = { ...node, keys, topology: [...node.topology] };
   const serial = lastOtkSerial(node) + 1;
-  const otk = await buildOwnerToKeyMapping(kr, next, serial);
-  if (otk) next.topology.push({ name: `owner-to-key-mapping-${serial}`, cert: otk.toString('base64') });
-  await saveNode(kr, next);
+  const done = rotated.map((r) => `${r.role} key '${r.key}' v${r.fromVersion} -> v${r.toVersion}`).join(', ');
+  const left = failed ? targets.slice(targets.findIndex((t) => t.key === failed!.key && t.role === failed!.role)) : [];
+  const finish = left.map((l) => `keyport node rotate ${name} --role ${l.role}`).join('; ');
+  let otk: Buffer | undefined;
+  try {
+    otk = await buildOwnerToKeyMapping(kr, next, serial);
+    if (otk) next.topology.push({ name: `owner-to-key-mapping-${serial}`, cert: otk.toString('base64') });
+    await saveNode(kr, next);
+  } catch (e) {
+    if (!failed) throw e;
+    // the keyring has the new versions, the node record still names the old ones (which keep signing for it)
+    throw err(
+      codeOf(failed.cause),
+      `node '${name}' is partly rotated: rotating its ${failed.role} key '${failed.key}' failed (${messageOf(failed.cause)}), after ${done}; ` +
+        `recording that also failed (${messageOf(e)}), so node '${name}' still uses its previous versions: run keyport node rotate ${name} --role ${role} again`,
+      { cause: failed.cause },
+    );
+  }
+  if (failed)
+    throw err(
+      codeOf(failed.cause),
+      `node '${name}' is partly rotated: rotating its ${failed.role} key '${failed.key}' failed (${messageOf(failed.cause)}); ` +
+        `${done} ${rotated.length === 1 ? 'was' : 'were'} rotated and recorded${otk ? ` with a new OwnerToKeyMapping (serial ${serial})` : ''}; ` +
+        `finish with: ${finish}`,
+      { cause: failed.cause },
+    );
   return { node: next, rotated, ...(otk ? { serial } : {}) };
 }
+
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const codeOf = (e: unknown): ErrorCode => (isKeyportError(e) ? e.code : 'INTERNAL');
