@@ -7,7 +7,7 @@
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -208,6 +208,15 @@ describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config
     ok(r, 'canton-config with --kms');
     assert.match(r.out, new RegExp(`region = "${env['MOTO_REGION']}"`));
 
+    // a signature by the first signing key, to check after the rotation
+    const shown = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as { keys: { role: string; key: string }[] };
+    const signingKey = shown.keys.find((k) => k.role === 'signing')!.key;
+    writeFileSync(join(dir, 'before'), 'signed by the first signing key');
+    ok(
+      await kp(['key', 'sign', signingKey, '--store', kms, '--usage', 'protocol', '--in', 'before', '--out', 'before.sig']),
+      'sign before',
+    );
+
     // rotate the signing key to a pre-generated one; a wrong kind is refused and changes nothing
     const rsaSign = mk('RSA_2048', 'SIGN_VERIFY');
     r = await kp(['node', 'rotate', name, '--role', 'signing', '--to-key-id', rsaSign, '--store', kms]);
@@ -218,6 +227,32 @@ describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config
     ok(r, 'rotate to pre-generated');
     assert.equal((JSON.parse(r.out) as { ownerToKeyMappingSerial: number }).ownerToKeyMappingSerial, 2);
     await exportAndVerify(kp, dir, kms, name, 'to-key-id');
+    // the old signature still verifies (by keyport and by openssl with the first version's public key), and
+    // new signatures come from the pre-generated key
+    ok(await kp(['key', 'verify', signingKey, '--store', kms, '--in', 'before', '--sig', 'before.sig']), 'old signature after rotation');
+    const versions = JSON.parse((await kp(['key', 'versions', signingKey, '--store', kms, '--json'])).out) as { publicKey: string }[];
+    assert.equal(versions.length, 2);
+    const pem = (b64: string) => `-----BEGIN PUBLIC KEY-----\n${b64.match(/.{1,64}/g)!.join('\n')}\n-----END PUBLIC KEY-----\n`;
+    writeFileSync(join(dir, 'v1.pem'), pem(versions[0]!.publicKey));
+    const o = spawnSync('openssl', ['dgst', '-sha256', '-verify', 'v1.pem', '-signature', 'before.sig', 'before'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.match(o.stdout, /Verified OK/, o.stderr);
+    const nextPub = execFileSync(
+      serviceEnv('awscli')['AWS_CLI']!,
+      ['--endpoint-url', env['MOTO_ENDPOINT']!, 'kms', 'get-public-key', '--key-id', next, '--query', 'PublicKey', '--output', 'text'],
+      {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: env['MOTO_ACCESS_KEY_ID']!,
+          AWS_SECRET_ACCESS_KEY: env['MOTO_SECRET_ACCESS_KEY']!,
+          AWS_DEFAULT_REGION: env['MOTO_REGION']!,
+        },
+      },
+    ).trim();
+    assert.equal(versions[1]!.publicKey, nextPub, 'the new version is the pre-generated KMS key');
     // the policy follows the node's current keys
     policy = JSON.parse((await kp(['node', 'iam-policy', name, '--store', kms])).out);
     assert.ok((policy.Statement[0]!.Resource as string[]).includes(next));
