@@ -381,3 +381,79 @@ describe('key ls shows each key age; doctor --max-age lists keys due for rotatio
     assert.equal(r.err.trim().split('\n').length, 1);
   });
 });
+
+describe("registration checks on KMIP (PyKMIP; keys made with PyKMIP's own client)", { skip: skipUnless('pykmip') }, () => {
+  const env = serviceEnv('pykmip');
+  const dir = tempDir();
+  const kms = `kmip:host=${env['KMIP_HOST']};port=${env['KMIP_PORT']};cert=${env['KMIP_CERT']};key=${env['KMIP_KEY']};ca=${env['KMIP_CA']}`;
+  const kp = cli(dir);
+  const run = randomBytes(3).toString('hex');
+  let ids: Record<string, string> = {};
+  before(() => {
+    // PyKMIP's ProxyKmipClient, an independent KMIP client: AES-128, AES-256 for encryption, AES-256 for MACs only
+    const py = String.raw`
+import sys, os, json
+from kmip.pie.client import ProxyKmipClient
+from kmip.pie import objects
+from kmip.core import enums
+host, port, cert, key, ca, tag = sys.argv[1:7]
+U = enums.CryptographicUsageMask
+A = enums.CryptographicAlgorithm
+c = ProxyKmipClient(hostname=host, port=int(port), cert=cert, key=key, ca=ca, config_file='/dev/null')
+c.open()
+def reg(bits, masks, name):
+    uid = c.register(objects.SymmetricKey(A.AES, bits, os.urandom(bits // 8), masks=masks, name=name))
+    c.activate(uid)
+    return uid
+out = {
+  'aes128': reg(128, [U.ENCRYPT, U.DECRYPT], 'aes128-' + tag),
+  'aes256': reg(256, [U.ENCRYPT, U.DECRYPT], 'aes256-' + tag),
+  'aes256-mac': reg(256, [U.MAC_GENERATE, U.MAC_VERIFY], 'aes256mac-' + tag),
+}
+c.close()
+sys.stdout.write(json.dumps(out))
+`;
+    const r = spawnSync(
+      env['KMIP_PYTHON']!,
+      ['-c', py, env['KMIP_HOST']!, env['KMIP_PORT']!, env['KMIP_CERT']!, env['KMIP_KEY']!, env['KMIP_CA']!, run],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`PyKMIP client: ${r.stderr}`);
+    ids = JSON.parse(r.stdout) as Record<string, string>;
+  });
+
+  const cases: [string, string[], RegExp, RegExp][] = [
+    // was registered as aes256: no public key was taken to mean "an AES-256 key"
+    [
+      'aes128',
+      [],
+      /KMIP symmetric key \(AES-128\) with usage mask 0xc \(Encrypt\|Decrypt\), a key spec keyport does not use/,
+      /symmetric key needs a symmetric aes256 key/,
+    ],
+    ['aes256', ['--purpose', 'signing'], /KMIP symmetric key \(AES-256\)/, /signing key cannot be held here/],
+    [
+      'aes256-mac',
+      [],
+      /AES-256\) with usage mask 0x180 \(MACGenerate\|MACVerify\)/,
+      /symmetric aes256 key with usage mask Encrypt\|Decrypt/,
+    ],
+  ];
+  for (const [which, args, is, needs] of cases) {
+    test(`refused: ${which} ${args.join(' ') || '(no options)'}`, async () => {
+      await refused(kp, kms, `bad-${run}-${randomBytes(2).toString('hex')}`, ['--key-id', ids[which]!, ...args], is, needs);
+    });
+  }
+
+  test('accepted: an AES-256 encryption key, by name, and it wraps', async () => {
+    const r = await kp(['key', 'register', `ok-${run}`, '--store', kms, '--key-id', `aes256-${run}`, '--json']);
+    assert.equal(r.code, 0, r.err);
+    const k = JSON.parse(r.out) as { type: string; purpose: string };
+    assert.deepEqual([k.type, k.purpose], ['aes256', 'symmetric']);
+    writeFileSync(join(dir, 'p'), 'wrapped by a KMIP key');
+    let e = await kp(['key', 'encrypt', `ok-${run}`, '--store', kms, '--in', 'p', '--out', 'p.enc']);
+    assert.equal(e.code, 0, e.err);
+    e = await kp(['key', 'decrypt', `ok-${run}`, '--store', kms, '--in', 'p.enc', '--out', '-']);
+    assert.equal(e.code, 0, e.err);
+    assert.equal(e.out, 'wrapped by a KMIP key');
+  });
+});

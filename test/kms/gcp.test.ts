@@ -343,6 +343,20 @@ describe('gcpkms driver against a Cloud KMS emulator (KEYPORT_GCPKMS_ENDPOINT)',
     await rejectsCode(d.sign(id, secret, 'rsa-pss-sha256'), 'KEY_USAGE');
   });
 
+  it('describeKey (the registration check, issue 11): purpose and algorithm as the KMS records them', async () => {
+    const pick = async (id: string) => {
+      const x = await d.describeKey!(id);
+      return { spec: x.spec, sign: x.sign, decrypt: x.decrypt };
+    };
+    assert.deepEqual(await pick(await d.generateSigningKeyPair('ec-p256', `dsig-${run}`)), { spec: 'ec-p256', sign: true, decrypt: false });
+    assert.deepEqual(await pick(await d.generateEncryptionKeyPair('rsa-2048', `denc-${run}`)), {
+      spec: 'rsa-2048',
+      sign: false,
+      decrypt: true,
+    });
+    assert.deepEqual(await pick(await d.generateSymmetricKey(`dsym-${run}`)), { spec: 'aes256', sign: false, decrypt: true });
+  });
+
   it('symmetric: round trip, tampered ciphertext refused, no public key', async () => {
     const id = await d.generateSymmetricKey(`sym-${run}`);
     const pt = randomBytes(1000);

@@ -45,6 +45,7 @@ import { mapAzureError } from './errors.js';
 export { mapAzureError } from './errors.js';
 import type {
   Driver,
+  DriverKeyDescription,
   DriverFactory,
   DriverKeyInfo,
   DriverPublicKey,
@@ -549,6 +550,41 @@ class AzureKeyVaultDriver implements Driver {
         `azurekv: key '${r.name}' is ${s.kty}${s.crv ? ' ' + s.crv : ''}${s.bits ? '-' + s.bits : ''}, which keyport does not use`,
       );
     return { spki: spkiOf(k.key), spec };
+  }
+
+  /**
+   * What the key is, from its JWK type, curve or size and its key_ops (GetKey), for the registration check
+   * (src/keys/adopt.ts): an EC key is not an encryption key here, an RSA key without 'decrypt' is not one,
+   * a key without 'sign' cannot sign; an RSA key with only wrapKey/unwrapKey is keyport's symmetric key.
+   * NOT VERIFIED against Azure Key Vault: no emulator can be had here (lowkey-vault's jar cannot be
+   * downloaded on this machine).
+   */
+  async describeKey(keyId: string): Promise<DriverKeyDescription> {
+    const r = this.ref(keyId);
+    const k = await this.getKey(r, 'describe key');
+    const ops: string[] = k.keyOperations ?? k.key?.keyOps ?? [];
+    const kty = k.key?.kty ?? k.keyType ?? 'unknown';
+    let shape: KeyShape | undefined;
+    try {
+      shape = shapeOf(k.key);
+    } catch {
+      shape = undefined; // oct and other types keyport does not use
+    }
+    const size = shape?.kty === 'EC' ? (shape.crv ?? k.key?.crv ?? 'unknown curve') : shape?.bits ? `${shape.bits}-bit` : '';
+    const native = `a ${kty}${size ? ` ${size}` : ''} key with key_ops [${ops.join(', ')}]`;
+    const words = { sign: "key_ops 'sign'", decrypt: "key_ops 'decrypt' (RSA)" };
+    // keyport's own symmetric key in a vault: RSA-3072 used only to wrap and unwrap
+    if (shape?.kty === 'RSA' && ops.includes('unwrapKey') && !ops.includes('decrypt') && !ops.includes('sign'))
+      return { keyId, ...(shape.bits === 3072 ? { spec: 'aes256' as const } : {}), sign: false, decrypt: true, native, words };
+    const spec = shape ? specOfShape(shape) : undefined;
+    return {
+      keyId,
+      ...(spec ? { spec } : {}),
+      sign: ops.includes('sign'),
+      decrypt: shape?.kty === 'RSA' && ops.includes('decrypt'),
+      native,
+      words,
+    };
   }
 
   async keyExistsAndIsActive(keyId: string): Promise<void> {

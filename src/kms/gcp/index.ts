@@ -29,6 +29,7 @@ import { err, isKeyportError } from '../../errors.js';
 import { rsaAesKeyWrap } from '../../crypto/keywrap.js';
 import type {
   Driver,
+  DriverKeyDescription,
   DriverFactory,
   DriverKeyInfo,
   DriverPublicKey,
@@ -557,6 +558,35 @@ class GcpKmsDriver implements Driver {
 
   async keyExistsAndIsActive(keyId: string): Promise<void> {
     await this.resolve(keyId, true);
+  }
+
+  /**
+   * What the key is, from its CryptoKey purpose and its version's algorithm (GetCryptoKey /
+   * GetCryptoKeyVersion), for the registration check (src/keys/adopt.ts): an RSA_SIGN_* key is not an
+   * encryption key, an RSA_SIGN_PKCS1_* key cannot sign the way keyport signs RSA (PSS), an
+   * RSA_DECRYPT_OAEP_*_SHA1 key cannot decrypt the way keyport encrypts (OAEP-SHA256).
+   * NOT VERIFIED against Cloud KMS: no emulator can be had here (test/kms/gcp.test.ts runs it only
+   * when KEYPORT_GCPKMS_ENDPOINT names one).
+   */
+  async describeKey(keyId: string): Promise<DriverKeyDescription> {
+    const r = await this.resolve(keyId, true);
+    const spec = r.algorithm === SYMMETRIC ? 'aes256' : SPEC_OF[r.algorithm];
+    const signs = r.purpose === 'ASYMMETRIC_SIGN' && Object.values(SIGN_ALGOS).some((a) => a?.gcp.includes(r.algorithm));
+    const decrypts =
+      (r.purpose === 'ASYMMETRIC_DECRYPT' && DECRYPT_ALGOS.includes(r.algorithm)) ||
+      (r.purpose === 'ENCRYPT_DECRYPT' && r.algorithm === SYMMETRIC);
+    return {
+      keyId,
+      ...(spec ? { spec } : {}),
+      sign: signs,
+      decrypt: decrypts,
+      arn: r.key,
+      native: `${r.algorithm || 'a key of unknown algorithm'} with purpose ${r.purpose || 'unknown'}`,
+      words: {
+        sign: 'purpose ASYMMETRIC_SIGN (EC_SIGN_* or RSA_SIGN_PSS_*)',
+        decrypt: 'purpose ASYMMETRIC_DECRYPT (RSA_DECRYPT_OAEP_*_SHA256) or ENCRYPT_DECRYPT',
+      },
+    };
   }
 
   async resolveKeyId(ref: string): Promise<string> {

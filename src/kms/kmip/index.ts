@@ -26,6 +26,7 @@ import { parseDuration } from '../../config/duration.js';
 import type {
   Driver,
   DriverFactory,
+  DriverKeyDescription,
   DriverKeyInfo,
   DriverPublicKey,
   EncryptionAlgoSpec,
@@ -120,6 +121,7 @@ interface Attrs {
   state?: number;
   algorithm?: number;
   length?: number;
+  usageMask?: number;
   names: string[];
   groups: string[];
 }
@@ -142,6 +144,9 @@ function readAttributes(payload: TtlvItem): Attrs {
         break;
       case 'Cryptographic Length':
         if (v.type === 'Integer') out.length = v.value;
+        break;
+      case 'Cryptographic Usage Mask':
+        if (v.type === 'Integer') out.usageMask = v.value;
         break;
       case 'Name': {
         const n = find(v, Tag.NameValue, 'TextString');
@@ -341,6 +346,58 @@ class KmipDriver implements Driver {
       throw err('CONFLICT', `KMIP server ${this.client.label} has ${byName.length} objects named '${ref}'; use the unique identifier`);
     await this.attributes(ref, ['State']); // NOT_FOUND when it is no identifier either
     return ref;
+  }
+
+  /**
+   * What the object is, from its attributes (GetAttributes: Object Type, Cryptographic Algorithm and
+   * Length, Cryptographic Usage Mask), for the registration check (src/keys/adopt.ts): an AES-128 key
+   * is not keyport's aes256, a key whose usage mask lacks Encrypt/Decrypt cannot wrap, a private key
+   * whose mask lacks Sign cannot sign. Verified against PyKMIP (test/cli/register-check.test.ts).
+   */
+  async describeKey(keyId: string): Promise<DriverKeyDescription> {
+    const a = await this.attributes(keyId, ['Object Type', 'Cryptographic Algorithm', 'Cryptographic Length', 'Cryptographic Usage Mask']);
+    const mask = a.usageMask;
+    const has = (bits: number) => mask === undefined || (mask & bits) === bits;
+    const ALGO: Record<number, string> = {
+      [CryptographicAlgorithm.AES]: 'AES',
+      [CryptographicAlgorithm.RSA]: 'RSA',
+      [CryptographicAlgorithm.EC]: 'EC',
+      [CryptographicAlgorithm.ECDSA]: 'ECDSA',
+    };
+    const OBJ: Record<number, string> = {
+      [ObjectType.SymmetricKey]: 'symmetric key',
+      [ObjectType.PrivateKey]: 'private key',
+      [ObjectType.PublicKey]: 'public key',
+    };
+    const MASK_NAMES: [string, number][] = [...Object.entries(UsageMask), ['MACGenerate', 0x80], ['MACVerify', 0x100]];
+    const named =
+      mask === undefined
+        ? ''
+        : MASK_NAMES.filter(([, b]) => mask & b)
+            .map(([n]) => n)
+            .join('|');
+    const flags = mask === undefined ? 'no usage mask' : `usage mask 0x${mask.toString(16)}${named ? ` (${named})` : ''}`;
+    const native = `a KMIP ${OBJ[a.objectType ?? -1] ?? 'object'} (${ALGO[a.algorithm ?? -1] ?? 'unknown algorithm'}${a.length ? `-${a.length}` : ''}) with ${flags}`;
+    const words = { sign: 'usage mask Sign', decrypt: 'usage mask Encrypt|Decrypt' };
+    const spec = specOf(a.algorithm, a.length);
+    if (a.objectType === ObjectType.SymmetricKey)
+      return {
+        keyId,
+        ...(spec === 'aes256' ? { spec } : {}),
+        sign: false,
+        decrypt: has(UsageMask.Encrypt | UsageMask.Decrypt),
+        native,
+        words,
+      };
+    const asym = a.objectType === ObjectType.PrivateKey && spec && spec !== 'aes256' ? (spec as SigningKeySpec) : undefined;
+    return {
+      keyId,
+      ...(asym ? { spec: asym } : {}),
+      sign: a.objectType === ObjectType.PrivateKey && has(UsageMask.Sign),
+      decrypt: a.objectType === ObjectType.PrivateKey && has(UsageMask.Decrypt),
+      native,
+      words,
+    };
   }
 
   async keyExistsAndIsActive(keyId: string): Promise<void> {
