@@ -480,6 +480,48 @@ describe('node in AWS KMS (moto)', { skip: skipUnless('moto') || skipUnless('can
     }
   });
 
+  test('identity bundle of a KMS node: key references, no key material; a second catalog imports it and signs', async () => {
+    const name = `bun-${run}`;
+    const orig = JSON.parse((await ok(kp, ['node', 'init', name, '--profile', 'mediator', '--store', kms, '--json'])).out) as NodeJson;
+    const file = join(dir, 'bun.bundle.json');
+    await ok(kp, ['node', 'export', name, '--store', kms, '--bundle', file]);
+    const text = readFileSync(file, 'utf8');
+    const b = JSON.parse(text) as { keys: { privateKey?: string; kmsKeyId?: string; fingerprint: string }[] };
+    assert.equal(b.keys.length, orig.keys.length);
+    for (const k of b.keys) {
+      assert.equal(k.privateKey, undefined, 'a KMS key leaves no key material in the bundle');
+      assert.ok(k.kmsKeyId, 'the KMS key reference');
+    }
+    assert.doesNotMatch(text, /testing|secret-access-key|127\.0\.0\.1/, 'no credential or address in the bundle');
+    // "replicate the old node into a new one": another catalog on the same KMS
+    const other = cli(dir, { KEYPORT_HOME: join(dir, 'home-bundle') });
+    const n = JSON.parse((await ok(other, ['node', 'import', file, '--store', kms, '--json'])).out) as NodeJson;
+    assert.equal(n.id, orig.id);
+    assert.deepEqual(
+      n.keys.map((k) => k.fingerprint),
+      orig.keys.map((k) => k.fingerprint),
+    );
+    const out = join(dir, 'bun-other');
+    await ok(other, ['node', 'export', name, '--store', kms, '--out', out]);
+    await ok(other, ['node', 'verify', out]);
+    peerDecode([join(out, 'identity.certs')]);
+    // the same KMS key signs for the new catalog, and the old catalog verifies it
+    const protocol = n.keys.find((k) => k.role === 'protocol')!.key;
+    writeFileSync(join(dir, 'bun-m'), 'signed through the imported reference');
+    await ok(other, ['key', 'sign', protocol, '--store', kms, '--usage', 'protocol', '--in', 'bun-m', '--out', 'bun-m.sig']);
+    await ok(kp, [
+      'key',
+      'verify',
+      orig.keys.find((k) => k.role === 'protocol')!.key,
+      '--store',
+      kms,
+      '--in',
+      'bun-m',
+      '--sig',
+      'bun-m.sig',
+    ]);
+  });
+
   test('delegation from a local node to a key in the KMS (moving a participant to a KMS, same namespace)', async () => {
     const local = `sqlite:${join(dir, 'local.db')}`;
     const p = JSON.parse((await ok(kp, ['node', 'init', 'old1', '--profile', 'participant', '--store', local, '--json'])).out) as NodeJson;
