@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { reportError } from './output.js';
+import { quietOnClosedPipe, reportError } from './output.js';
 
 const VERSION = (() => {
   try {
@@ -47,18 +47,6 @@ export async function buildProgram(): Promise<Command> {
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const g of await loadGroups()) g(program);
   return program;
-}
-
-/**
- * A closed stdout or stderr (`keyport key ls --json | head -1`) ends the process quietly with the exit
- * code it already had (0 if none), never with an EPIPE stack trace: nobody is left to read the rest.
- */
-function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') process.exit(process.exitCode ?? 0);
-    if (stream !== process.stderr) process.stderr.write(`keyport: cannot write output: ${e.code ?? e.message}\n`);
-    process.exit(1);
-  });
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -55,3 +55,26 @@ export function examples(...lines: string[]): string {
 export function humanFingerprint(fp: string): string {
   return /^kcv1[0-9a-f]+$/.test(fp) ? `kcv1:${fp.slice(4)}` : fp;
 }
+
+/** set by `keyport server`: a log reader that went away must not stop the server */
+let serving = false;
+
+/**
+ * A closed stdout or stderr (`keyport key ls --json | head -1`) ends the process quietly with the exit
+ * code it already had (0 if none), never with an EPIPE stack trace: nobody is left to read the rest.
+ * Not for `keyport server` (keepServingOnClosedPipe): there the logs drop and count their lines instead,
+ * and the server goes on answering its clients.
+ */
+export function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (serving) return;
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') process.exit(process.exitCode ?? 0);
+    if (stream !== process.stderr) process.stderr.write(`keyport: cannot write output: ${e.code ?? e.message}\n`);
+    process.exit(1);
+  });
+}
+
+/** from now on a closed stdout or stderr does not end the process (the server's logs drop what they cannot write) */
+export function keepServingOnClosedPipe(): void {
+  serving = true;
+}

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { err } from '../errors.js';
-import { jsonErrors } from './output.js';
+import { jsonErrors, keepServingOnClosedPipe } from './output.js';
 
 interface ServerOpts {
   config?: string;
@@ -42,6 +42,8 @@ export function register(program: Command): void {
     },
   });
   cmd.action(async (o: ServerOpts) => {
+    // a log reader that goes away (stdout or stderr closed) does not stop the server: see src/server/logs.ts
+    keepServingOnClosedPipe();
     if (o.json) jsonErrors();
     const json = !!o.json;
     if (!o.config && !o.dev) throw err('USAGE', 'give --config FILE, or --dev for the embedded default');

@@ -133,6 +133,11 @@ test('audit log on stdout, a pipe nobody reads: the server keeps answering, line
     assert.equal(kept + dropped, N, `every audit line was either written or counted as dropped (kept ${kept}, dropped ${dropped})`);
     assert.ok(kept * 15_000 < 8 * 1024 * 1024, `at most the bounded buffer (and the pipe's own) was kept: ${kept} lines`);
     assert.ok(dropped > N / 2, `lines were dropped: ${dropped}`);
+    // the reader goes away (EPIPE on the next audit line): the server keeps serving, lines are dropped
+    child.stdout.destroy();
+    for (let i = 0; i < 50; i++) assert.equal((await raw(url, anon, 'GET', '/v1/key/describe/after-close')).status, 400);
+    assert.equal((await raw(url, admin, 'GET', '/v1/key/describe/after-close')).status, 404);
+    assert.equal(child.exitCode, null, `the server exited when its stdout closed: ${errText}`);
   } finally {
     child.kill('SIGKILL');
   }
