@@ -310,51 +310,70 @@ log:
     assert.deepEqual(labels(pl.out), labels(kl.out));
   });
 
-  /** a streaming kes command for `ms`, with `during` run half-way; its output and whether it ran to the end */
-  const stream = (side: Side, args: string[], ms: number, during?: () => Promise<unknown>) =>
+  /**
+   * a streaming kes command, interrupted once `done(output)` holds or `ms` have passed; `during` runs every
+   * 500 ms meanwhile (a stream may take a moment to subscribe on a busy machine). Its output, and whether it
+   * was still running when interrupted.
+   */
+  const stream = (side: Side, args: string[], o: { ms: number; during?: () => Promise<unknown>; done?: (out: string) => boolean }) =>
     new Promise<{ out: string; err: string; alive: boolean }>((resolve) => {
       const p = spawn(bin, args, { env: env(side, admin.key) });
       let out = '';
       let errOut = '';
       p.stdout.on('data', (c: Buffer) => (out += c.toString()));
       p.stderr.on('data', (c: Buffer) => (errOut += c.toString()));
-      setTimeout(() => void during?.(), ms / 2);
-      setTimeout(() => {
+      const t0 = Date.now();
+      const tick = setInterval(() => {
+        if (!o.done?.(out) && Date.now() - t0 < o.ms) return void o.during?.();
+        clearInterval(tick);
         const alive = p.exitCode === null;
-        p.once('close', () => resolve({ out, err: errOut, alive }));
+        p.once('close', () => resolve({ out, err: errOut.replace('Error: interrupt signal received\n', ''), alive }));
         if (alive) p.kill('SIGINT');
         else resolve({ out, err: errOut, alive });
-      }, ms);
+      }, 500);
     });
 
   test("log --audit (JSON and text): keyport streams an event per request in the shape of KES's AuditLogEvent; log --error streams", async () => {
     // real KES v0.24 writes audit records (create, import, delete only) to stdout but its /v1/log/audit stream
     // stays empty (checked here, so a pinned-version surprise shows up); keyport streams every request
-    const k = await stream('kes', ['log', '-k', '--audit', '--json'], 3000, () => kes('kes', ['key', 'create', '-k', `log-${run}`]));
+    let i = 0;
+    const k = await stream('kes', ['log', '-k', '--audit', '--json'], {
+      ms: 4000,
+      during: () => kes('kes', ['key', 'create', '-k', `log-${run}-${i++}`]),
+    });
     assert.ok(k.alive, `kes log ended early against KES: ${k.err}`);
+    assert.ok(i >= 3, 'keys were created while KES was streamed');
     assert.equal(k.out, '');
-    const p = await stream('keyport', ['log', '-k', '--audit', '--json'], 3000, () =>
-      kes('keyport', ['key', 'create', '-k', `log-${run}`]),
-    );
+    const created = `/v1/key/create/log-${run}-`;
+    const p = await stream('keyport', ['log', '-k', '--audit', '--json'], {
+      ms: 20_000,
+      during: () => kes('keyport', ['key', 'create', '-k', `log-${run}-${i++}`]),
+      done: (out) => out.includes(created),
+    });
     assert.ok(p.alive, `kes log ended early: ${p.err}`);
-    assert.equal(p.err.replace('Error: interrupt signal received\n', ''), '');
+    assert.equal(p.err, '');
     const ev = p.out
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { time: string; request: Record<string, unknown>; response: Record<string, unknown> })
-      .find((e) => e.request['path'] === `/v1/key/create/log-${run}`);
-    assert.ok(ev, `no audit event for the create in ${p.out}`);
+      .find((e) => String(e.request['path']).startsWith(created));
+    assert.ok(ev, `no audit event for a create in ${p.out}`);
     // api.AuditLogEvent of KES v0.24: time; request {ip, path, identity}; response {code, time}
     assert.deepEqual(Object.keys(ev).sort(), ['request', 'response', 'time']);
     assert.deepEqual(Object.keys(ev.request).sort(), ['identity', 'ip', 'path']);
     assert.deepEqual(Object.keys(ev.response).sort(), ['code', 'time']);
     assert.deepEqual([ev.request['identity'], ev.request['ip'], ev.response['code']], [admin.identity, '127.0.0.1', 200]);
     assert.ok(!Number.isNaN(Date.parse(ev.time)));
-    const text = await stream('keyport', ['log', '-k', '--audit'], 3000, () => kes('keyport', ['key', 'info', '-k', `log-${run}`]));
+    const described = new RegExp(`200\\s.*/v1/key/describe/imp${run}`);
+    const text = await stream('keyport', ['log', '-k', '--audit'], {
+      ms: 20_000,
+      during: () => kes('keyport', ['key', 'info', '-k', `imp${run}`]),
+      done: (out) => described.test(out),
+    });
     assert.ok(text.alive, text.err);
-    assert.match(text.out, new RegExp(`200\\s.*/v1/key/describe/log-${run}`), text.out);
+    assert.match(text.out, described, text.out);
     for (const side of ['kes', 'keyport'] as const) {
-      const r = await stream(side, ['log', '-k', '--error', '--json'], 1500);
+      const r = await stream(side, ['log', '-k', '--error', '--json'], { ms: 1500 });
       assert.ok(r.alive, `${side}: kes log --error ended early: ${r.err}`);
     }
   });
@@ -362,7 +381,7 @@ log:
   test('metric: one JSON object per scrape with the same metrics as KES', async () => {
     const names = await Promise.all(
       (['kes', 'keyport'] as const).map(async (side) => {
-        const r = await stream(side, ['metric', '-k', '--rate', '1s'], 2500);
+        const r = await stream(side, ['metric', '-k', '--rate', '1s'], { ms: 20_000, done: (out) => out.includes('\n') });
         assert.doesNotMatch(r.err, /more than one metric|failed/, `${side}: ${r.err}`);
         const first = JSON.parse(r.out.split('\n')[0]!) as Record<string, unknown>;
         return Object.keys(first).sort();

@@ -125,7 +125,7 @@ describe('kes CLI v0.24.0 against keyport server', { skip: skipUnless('kes') }, 
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /\/v1\/key\/list\//);
     // not on a terminal, kes metric prints one JSON object per scrape until interrupted
-    const m = await streamFor(['metric', '-k', '--rate', '1s'], 2500);
+    const m = await streamFor(['metric', '-k', '--rate', '1s'], 20_000, undefined, (out) => out.split('\n').filter(Boolean).length >= 2);
     assert.doesNotMatch(m.err, /more than one metric|failed to fetch/, m.err);
     const first = JSON.parse(m.out.split('\n')[0]!) as Record<string, unknown>;
     assert.equal(first['kes_system_num_cpu_used'], os.availableParallelism(), m.out);
@@ -141,21 +141,27 @@ describe('kes CLI v0.24.0 against keyport server', { skip: skipUnless('kes') }, 
     }
   });
 
-  /** run a streaming kes command for `ms`, then interrupt it: its output, and whether it was still running */
-  function streamFor(args: string[], ms: number, during?: () => void) {
+  /**
+   * run a streaming kes command until `done(output)` holds or `ms` have passed (`during` half-way through the
+   * first two seconds), then interrupt it: its output, and whether it was still running
+   */
+  function streamFor(args: string[], ms: number, during?: () => void, done?: (out: string) => boolean) {
     return new Promise<{ out: string; err: string; alive: boolean }>((resolve) => {
       const p = spawn(bin, args, { env: { ...process.env, KES_SERVER: t.url, KES_API_KEY: t.admin, NO_COLOR: '1' } });
       let out = '';
       let errOut = '';
       p.stdout.on('data', (c: Buffer) => (out += c.toString()));
       p.stderr.on('data', (c: Buffer) => (errOut += c.toString()));
-      setTimeout(() => during?.(), ms / 2);
-      setTimeout(() => {
+      setTimeout(() => during?.(), Math.min(ms, 2000) / 2);
+      const t0 = Date.now();
+      const tick = setInterval(() => {
+        if (!done?.(out) && Date.now() - t0 < ms) return;
+        clearInterval(tick);
         const alive = p.exitCode === null;
         p.kill('SIGINT');
         p.once('close', () => resolve({ out, err: errOut, alive }));
         if (!alive) resolve({ out, err: errOut, alive });
-      }, ms);
+      }, 250);
     });
   }
 });
