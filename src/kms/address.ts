@@ -289,7 +289,8 @@ export class KmsAddress {
       if (p.startsWith('.') || p.startsWith('/')) attrs['path'] = resolve(base, p);
     }
     // files the connection reads (TLS, credentials, a PKCS#11 module given as a path): beside the configuration
-    for (const k of FILE_ATTRS[scheme] ?? []) {
+    // file that names them; given on the command line (no base), they stay as given and mean the cwd at use
+    for (const k of opts.base === undefined ? [] : (FILE_ATTRS[scheme] ?? [])) {
       const v = attrs[k];
       if (v === undefined) continue;
       const file = k === 'pin-source' ? v.replace(/^file:(\/\/)?/, '') : v;

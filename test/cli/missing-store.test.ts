@@ -17,6 +17,7 @@ import { isOneLine, kpIn } from '../support/kp.js';
 import { devSetup } from '../../src/server/dev.js';
 import { loadServerConfig } from '../../src/server/config.js';
 import { startServer } from '../../src/server/index.js';
+import { KmsAddress } from '../../src/kms/address.js';
 
 const dir = tempDir();
 const home = join(dir, 'home');
@@ -225,6 +226,15 @@ test("a server config's keystore.keyport section: its relative store and wrapper
   assert.ok(existsSync(join(conf, 'data', 'keys.db')), 'the store is beside the config');
   assert.ok(existsSync(join(conf, 'wrapper.key')), 'the wrapper key is beside the config');
   assert.deepEqual(readdirSync(process.cwd()).sort(), cwdBefore, 'nothing new in the current directory');
+});
+
+test("a YAML's TLS and credential files resolve beside it; on the command line they stay as given", () => {
+  const yaml = KmsAddress.parse('kmip:host=h;port=5696;cert=tls/c.pem;key=./tls/k.pem;ca=/etc/ca.pem', { base: '/etc/kp' });
+  assert.equal(yaml.toString(), 'kmip:host=h;port=5696;cert=/etc/kp/tls/c.pem;key=/etc/kp/tls/k.pem;ca=/etc/ca.pem');
+  const p11 = KmsAddress.parse('pkcs11:module-path=libsofthsm2.so;token=t;pin-source=file:pin.txt', { base: '/etc/kp' });
+  assert.match(p11.toString(), /module-path=libsofthsm2\.so/, 'a bare module name is left to the loader');
+  assert.match(p11.toString(), /pin-source=file:\/etc\/kp\/pin\.txt/);
+  assert.equal(KmsAddress.parse('kmip:host=h;port=5696;cert=c.pem').toString(), 'kmip:host=h;port=5696;cert=c.pem');
 });
 
 test('library: openRecordStore({ create: false }) on a missing store is NOT_FOUND (isStoreMissing); the default still creates', async () => {
