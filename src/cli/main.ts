@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { quietOnClosedPipe, reportError } from './output.js';
+import { quietOnClosedPipe, reportError, usageLine } from './output.js';
 
 const VERSION = (() => {
   try {
@@ -42,10 +42,17 @@ export async function buildProgram(): Promise<Command> {
     .description('Protect private keys with a KMS, move keys between stores and KMSs, serve keys like MinIO KES')
     .version(VERSION, '-V, --version')
     .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const shared = program.configureOutput();
   for (const g of await loadGroups()) g(program);
+  // a usage error is one line naming the command's --help; a command that formats its own errors
+  // (server --json) has its own output configuration and is left alone
+  const walk = (c: Command, path: string) => {
+    if (c.configureOutput() === shared) c.configureOutput({ outputError: (str, write) => write(usageLine(str, path)) });
+    for (const sub of c.commands) walk(sub, path ? `${path} ${sub.name()}` : sub.name());
+  };
+  walk(program, '');
   return program;
 }
 

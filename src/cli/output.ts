@@ -43,6 +43,18 @@ export function reportError(e: unknown): number {
   return 1;
 }
 
+/**
+ * commander's usage error (`error: …`, a suggestion on the next line) as keyport's one line:
+ * `keyport: MESSAGE (see keyport COMMAND --help)`.
+ */
+export function usageLine(commanderText: string, commandPath: string): string {
+  const msg = commanderText
+    .replace(/^error:\s*/, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
+  return `keyport: ${msg} (see keyport ${commandPath ? commandPath + ' ' : ''}--help)\n`;
+}
+
 /** an "Examples:" block for a command's --help */
 export function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;

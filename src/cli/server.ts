@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { err } from '../errors.js';
-import { jsonErrors, keepServingOnClosedPipe } from './output.js';
+import { jsonErrors, keepServingOnClosedPipe, usageLine } from './output.js';
 
 interface ServerOpts {
   config?: string;
@@ -30,14 +30,13 @@ export function register(program: Command): void {
     .option('--addr <host:port>', "listen address (default 127.0.0.1:7373 with --dev, else the config's)")
     .option('--workers <n>', 'processes sharing the port (0 = one per CPU)')
     .option('--json', "the server's own output as JSON lines: start-up, notices, request log, shutdown, errors");
-  // a usage error with --json is a JSON line too (and no help hint after it)
+  // a usage error with --json is a JSON line too
   // (commander parses known options before it reports an unknown one; rawArgs covers an error met first)
   const jsonRequested = () =>
     cmd.getOptionValue('json') === true || ((program as unknown as { rawArgs?: string[] }).rawArgs ?? []).includes('--json');
   cmd.configureOutput({
     outputError: (str, write) => {
-      if (!jsonRequested()) return write(str);
-      cmd.showHelpAfterError(false);
+      if (!jsonRequested()) return write(usageLine(str, 'server'));
       write(eventLine('error', { code: 'USAGE', message: str.replace(/^error:\s*/, '').trim() }));
     },
   });
