@@ -13,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { connect } from 'node:net';
 import { homedir } from 'node:os';
-import { delimiter, join, sep } from 'node:path';
+import { delimiter, dirname, join, sep } from 'node:path';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -39,9 +39,26 @@ const work = join(base, 'work');
 const prefix = join(base, 'prefix');
 for (const d of [home, work, prefix]) mkdirSync(d, { recursive: true });
 
-// a newcomer's environment: nothing of keyport's, no PATH entry into the clone, HOME fresh; npm's
-// cache and the user's npm configuration (registry, CA file, node headers for native builds) stay the
-// machine's, as a newcomer's own would; a global install goes to the private prefix
+// a newcomer's environment: nothing of keyport's, no PATH entry into the clone, HOME fresh with no
+// ~/.npmrc of its own; the machine's npm configuration (its global npmrc: registry, CA file) and npm's
+// cache stay, as a newcomer's machine has its own; a global install goes to the private prefix. Nothing
+// is read from the user's ~/.npmrc: what the native builds need is set here (npm_config_nodedir below)
+const machineNpm = (key: string) => {
+  const e = { ...process.env };
+  for (const k of Object.keys(e)) if (/^npm_config_(prefix|userconfig|globalconfig)$/i.test(k)) delete e[k];
+  return spawnSync('npm', ['config', 'get', key], { encoding: 'utf8', env: e }).stdout.trim();
+};
+/**
+ * node-gyp builds pkcs11js (and better-sqlite3 where no prebuilt binary downloads) against node's
+ * headers. Where they are installed beside this node (distribution packages, the official tarball:
+ * PREFIX/include/node), point node-gyp at them, so the build needs no download of headers and works
+ * offline; elsewhere node-gyp fetches them for the running version, as it would for the user.
+ */
+const nodeHeaders = (() => {
+  if (process.env.npm_config_nodedir) return process.env.npm_config_nodedir;
+  const prefix = dirname(dirname(process.execPath));
+  return existsSync(join(prefix, 'include', 'node', 'common.gypi')) ? prefix : undefined;
+})();
 const env: Record<string, string> = {};
 for (const [k, v] of Object.entries(process.env)) {
   if (v === undefined || /^(KEYPORT_|KES_|npm_)/i.test(k)) continue;
@@ -52,7 +69,9 @@ Object.assign(env, {
   PATH: [join(prefix, 'bin'), ...(process.env.PATH ?? '').split(delimiter).filter((p) => p && !p.startsWith(root))].join(delimiter),
   npm_config_prefix: prefix,
   npm_config_cache: process.env.npm_config_cache ?? join(homedir(), '.npm'),
-  npm_config_userconfig: process.env.npm_config_userconfig ?? join(homedir(), '.npmrc'),
+  npm_config_userconfig: join(home, '.npmrc'),
+  npm_config_globalconfig: machineNpm('globalconfig'),
+  ...(nodeHeaders ? { npm_config_nodedir: nodeHeaders } : {}),
   npm_config_prefer_offline: 'true',
   npm_config_update_notifier: 'false',
   npm_config_fund: 'false',
