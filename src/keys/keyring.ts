@@ -411,6 +411,9 @@ export class StoreKeyring implements Keyring {
     const what = `${driver.name} key '${keyRef}'`;
     const createdAt = new Date().toISOString();
     let desc = driver.describeKey ? await driver.describeKey(keyId) : undefined;
+    // what the KMS's own description rules out is refused before anything else is read (a KMIP private key
+    // made outside keyport has no findable public key: its refusal should say what it is, not that)
+    if (desc) checkAdoptable(what, driver, desc, want);
     let pub: { spki: Buffer } | undefined;
     if (desc?.spec !== 'aes256') {
       try {

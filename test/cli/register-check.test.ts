@@ -410,6 +410,9 @@ out = {
   'aes256': reg(256, [U.ENCRYPT, U.DECRYPT], 'aes256-' + tag),
   'aes256-mac': reg(256, [U.MAC_GENERATE, U.MAC_VERIFY], 'aes256mac-' + tag),
 }
+pub, priv = c.create_key_pair(A.RSA, 2048, private_name='rsa-' + tag, private_usage_mask=[U.SIGN], public_usage_mask=[U.VERIFY])
+c.activate(priv)
+out['rsa-sign'] = priv
 c.close()
 sys.stdout.write(json.dumps(out))
 `;
@@ -437,6 +440,9 @@ sys.stdout.write(json.dumps(out))
       /AES-256\) with usage mask 0x180 \(MACGenerate\|MACVerify\)/,
       /symmetric aes256 key with usage mask Encrypt\|Decrypt/,
     ],
+    // PyKMIP signs RSA-PSS with another salt length than keyport verifies, so no signing key can be held there
+    ['rsa-sign', [], /KMIP private key \(RSA-2048\) with usage mask 0x1 \(Sign\)/, /signing key cannot be held here/],
+    ['rsa-sign', ['--purpose', 'encryption'], /KMIP private key \(RSA-2048\)/, /encryption key cannot be held here/],
   ];
   for (const [which, args, is, needs] of cases) {
     test(`refused: ${which} ${args.join(' ') || '(no options)'}`, async () => {
