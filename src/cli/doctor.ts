@@ -15,11 +15,9 @@ export function register(program: Command): void {
   // the store keeps key references: its wrapper / KMS is reached through connections given here
   connectionOptions(cmd).action(async (store: string, o: { json?: boolean; maxAge?: string; wrapper?: string; kms?: string[] }) => {
     const { err } = await import('../errors.js');
-    const { parseUri } = await import('../config/uri.js');
-    const { isKmsScheme, KMS_SCHEMES } = await import('../kms/registry.js');
-    const { isStoreScheme, STORE_SCHEMES } = await import('../store/open.js');
-    const { isYamlPath } = await import('../keys/open.js');
-    const scheme = isYamlPath(store) ? 'yaml' : parseUri(store).scheme;
+    // parsed once, here: a store, a YAML file or a KMS (key) address; unknown schemes and attributes are refused
+    const { parseTarget } = await import('../keys/target.js');
+    const target = parseTarget(store, { what: 'doctor' });
     let maxAgeMs: number | undefined;
     if (o.maxAge !== undefined) {
       const { parseDuration } = await import('../config/duration.js');
@@ -27,18 +25,12 @@ export function register(program: Command): void {
       if (!(maxAgeMs > 0)) throw err('USAGE', `--max-age must be a positive duration such as 90d, got '${o.maxAge}'`);
     }
     let r;
-    if (scheme === 'yaml' || isStoreScheme(scheme))
-      r = await (await import('../keys/doctor.js')).doctorStore(store, { maxAgeMs, kms: kmsConnections(o) });
+    if (target.kind !== 'kms') r = await (await import('../keys/doctor.js')).doctorStore(target, { maxAgeMs, kms: kmsConnections(o) });
     else if (maxAgeMs !== undefined) throw err('USAGE', '--max-age checks the keys of a store: give a store, not a KMS URI');
-    else if (isKmsScheme(scheme)) r = await (await import('../kms/doctor.js')).doctorKms(store);
-    else
-      throw err(
-        'USAGE',
-        `'${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')}`,
-      );
+    else r = await (await import('../kms/doctor.js')).doctorKms(target.kms);
     // the Canton nodes of the store (or of the KMS's catalog): their keys, with the permissions Canton needs
     const opened = !r.checks.some((c) => (c.check === 'store' || c.check === 'open') && c.status === 'problem');
-    const nodeChecks = opened ? await (await import('../canton/node/doctor.js')).doctorNodes(store) : [];
+    const nodeChecks = opened ? await (await import('../canton/node/doctor.js')).doctorNodes(target) : [];
     if (nodeChecks.length) {
       r.checks.push(...nodeChecks);
       r.ok = !r.checks.some((c) => c.status === 'problem');

@@ -55,11 +55,15 @@ export function register(program: Command): void {
       const conc = Number(o.concurrency);
       if (!Number.isInteger(conc) || conc < 1 || conc > 1024) throw err('USAGE', `--concurrency must be 1-1024, got '${o.concurrency}'`);
       const { migrate } = await import('../migrate/index.js');
+      // both sides parsed once, here; the migration takes the typed targets
+      const { parseTarget } = await import('../keys/target.js');
+      const fromT = parseTarget(o.from, { what: '--from' });
+      const toT = parseTarget(to, { what: '--to' });
       const plan = await progressBar('planning', undefined, o.json);
       let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
       const report = await migrate({
-        from: o.from,
-        to,
+        from: fromT,
+        to: toT,
         pattern,
         mode: o.force ? 'force' : o.merge ? 'merge' : 'default',
         dryRun: o.dryRun,

@@ -1,6 +1,6 @@
 /** `keyport protect enable|disable|rotate`: Canton's envelope protection of a store's private keys. */
 import type { Command } from 'commander';
-import { redactUri } from '../config/uri.js';
+import { dirname } from 'node:path';
 import { printJson } from './output.js';
 import { confirm, connectionOptions, kmsConnections, progressBar, storeTarget } from './common.js';
 
@@ -39,35 +39,39 @@ export function register(program: Command): void {
       c.option('-y, --yes', 'do not ask for confirmation (asked only on a terminal)');
     }
     c.action(async (o: ProtectOpts) => {
-      const target = storeTarget(o);
-      if (op === 'disable') await confirm(`decrypt every sealed key in ${redactUri(target)} back to clear?`, o.yes, 'nothing changed');
-      const { openKeyring, isYamlPath, loadStoreConfig, configBase } = await import('../keys/open.js');
+      // parsed once, here: the store (or YAML) and the new wrapper; the layers below take the typed values
+      const { parseTarget, targetString } = await import('../keys/target.js');
       const { KmsAddress } = await import('../kms/address.js');
+      const target = parseTarget(storeTarget(o), { what: '--store' });
+      const wrapper = op !== 'disable' ? KmsAddress.parse(o.wrapper!, { what: '--wrapper' }) : undefined;
+      if (op === 'disable') await confirm(`decrypt every sealed key in ${targetString(target)} back to clear?`, o.yes, 'nothing changed');
+      const { openKeyring, loadStoreConfig } = await import('../keys/open.js');
       const prot = await import('../keys/protect.js');
       // the store as configured, but without enabling anything on open: this command does the protecting.
       // A YAML's relative paths mean beside it; the command line's, the current directory.
-      const cfg = isYamlPath(target) ? loadStoreConfig(target) : { store: target };
-      const base = configBase(target);
+      const cfg = target.kind === 'yaml' ? loadStoreConfig(target.path) : undefined;
+      const base = target.kind === 'yaml' ? dirname(target.path) : undefined;
       const fromYaml = (a: string, what: string) => KmsAddress.parse(a, { ...(base ? { base } : {}), what });
       const kms = [
-        ...(cfg.kms ?? []).map((a) => fromYaml(a, 'kms')),
-        ...(cfg.envelope ? [fromYaml(cfg.envelope.wrapper, 'envelope.wrapper')] : []),
+        ...(cfg?.kms ?? []).map((a) => fromYaml(a, 'kms')),
+        ...(cfg?.envelope ? [fromYaml(cfg.envelope.wrapper, 'envelope.wrapper')] : []),
         ...kmsConnections(op === 'disable' ? o : { kms: o.kms }),
       ];
       // protecting changes a store that is there: a missing one is an error, never a new store
-      const kr = await openKeyring(
-        { store: cfg.store, ...(cfg.cache ? { cache: cfg.cache } : {}) },
-        { kms, create: false, ...(base ? { base } : {}) },
-      );
+      const kr = await openKeyring(cfg ? { store: cfg.store, ...(cfg.cache ? { cache: cfg.cache } : {}) } : target, {
+        kms,
+        create: false,
+        ...(base ? { base } : {}),
+      });
       const bar = await progressBar(`protect ${op}`, undefined, o.json);
       try {
         const progress = (n: number) => bar.update(n);
         const r =
           op === 'enable'
-            ? await prot.protectEnable(kr, o.wrapper!, progress)
+            ? await prot.protectEnable(kr, wrapper!, progress)
             : op === 'disable'
               ? await prot.protectDisable(kr, progress)
-              : await prot.protectRotate(kr, o.wrapper!, progress);
+              : await prot.protectRotate(kr, wrapper!, progress);
         bar.stop();
         const mode = r.protection.mode === 'envelope' ? `envelope under ${r.protection.wrapper}` : r.protection.mode;
         if (o.json)

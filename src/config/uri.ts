@@ -1,6 +1,9 @@
 /**
  * Store / KMS addresses in the smallstep style: `scheme:key=value;key=value`, or `scheme:PATH` for
  * path-like stores, RFC 7512 `?query` attributes for pkcs11, and a whole connection string for postgres.
+ * The generic syntax only: the typed addresses (kms/address.ts KmsAddress, store/address.ts
+ * StoreAddress) use it to parse an operator's string once, at the edge, and validate it per backend;
+ * nothing else parses URI strings.
  */
 import { err } from '../errors.js';
 
@@ -65,8 +68,8 @@ export function parseUri(raw: string): ParsedUri {
   return { scheme, path, params, raw };
 }
 
-/** Hide secrets (pin-value, passwords, secret keys) before a URI goes into a message or log. */
-export function redactUri(raw: string): string {
+/** Hide secrets (pin-value, passwords, secret keys) in a URI this parser quotes in its own messages. */
+function redactUri(raw: string): string {
   return raw
     .replace(
       /((?:pin-value|pin|password|secret|secret-key|secret-access-key|session-token|access-token|token|client-secret|api-key)=)[^;&?]*/gi,
@@ -80,17 +83,4 @@ export function formatUri(scheme: string, params: Record<string, string | undefi
   if (path) parts.push(path);
   for (const [k, v] of Object.entries(params)) if (v !== undefined) parts.push(`${k}=${v.replace(/[;%?]/g, encodeURIComponent)}`);
   return `${scheme}:${parts.join(';')}`;
-}
-
-/** A KMS key URI = the KMS URI plus key-id=… (or object=… for pkcs11). Splits the two. */
-export function splitKeyUri(raw: string): { kms: ParsedUri; keyRef: string } {
-  const u = parseUri(raw);
-  const keyRef = u.params['key-id'] ?? u.params['object'] ?? u.params['id'];
-  if (u.scheme === 'local') return { kms: u, keyRef: u.path ?? u.params['path'] ?? '' };
-  if (!keyRef) throw err('USAGE', `'${redactUri(raw)}' names no key: add key-id=ID (or object=LABEL for pkcs11)`);
-  const params = { ...u.params };
-  delete params['key-id'];
-  delete params['object'];
-  delete params['id'];
-  return { kms: { ...u, params }, keyRef };
 }

@@ -5,17 +5,20 @@
  */
 import { isKeyportError, oneLine } from '../errors.js';
 import { existsSync } from 'node:fs';
-import { redactUri } from '../config/uri.js';
+import { redactGeneric } from '../kms/address.js';
+import { type Target, targetString } from './target.js';
 import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
 import { doctorKms, type DoctorCheck, type DoctorReport } from '../kms/doctor.js';
 import { openKeyring, type OpenOptions } from './open.js';
 import { isStoreMissing } from '../store/missing.js';
 import { formatAge } from '../config/duration.js';
 
-export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs?: number } = {}): Promise<DoctorReport> {
+export async function doctorStore(target: string | Target, opts: OpenOptions & { maxAgeMs?: number } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
   const t0 = process.hrtime.bigint();
+  // the target as it prints: a parsed one by its type, a library caller's string with its secrets hidden
+  const uri = typeof target === 'string' ? redactGeneric(target) : targetString(target);
   let kr;
   try {
     // a doctor looks and never creates: a store that is not there is the problem to report
@@ -37,7 +40,7 @@ export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs
           ? 'check the address (keyport help uris), that the store is running and reachable, and the credentials'
           : 'fix the store address or configuration: every attribute is in `keyport help uris` (docs/uris.md)',
     });
-    return { uri: redactUri(target), kms: '', ok: false, checks };
+    return { uri, kms: '', ok: false, checks };
   }
   try {
     const p = await kr.protection();
@@ -170,5 +173,5 @@ export async function doctorStore(target: string, opts: OpenOptions & { maxAgeMs
   } finally {
     await kr.close().catch(() => undefined);
   }
-  return { uri: redactUri(target), kms: '', ok: !checks.some((c) => c.status === 'problem'), checks };
+  return { uri, kms: '', ok: !checks.some((c) => c.status === 'problem'), checks };
 }

@@ -18,24 +18,23 @@
  * true; the CLI says it for every command, and only commands that put keys into a store create one.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { homedir } from 'node:os';
-import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { err } from '../errors.js';
-import { parseUri, redactUri } from '../config/uri.js';
 import { parseDuration } from '../config/duration.js';
-import { isKmsScheme } from '../kms/registry.js';
 import { openRecordStore, type OpenStoreOptions } from '../store/open.js';
 import { StandInStore, StoreMissingError, isStoreMissing } from '../store/missing.js';
 import { readProtectionStored, writeProtection } from '../store/protection.js';
-import { KmsAddress } from '../kms/address.js';
-import { StoreAddress } from '../store/address.js';
+import { KmsAddress, sameKeyRef, sameKmsRef } from '../kms/address.js';
+import type { StoreAddress } from '../store/address.js';
 import { Connections } from '../kms/connections.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
 import { protectEnable, upgradeRefs } from './protect.js';
 import { isKesConfig, kesKeystoreToStoreConfig } from '../store/kes-config.js';
+import { isTarget, isYamlPath, parseTarget, type Target, targetString } from './target.js';
+
+export { defaultCatalog, isYamlPath, parseTarget, type Target } from './target.js';
 
 const Duration = z.union([z.string(), z.number()]);
 export const StoreConfigSchema = z
@@ -56,10 +55,6 @@ export const StoreConfigSchema = z
   .strict()
   .refine((c) => !(c.envelope && c.external), { message: 'envelope and external cannot both be set' });
 export type StoreConfig = z.infer<typeof StoreConfigSchema>;
-
-export function isYamlPath(s: string): boolean {
-  return /\.ya?ml$/i.test(s);
-}
 
 export function loadStoreConfig(path: string): StoreConfig {
   let text: string;
@@ -89,27 +84,19 @@ export function configBase(target: string): string | undefined {
   return isYamlPath(target) ? dirname(resolve(target)) : undefined;
 }
 
-/** where the catalog of an external-mode KMS lives when none is configured */
-export function defaultCatalog(kmsUri: string): string {
-  const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
-  const id = createHash('sha256').update(redactUri(kmsUri)).digest('hex').slice(0, 16);
-  return `sqlite:${join(home, 'catalogs', `${id}.db`)}`;
-}
-
 /**
  * What a target (store URI, KMS URI or YAML file) is, for "is this the same store": the store's identity
  * (store/address.ts), or the KMS's reference for a KMS target. Malformed targets compare as given.
  */
-export function targetIdentity(target: string): string {
+export function targetIdentity(target: string | Target): string {
   try {
-    const store = isYamlPath(target) ? loadStoreConfig(target).store : target;
-    if (isYamlPath(store)) return store;
-    const base = configBase(target);
-    const u = parseUri(store);
-    if (isKmsScheme(u.scheme)) return `kms ${KmsAddress.parse(store, base ? { base } : {}).kms}`;
-    return StoreAddress.parse(store, base ? { base } : {}).identity;
+    const t = typeof target === 'string' ? parseTarget(target) : target;
+    if (t.kind === 'store') return t.store.identity;
+    if (t.kind === 'kms') return `kms ${t.kms.kms}`;
+    const inner = parseTarget(loadStoreConfig(t.path).store, { base: dirname(t.path) });
+    return inner.kind === 'yaml' ? inner.path : targetIdentity(inner);
   } catch {
-    return target;
+    return typeof target === 'string' ? target : targetString(target);
   }
 }
 
@@ -127,65 +114,75 @@ export interface OpenOptions extends KeyringOptions {
   create?: OpenStoreOptions['create'];
 }
 
-/** the connections a configuration gives: its `kms:` list, its envelope wrapper, its external KMS, then the caller's */
-function connectionsOf(cfg: StoreConfig, opts: OpenOptions, base?: string): Connections {
-  const c = opts.connections ?? new Connections();
-  const o = base ? { base } : {};
-  for (const k of cfg.kms ?? []) c.add(k, { ...o, what: 'kms' });
-  if (cfg.external) c.add(cfg.external.kms, { ...o, what: 'external.kms' });
-  for (const k of opts.kms ?? []) c.add(k, { what: '--kms' });
-  if (cfg.envelope) c.add(cfg.envelope.wrapper, { ...o, what: 'envelope.wrapper' });
-  return c;
-}
-
-export async function openKeyring(target: string | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
-  let cfg: StoreConfig;
-  const base = opts.base ?? (typeof target === 'string' ? configBase(target) : undefined);
-  if (typeof target !== 'string') {
-    const r = StoreConfigSchema.safeParse(target);
-    if (!r.success)
-      throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
-    cfg = r.data;
-  } else if (isYamlPath(target)) {
-    cfg = loadStoreConfig(target);
+export async function openKeyring(target: string | Target | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
+  // a string is parsed here, once (the library's edge); the CLI hands over the Target it parsed
+  const t = typeof target === 'string' ? parseTarget(target, opts.base ? { base: opts.base } : {}) : isTarget(target) ? target : undefined;
+  let cfg: StoreConfig | undefined;
+  let base = opts.base;
+  let store: StoreAddress;
+  let external: KmsAddress | undefined;
+  let wrapper: KmsAddress | undefined;
+  /** the store is the KMS's default catalog (keyport chose where it lives) */
+  let catalog = false;
+  if (t?.kind === 'store') store = t.store;
+  else if (t?.kind === 'kms') {
+    store = t.catalog;
+    external = t.kms;
+    catalog = true;
   } else {
-    const u = parseUri(target);
-    cfg = isKmsScheme(u.scheme) ? { store: defaultCatalog(target), external: { kms: target } } : { store: target };
+    if (t) {
+      cfg = loadStoreConfig(t.path);
+      base ??= dirname(t.path);
+    } else {
+      const r = StoreConfigSchema.safeParse(target);
+      if (!r.success)
+        throw err('INVALID_INPUT', `store config: ${r.error.issues[0]!.path.join('.') || 'document'}: ${r.error.issues[0]!.message}`);
+      cfg = r.data;
+    }
+    const at = base ? { base } : {};
+    const inner = parseTarget(cfg.store, { ...at, what: 'store' });
+    if (inner.kind === 'yaml') throw err('USAGE', `store: '${cfg.store}' is a YAML file: give the store's URI`);
+    if (inner.kind === 'kms') {
+      if (cfg.external) throw err('USAGE', `store: '${inner.kms}' is a KMS: give the catalog's store URI, or drop external:`);
+      store = inner.catalog;
+      external = inner.kms;
+      catalog = true;
+    } else store = inner.store;
+    if (cfg.external) external = KmsAddress.parse(cfg.external.kms, { ...at, what: 'external.kms' });
+    if (cfg.envelope) wrapper = KmsAddress.parse(cfg.envelope.wrapper, { ...at, what: 'envelope.wrapper' });
   }
-  if (!isYamlPath(cfg.store) && isKmsScheme(parseUri(cfg.store).scheme) && !cfg.external)
-    cfg = { ...cfg, store: defaultCatalog(cfg.store), external: { kms: cfg.store } };
-  const connections = connectionsOf(cfg, opts, base);
-  const external = cfg.external ? KmsAddress.parse(cfg.external.kms, { ...(base ? { base } : {}), what: 'external.kms' }) : undefined;
-  const wrapper = cfg.envelope
-    ? KmsAddress.parse(cfg.envelope.wrapper, { ...(base ? { base } : {}), what: 'envelope.wrapper' })
-    : undefined;
-  const storeConfig = cfg;
+  // the connections this configuration gives: its `kms:` list, its external KMS, the caller's, its envelope wrapper
+  const connections = opts.connections ?? new Connections();
+  for (const k of cfg?.kms ?? []) connections.add(k, { ...(base ? { base } : {}), what: 'kms' });
+  if (external) connections.add(external);
+  for (const k of opts.kms ?? []) connections.add(k, { what: '--kms' });
+  if (wrapper) connections.add(wrapper);
   const create = opts.create ?? true;
-  const store = await openRecordStore(StoreAddress.parse(cfg.store, base ? { base } : {}), { create }).catch((e: unknown) => {
+  const rs = await openRecordStore(store, { create }).catch((e: unknown) => {
     // a KMS's default catalog that is not there yet: say so in the KMS's words
-    if (isStoreMissing(e) && storeConfig.external && storeConfig.store === defaultCatalog(storeConfig.external.kms))
+    if (isStoreMissing(e) && catalog && external)
       throw new StoreMissingError(
-        redactUri(storeConfig.store),
-        `keyport has no catalog of ${redactUri(storeConfig.external.kms)} yet: its keys come with keyport key create or key register`,
+        store.toString(),
+        `keyport has no catalog of ${external} yet: its keys come with keyport key create or key register`,
       );
     throw e;
   });
-  const kr = new StoreKeyring(store, {
+  const kr = new StoreKeyring(rs, {
     ...opts,
     connections,
-    ...(cfg.cache?.ttl !== undefined ? { cacheTtlMs: parseDuration(cfg.cache.ttl, 'cache.ttl') } : {}),
-    ...(cfg.cache?.unused !== undefined ? { cacheUnusedMs: parseDuration(cfg.cache.unused, 'cache.unused') } : {}),
+    ...(cfg?.cache?.ttl !== undefined ? { cacheTtlMs: parseDuration(cfg.cache.ttl, 'cache.ttl') } : {}),
+    ...(cfg?.cache?.unused !== undefined ? { cacheUnusedMs: parseDuration(cfg.cache.unused, 'cache.unused') } : {}),
   });
-  if (store instanceof StandInStore) {
+  if (rs instanceof StandInStore) {
     // a store that is not there yet (migrate's target before it has something to write): its protection
     // as configured, in memory only; nothing is checked or created (no wrapper key) until it is real
-    if (external) await writeProtection(store, { mode: 'external', kms: external.kms.toString() });
-    else if (wrapper) await writeProtection(store, { mode: 'envelope', wrapper: wrapper.key.toString() });
+    if (external) await writeProtection(rs, { mode: 'external', kms: external.kms.toString() });
+    else if (wrapper) await writeProtection(rs, { mode: 'envelope', wrapper: wrapper.key.toString() });
     return kr;
   }
   try {
     // a store written by 0.1.0 keeps whole URIs (endpoints, credentials): rewrite them into references first
-    const stored = await readProtectionStored(store);
+    const stored = await readProtectionStored(rs);
     if (stored.legacy) {
       const r = await upgradeRefs(kr);
       opts.onNotice?.(`stored KMS addresses rewritten as key references (credentials dropped) in ${r.changed} key(s)`);
@@ -194,23 +191,23 @@ export async function openKeyring(target: string | StoreConfig, opts: OpenOption
     if (external) {
       const kmsRef = external.kms.toString();
       if (cur.mode === 'clear') {
-        const first = await store.list({ limit: 1 });
+        const first = await rs.list({ limit: 1 });
         if (first.names.length)
           throw err(
             'CONFLICT',
-            `${redactUri(cfg.store)} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`,
+            `${store} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`,
             { retryable: false },
           );
-        await writeProtection(store, { mode: 'external', kms: kmsRef });
-      } else if (cur.mode !== 'external' || cur.kms !== kmsRef)
-        throw err('CONFLICT', `${redactUri(cfg.store)} is not a catalog of ${external}`, { retryable: false });
+        await writeProtection(rs, { mode: 'external', kms: kmsRef });
+      } else if (cur.mode !== 'external' || !sameKmsRef(cur.kms, kmsRef))
+        throw err('CONFLICT', `${store} is not a catalog of ${external}`, { retryable: false });
     } else if (wrapper) {
       const ref = wrapper.key.toString();
       if (cur.mode === 'clear') {
         const r = await protectEnable(kr, wrapper);
         // a new, empty store is simply created protected: only sealing existing keys is news
         if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${ref}`);
-      } else if (cur.mode === 'envelope' && cur.wrapper !== ref)
+      } else if (cur.mode === 'envelope' && !sameKeyRef(cur.wrapper, ref))
         throw err(
           'CONFLICT',
           `store is protected by ${cur.wrapper}, not the configured wrapper ${ref}: run 'keyport protect rotate' to change it`,

@@ -4,7 +4,9 @@
  * live in the KMS and a local catalog keeps their references and public keys), or a store YAML file
  * (loaded where it is opened). Below the edge nothing re-parses the string: the layers take this value.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
 import { err } from '../errors.js';
 import { isKmsScheme, KMS_SCHEMES, KmsAddress, redactGeneric } from '../kms/address.js';
 import { isStoreScheme, STORE_SCHEMES, StoreAddress } from '../store/address.js';
@@ -12,7 +14,12 @@ import { isStoreScheme, STORE_SCHEMES, StoreAddress } from '../store/address.js'
 export type Target =
   | { readonly kind: 'yaml'; readonly path: string }
   | { readonly kind: 'store'; readonly store: StoreAddress }
-  | { readonly kind: 'kms'; readonly kms: KmsAddress };
+  | {
+      readonly kind: 'kms';
+      readonly kms: KmsAddress;
+      /** where keyport keeps this KMS's catalog (references and public keys) when none is configured */
+      readonly catalog: StoreAddress;
+    };
 
 export function isYamlPath(s: string): boolean {
   return /\.ya?ml$/i.test(s);
@@ -20,17 +27,31 @@ export function isYamlPath(s: string): boolean {
 
 const SCHEME = /^([a-z][a-z0-9+-]*):/;
 
+/**
+ * Where the catalog of an external-mode KMS lives when none is configured: named by a hash of the URI as
+ * the operator wrote it (credentials hidden), as keyport has always named it, so existing catalogs stay found.
+ */
+export function defaultCatalog(kmsUri: string): string {
+  const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
+  const id = createHash('sha256').update(redactGeneric(kmsUri)).digest('hex').slice(0, 16);
+  return `sqlite:${join(home, 'catalogs', `${id}.db`)}`;
+}
+
+export const isTarget = (x: unknown): x is Target =>
+  typeof x === 'object' && x !== null && ['yaml', 'store', 'kms'].includes((x as { kind?: string }).kind ?? '');
+
 /** a store URI, a KMS URI or a YAML path, validated: unknown schemes and attributes are refused here */
 export function parseTarget(raw: string, opts: { base?: string; what?: string } = {}): Target {
   const what = opts.what ?? 'store';
   const s = raw.trim();
   if (isYamlPath(s)) return { kind: 'yaml', path: isAbsolute(s) ? s : resolve(opts.base ?? process.cwd(), s) };
   const scheme = SCHEME.exec(s)?.[1];
-  if (scheme !== undefined && isKmsScheme(scheme)) return { kind: 'kms', kms: KmsAddress.parse(s, { ...opts, what }) };
+  if (scheme !== undefined && isKmsScheme(scheme))
+    return { kind: 'kms', kms: KmsAddress.parse(s, { ...opts, what }), catalog: StoreAddress.parse(defaultCatalog(raw)) };
   if (scheme !== undefined && !isStoreScheme(scheme))
     throw err(
       'USAGE',
-      `${what}: '${scheme}:' is neither a key store nor a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')} or a YAML file`,
+      `${what}: '${scheme}:' is not a key store or a KMS: use one of ${[...STORE_SCHEMES, ...KMS_SCHEMES].map((x) => x + ':').join(', ')} or a YAML file`,
     );
   if (scheme === undefined)
     throw err(

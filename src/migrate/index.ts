@@ -5,7 +5,6 @@
 import { join, dirname } from 'node:path';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { err } from '../errors.js';
-import { redactUri } from '../config/uri.js';
 import { openKeyring, targetIdentity } from '../keys/open.js';
 import { Connections } from '../kms/connections.js';
 import type { Driver } from '../kms/driver.js';
@@ -24,11 +23,12 @@ import {
 } from './journal.js';
 import { planMigration, type Mode, type PlanSummary, type Side } from './plan.js';
 import { AdaptivePool } from './pool.js';
-import { parseTarget, targetRef } from '../keys/target.js';
+import { type Target, targetRef, targetString, toTarget } from '../keys/target.js';
 
 export interface MigrateOptions {
-  from: string;
-  to: string;
+  /** a store URI, KMS URI or YAML path (parsed here), or the Target the caller parsed */
+  from: string | Target;
+  to: string | Target;
   pattern?: string;
   mode?: Mode;
   dryRun?: boolean;
@@ -103,21 +103,23 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   const t0 = Date.now();
   const mode = o.mode ?? 'default';
   const pattern = o.pattern ?? '*';
-  if (targetIdentity(o.from) === targetIdentity(o.to)) throw err('USAGE', 'source and target are the same store');
-  // parsed once: the journal names the two sides by reference (no endpoint, no credential) and lives beside a file target
-  const fromT = parseTarget(o.from, { what: '--from' });
-  const toT = parseTarget(o.to, { what: '--to' });
+  // parsed once (the CLI hands over what it parsed): the journal names the two sides by reference (no
+  // endpoint, no credential) and lives beside a file target
+  const fromT = toTarget(o.from, { what: '--from' });
+  const toT = toTarget(o.to, { what: '--to' });
+  if (targetIdentity(fromT) === targetIdentity(toT)) throw err('USAGE', 'source and target are the same store');
+  const [fromS, toS] = [targetString(fromT), targetString(toT)];
   // one pool of configured connections for both sides: a wrapper the target's YAML names also opens the
   // source's keys sealed under the same key (connections come from configuration, never from a store)
   const connections = new Connections();
   // a migration touches each key a few times: no point keeping unsealed secrets around. The source must
   // exist (a typo is an error, never an empty store); the target is created only once the plan has
   // something to write into it (not by --dry-run, a refused pattern or an empty plan)
-  const srcKr = await openKeyring(o.from, { cacheTtlMs: 0, kms: o.kms ?? [], connections, create: false });
+  const srcKr = await openKeyring(fromT, { cacheTtlMs: 0, kms: o.kms ?? [], connections, create: false });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
-    from: redactUri(o.from),
-    to: redactUri(o.to),
+    from: fromS,
+    to: toS,
     dryRun: !!o.dryRun,
     resumed: false,
     alreadyFinished: false,
@@ -134,18 +136,18 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: 'stand-in' });
-    const src = await side(srcKr, o.from, o.signal);
-    let dst = await side(dstKr, o.to, o.signal);
+    dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: 'stand-in' });
+    const src = await side(srcKr, fromS, o.signal);
+    let dst = await side(dstKr, toS, o.signal);
     // protection is never dropped silently: a protected source into a clear target needs allowClear
     if (src.protection.mode !== 'clear' && dst.protection.mode === 'clear') {
       const via = src.protection.mode === 'envelope' ? src.protection.wrapper : src.protection.kms;
       if (!o.allowClear)
         throw err(
           'USAGE',
-          `${redactUri(o.from)} protects its keys (${src.protection.mode} under ${redactUri(via)}) but ${redactUri(o.to)} would hold them in the clear: migrate into a protected target (a store YAML with envelope: wrapper: …, or a KMS) or pass --allow-clear`,
+          `${fromS} protects its keys (${src.protection.mode} under ${via}) but ${toS} would hold them in the clear: migrate into a protected target (a store YAML with envelope: wrapper: …, or a KMS) or pass --allow-clear`,
         );
-      report.clearTarget = { sourceProtection: src.protection.mode, via: redactUri(via) };
+      report.clearTarget = { sourceProtection: src.protection.mode, via };
     }
     const opts = { pattern: o.pattern, mode, rekey: !!o.rekey, signal: o.signal };
     const apply = (s: PlanSummary) => {
@@ -185,11 +187,11 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         return report;
       }
       await dstKr.close();
-      dstKr = await openKeyring(o.to, { cacheTtlMs: 0, connections, create: true });
-      dst = await side(dstKr, o.to, o.signal);
+      dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: true });
+      dst = await side(dstKr, toS, o.signal);
     }
 
-    const id = migrationId(o.from, o.to, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);
+    const id = migrationId(fromT, toT, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);
     const journal = new Journal(o.journal ?? defaultJournalPath(toT, id));
     report.journal = journal.path;
     const rekeyMap = join(dirname(journal.path), `keyport-rekey-${id}.jsonl`);

@@ -21,8 +21,7 @@ import { dirname, join } from 'node:path';
 import { homedir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { err } from '../errors.js';
-import { redactUri } from '../config/uri.js';
-import type { Target } from '../keys/target.js';
+import { type Target, targetRef } from '../keys/target.js';
 import { fsyncDir } from '../store/atomic-file.js';
 
 export type Action = 'migrate' | 'skip' | 'conflict' | 'refuse';
@@ -43,9 +42,10 @@ export type JournalEvent =
   | { t: 'batch'; i: number; migrated: number; verified: number; failed: string[]; conflicts: string[] }
   | { t: 'finished'; at: string };
 
-export function migrationId(from: string, to: string, pattern: string, mode: string): string {
+/** a migration's identity: which two stores or KMSs (by reference, never how they are reached), pattern and mode */
+export function migrationId(from: Target, to: Target, pattern: string, mode: string): string {
   return createHash('sha256')
-    .update(JSON.stringify([redactUri(from), redactUri(to), pattern, mode]))
+    .update(JSON.stringify([targetRef(from), targetRef(to), pattern, mode]))
     .digest('hex')
     .slice(0, 16);
 }

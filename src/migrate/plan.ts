@@ -4,7 +4,6 @@
  */
 import { byteCompare } from '../store/dir-listing.js';
 import { err } from '../errors.js';
-import { redactUri } from '../config/uri.js';
 import type { KeyRecord } from '../store/types.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import type { Protection } from '../store/protection.js';
@@ -17,6 +16,7 @@ export type Mode = 'default' | 'merge' | 'force';
 
 export interface Side {
   kr: StoreKeyring;
+  /** the store as it prints (redacted by its type) */
   uri: string;
   protection: Protection;
   kind: string;
@@ -71,7 +71,7 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
     // decided here, from what the target KMS documents it imports: never attempted and failed
     const why = dst.kms ? importRefusal(dst.kms, kindOf(r), r.type as KeyMaterialForImport['spec']) : 'not a KMS';
     if (!why) return { s: 'import' };
-    if (!rekey) return { reason: `${why}: pass --rekey to create a new key in ${redactUri(dst.uri)} instead` };
+    if (!rekey) return { reason: `${why}: pass --rekey to create a new key in ${dst.uri} instead` };
     const cannot = dst.kms && cannotHold(dst.kms, r);
     return cannot ? { reason: `${why}, and ${cannot}` } : { s: 'rekey' };
   }
@@ -88,7 +88,7 @@ export function strategyFor(_src: Side, dst: Side, r: KeyRecord, rekey: boolean)
     return cannot ? { reason: `the key lives in a KMS and cannot be exported, and ${cannot}` } : { s: 'rekey' };
   }
   return {
-    reason: `the key lives in KMS ${redactUri(external[0]!.external!.kms)} and cannot be exported: pass --rekey for a new key with a delegation`,
+    reason: `the key lives in KMS ${external[0]!.external!.kms} and cannot be exported: pass --rekey for a new key with a delegation`,
   };
 }
 
@@ -147,6 +147,6 @@ export async function planMigration(
     sum.migrate++;
     sum.strategies[st.s]++;
   }
-  if (opts.pattern && pat.exact && sum.total === 0) throw err('NOT_FOUND', `key '${opts.pattern}' does not exist in ${redactUri(src.uri)}`);
+  if (opts.pattern && pat.exact && sum.total === 0) throw err('NOT_FOUND', `key '${opts.pattern}' does not exist in ${src.uri}`);
   return sum;
 }

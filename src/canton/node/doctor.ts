@@ -10,10 +10,11 @@ import { doctorKms, type DoctorCheck } from '../../kms/doctor.js';
 import { openKeyring } from '../../keys/open.js';
 import { listNodes, loadNode } from './registry.js';
 import { locateNodeKeys } from './canton-config.js';
+import type { Target } from '../../keys/target.js';
 
 const RANK = { problem: 4, warning: 3, ok: 2, 'not-checked': 1, info: 0 } as const;
 
-export async function doctorNodes(target: string): Promise<DoctorCheck[]> {
+export async function doctorNodes(target: string | Target): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
   let kr;
   try {
