@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, sep } from 'node:path';
@@ -20,10 +20,10 @@ import { tempDir } from '../support/tmp.js';
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 
-/** the ```sh block after each `<!-- newcomer-test: NAME … -->` marker */
+/** the ```sh (or, for the library, ```ts) block after each `<!-- newcomer-test: NAME … -->` marker */
 function markedBlocks(md: string): Map<string, string> {
   const out = new Map<string, string>();
-  const re = /<!--\s*newcomer-test:\s*([a-z-]+)[^>]*-->\s*\n```(?:sh|bash)\n([\s\S]*?)\n```/g;
+  const re = /<!--\s*newcomer-test:\s*([a-z-]+)[^>]*-->\s*\n```(?:sh|bash|ts)\n([\s\S]*?)\n```/g;
   for (const m of md.matchAll(re)) {
     assert.ok(!out.has(m[1]!), `README: two blocks marked newcomer-test: ${m[1]}`);
     out.set(m[1]!, m[2]!);
@@ -98,7 +98,8 @@ const portFree = (port: number) =>
   });
 
 test('the README marks its install, server, client and tour blocks, with no path outside the package', () => {
-  for (const b of ['install', 'server', 'client', 'tour']) assert.ok(blocks.has(b), `README has a block marked newcomer-test: ${b}`);
+  for (const b of ['install', 'server', 'client', 'tour', 'library'])
+    assert.ok(blocks.has(b), `README has a block marked newcomer-test: ${b}`);
   assert.doesNotMatch(README, /\.\.\/shared|CONTRACT\.md/, 'the README never points outside the package');
   assert.match(README, new RegExp(`npm install -g ${PKG.name}\\b`), 'the README names the published package');
   assert.ok(!base.startsWith(root + sep), 'the newcomer directory is outside the clone');
@@ -158,6 +159,62 @@ test('README: install from the package, the dev server, a client, and the five-m
       }
       await exited;
     }
+  });
+
+  await t.test("keyport --help, keyport help uris and every command's --help, from the installed package", () => {
+    const run = (args: string) => sh(`keyport ${args}`, base, 30_000);
+    const top = run('--help');
+    assert.equal(top.code, 0, show(top));
+    assert.match(top.stdout, /keyport help uris/);
+    const uris = run('help uris');
+    assert.equal(uris.code, 0, show(uris));
+    assert.equal(uris.stdout, readFileSync(join(ROOT, 'docs', 'uris.md'), 'utf8'), 'help uris prints the docs shipped in the package');
+    // every command, found from the help itself: its --help exits 0 and shows its usage
+    const commandsOf = (help: string) => {
+      const section = help.split(/\nCommands:\n/)[1]?.split(/\n\n/)[0] ?? '';
+      return section
+        .split('\n')
+        .map((l) => /^ {2}([a-z][a-z-]*)\b/.exec(l)?.[1])
+        .filter((n): n is string => !!n && n !== 'help');
+    };
+    const seen: string[] = [];
+    const walk = (path: string, help: string) => {
+      for (const c of commandsOf(help)) {
+        const p = path ? `${path} ${c}` : c;
+        const r = run(`${p} --help`);
+        assert.equal(r.code, 0, `keyport ${p} --help:\n${show(r)}`);
+        assert.ok(r.stdout.startsWith(`Usage: keyport ${p} `), `keyport ${p} --help shows its usage:\n${r.stdout.slice(0, 200)}`);
+        seen.push(p);
+        walk(p, r.stdout);
+      }
+    };
+    walk('', top.stdout);
+    for (const c of ['key create', 'key sign', 'protect enable', 'migrate', 'doctor', 'server', 'node init'])
+      assert.ok(seen.includes(c), `found ${c} in the help (${seen.length} commands)`);
+    // a usage error: one line naming the command's --help
+    const bad = run('key create');
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, "keyport: missing required argument 'name' (see keyport key create --help)\n");
+  });
+
+  await t.test('the library block, in a project that links the installed package', () => {
+    const dir = join(base, 'library');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'package.json'), '{"private": true, "type": "module"}\n');
+    // `npm install keyport-kms` would build the native modules a second time: the global install is
+    // linked instead (its scripts already ran; a linked package's prepare needs the clone's tooling)
+    const link = sh('npm link --ignore-scripts keyport-kms', dir, 120_000);
+    assert.equal(link.code, 0, `npm link:\n${show(link)}`);
+    writeFileSync(
+      join(dir, 'example.mjs'),
+      `${blocks.get('library')!}\nconsole.log(JSON.stringify({ sig: sig.length, migrated: report.migrated }));\n`,
+    );
+    const r = sh('node example.mjs', dir, 60_000);
+    assert.equal(r.code, 0, `README library block failed:\n${show(r)}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sig: number; migrated: number };
+    assert.ok(out.sig > 0, 'a signature');
+    assert.equal(out.migrated, 1, 'the migration copied the key');
+    assert.ok(existsSync(join(dir, 'backup')), 'the migration wrote fs:backup');
   });
 
   await t.test('the five-minute tour, in an empty directory', () => {
