@@ -6,7 +6,7 @@ import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { printJson, printTable } from './output.js';
 import { registerNodeOps } from './node-ops.js';
-import { storeTarget, writeOutput, type StoreOpts } from './common.js';
+import { connectionOptions, kmsConnections, storeTarget, writeOutput, type StoreOpts } from './common.js';
 
 interface NodeOpts extends StoreOpts {
   profile?: string;
@@ -37,7 +37,11 @@ interface NodeOpts extends StoreOpts {
  */
 async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, create = false): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
-  const kr = await openKeyring(storeTarget(o), { create, onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  const kr = await openKeyring(storeTarget(o), {
+    create,
+    kms: kmsConnections(o),
+    onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
+  });
   try {
     return await fn(kr);
   } finally {
@@ -47,10 +51,13 @@ async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, 
 
 const withNewStore = <T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>) => withStore(o, fn, true);
 
+// the store keeps key references: its wrapper key or KMS is reached through the connections given here
 const storeOpt = (c: Command) =>
-  c.option(
-    '-s, --store <store>',
-    "the node's key store or KMS: URI (sqlite:keys.db, awskms:…, pkcs11:…) or YAML file [env: KEYPORT_STORE]",
+  connectionOptions(
+    c.option(
+      '-s, --store <store>',
+      "the node's key store or KMS: URI (sqlite:keys.db, awskms:…, pkcs11:…) or YAML file [env: KEYPORT_STORE]",
+    ),
   );
 const jsonOpt = (c: Command) => c.option('--json', 'machine-readable output');
 const specOpt = (flag: string, what: string) => new Option(flag, what).choices(KEY_TYPES as unknown as string[]);

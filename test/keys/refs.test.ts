@@ -434,3 +434,25 @@ test("the README's connection examples: one per backend, each a valid connection
   assert.match(section, /\(docs\/connections\.md\)/);
   assert.doesNotMatch(readme, /follows? (a|the) new address/i);
 });
+
+test("node commands take the connection to an envelope store's wrapper like every command: --wrapper, KEYPORT_WRAPPER", () => {
+  const db = `sqlite:${join(dir, 'node-env.db')}`;
+  const w = `local:${join(dir, 'node-env-w.key')}`;
+  const kp = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [join(ROOT, 'bin', 'keyport.js'), ...args], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, KEYPORT_STORE: '', KEYPORT_KMS: '', KEYPORT_WRAPPER: '', ...env },
+    });
+  assert.equal(kp(['key', 'create', 'k', '--store', db]).status, 0);
+  assert.equal(kp(['protect', 'enable', '--store', db, '--wrapper', w]).status, 0);
+  let r = kp(['node', 'init', 'p1', '--profile', 'participant', '--store', db]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /no configured connection reaches/);
+  r = kp(['node', 'init', 'p1', '--profile', 'participant', '--store', db, '--wrapper', w]);
+  assert.equal(r.status, 0, r.stderr);
+  r = kp(['node', 'rotate', 'p1', '--role', 'signing', '--store', db], { KEYPORT_WRAPPER: w });
+  assert.equal(r.status, 0, r.stderr);
+  r = kp(['node', 'canton-config', 'p1', '--store', db, '--kms', w]);
+  assert.equal(r.status, 0, r.stderr);
+});
