@@ -86,13 +86,14 @@ export function configBase(target: string): string | undefined {
 
 /**
  * What a target (store URI, KMS URI or YAML file) is, for "is this the same store": the store's identity
- * (store/address.ts), or the KMS's reference for a KMS target. Malformed targets compare as given.
+ * (store/address.ts), or for a KMS target the KMS's reference and its catalog. Malformed targets compare as given.
  */
 export function targetIdentity(target: string | Target): string {
   try {
     const t = typeof target === 'string' ? parseTarget(target) : target;
     if (t.kind === 'store') return t.store.identity;
-    if (t.kind === 'kms') return `kms ${t.kms.kms}`;
+    // a KMS target is its KMS and the catalog keyport keeps for it (two AWS regions are two stores)
+    if (t.kind === 'kms') return `kms ${t.kms.kms} catalog ${t.catalog.identity}`;
     const inner = parseTarget(loadStoreConfig(t.path).store, { base: dirname(t.path) });
     return inner.kind === 'yaml' ? inner.path : targetIdentity(inner);
   } catch {

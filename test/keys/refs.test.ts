@@ -456,3 +456,29 @@ test("node commands take the connection to an envelope store's wrapper like ever
   r = kp(['node', 'canton-config', 'p1', '--store', db, '--kms', w]);
   assert.equal(r.status, 0, r.stderr);
 });
+
+test('"the same store" is defined once: paths resolve, a YAML is the store it names, a KMS target is its KMS and catalog', async () => {
+  const { targetIdentity } = await import('../../src/keys/open.js');
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    assert.equal(targetIdentity('sqlite:k.db'), targetIdentity(`sqlite:${join(dir, 'k.db')}`));
+    assert.equal(targetIdentity('sqlite:./k.db'), targetIdentity('sqlite:k.db'));
+    assert.notEqual(targetIdentity('sqlite:k.db'), targetIdentity('fs:k.db'));
+    writeFileSync(join(dir, 'same.yaml'), 'store: sqlite:k.db\n');
+    assert.equal(targetIdentity('same.yaml'), targetIdentity('sqlite:k.db'), 'a YAML is the store it names (beside it)');
+    assert.equal(
+      targetIdentity('postgres:postgresql://alice:pw1@db.example:5432/keys'),
+      targetIdentity('postgres:postgresql://bob:pw2@db.example/keys'),
+      'whoever logs in',
+    );
+    assert.equal(targetIdentity('awskms:region=us-east-1'), targetIdentity('awskms:region=us-east-1'));
+    assert.notEqual(targetIdentity('awskms:region=us-east-1'), targetIdentity('awskms:region=eu-west-1'));
+  } finally {
+    process.chdir(cwd);
+  }
+  await assert.rejects(
+    migrate({ from: `sqlite:${join(dir, 'k.db')}`, to: join(dir, 'same.yaml') }),
+    /source and target are the same store/,
+  );
+});
