@@ -65,68 +65,76 @@ async function transform(
   progress?: Progress,
 ): Promise<ProtectResult> {
   const store = kr.store;
-  const pending = new Map<string, { original: KeyRecord; planned: KeyRecord }>();
+  let pending = new Map<string, { original: KeyRecord; planned: KeyRecord }>();
   let changed = 0;
   let unchanged = 0;
   let done = 0;
   const batch = store.capabilities.transactions ? Infinity : 200;
   const metaValue = target.mode === 'clear' ? undefined : JSON.stringify(target);
-  const apply = (cur: KeyRecord) => {
-    const p = pending.get(cur.name);
-    return p ? reconcile(p.original, p.planned, cur) : undefined;
-  };
-  const flush = async (final: boolean) => {
-    const meta = final ? { [PROTECTION_META]: metaValue } : undefined;
-    if (store.updateMany) {
-      if (pending.size || meta) await store.updateMany([...pending.keys()], apply, meta);
-    } else {
-      // stores without transactions: each record atomically, the protection mark last
-      for (const name of pending.keys()) {
-        await updateRecord(store, name, (cur) => apply(cur) ?? cur).catch((e) => {
-          if (!isKeyportError(e, 'NOT_FOUND')) throw e; // deleted meanwhile: stays deleted
-        });
-      }
-      if (meta) await store.putMany([], meta);
-    }
-    pending.clear();
-  };
-  // records are independent: up to WIDTH of them are sealed / unsealed at once (the KMS's adaptive
-  // limiter, src/kms/limiter.ts, keeps that within its quota)
-  let chunk: string[] = [];
-  const processChunk = async () => {
-    const results = await Promise.all(
-      chunk.map(async (name) => {
-        const r = await store.get(name).catch((e) => {
-          if (isKeyportError(e, 'NOT_FOUND')) return undefined; // deleted since it was listed
-          throw e;
-        });
-        if (!r) return undefined;
-        let touched = false;
-        const versions: VersionRecord[] = [];
-        for (const v of r.versions) {
-          const nv = await fn(r, v);
-          if (nv) touched = true;
-          versions.push(nv ?? v);
+  // one flush at a time; records finished meanwhile wait in the next `pending`
+  let flushing: Promise<void> = Promise.resolve();
+  const flush = (final: boolean) => {
+    const run = async () => {
+      const todo = pending;
+      pending = new Map();
+      const apply = (cur: KeyRecord) => {
+        const p = todo.get(cur.name);
+        return p ? reconcile(p.original, p.planned, cur) : undefined;
+      };
+      const meta = final ? { [PROTECTION_META]: metaValue } : undefined;
+      if (store.updateMany) {
+        if (todo.size || meta) await store.updateMany([...todo.keys()], apply, meta);
+      } else {
+        // stores without transactions: each record atomically, the protection mark last
+        for (const name of todo.keys()) {
+          await updateRecord(store, name, (cur) => apply(cur) ?? cur).catch((e) => {
+            if (!isKeyportError(e, 'NOT_FOUND')) throw e; // deleted meanwhile: stays deleted
+          });
         }
-        return { r, versions, touched };
-      }),
-    );
-    chunk = [];
-    for (const x of results) {
-      if (!x) continue;
-      if (x.touched) {
-        pending.set(x.r.name, { original: x.r, planned: { ...x.r, versions: x.versions } });
-        changed++;
-      } else unchanged++;
-      progress?.(++done);
+        if (meta) await store.putMany([], meta);
+      }
+    };
+    flushing = flushing.then(run);
+    return flushing;
+  };
+  // records are independent: up to WIDTH of them are sealed / unsealed at once, a new one starting as
+  // soon as one finishes (no batch waits for its slowest record: the KMS's adaptive limiter,
+  // src/kms/limiter.ts, keeps the calls within its quota and the window stays full)
+  const names = allNames(store);
+  const one = async (name: string) => {
+    const r = await store.get(name).catch((e) => {
+      if (isKeyportError(e, 'NOT_FOUND')) return undefined; // deleted since it was listed
+      throw e;
+    });
+    if (!r) return;
+    let touched = false;
+    const versions: VersionRecord[] = [];
+    for (const v of r.versions) {
+      const nv = await fn(r, v);
+      if (nv) touched = true;
+      versions.push(nv ?? v);
     }
+    if (touched) {
+      pending.set(r.name, { original: r, planned: { ...r, versions } });
+      changed++;
+    } else unchanged++;
+    progress?.(++done);
     if (pending.size >= batch) await flush(false);
   };
-  for await (const name of allNames(store)) {
-    chunk.push(name);
-    if (chunk.length >= WIDTH) await processChunk();
-  }
-  if (chunk.length) await processChunk();
+  let failed: unknown;
+  await Promise.all(
+    Array.from({ length: WIDTH }, async () => {
+      // async generators queue concurrent next() calls: each name goes to exactly one worker
+      for (let n = await names.next(); !n.done && failed === undefined; n = await names.next()) {
+        try {
+          await one(n.value);
+        } catch (e) {
+          failed ??= e;
+        }
+      }
+    }),
+  );
+  if (failed !== undefined) throw failed;
   await flush(true);
   await store.compact?.();
   kr.invalidate();
