@@ -84,7 +84,11 @@ async function run(
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(c0);
   const s: InjectorStats = await inj.stats();
-  const b = s.ops[binding];
+  // a binding quota several operations share (AWS: Encrypt and Decrypt draw on one symmetric quota)
+  const b = binding.split('+').reduce<{ forwarded: number } | undefined>((acc, op) => {
+    const o = s.ops[op];
+    return o ? { forwarded: (acc?.forwarded ?? 0) + o.forwarded } : acc;
+  }, undefined);
   const row: Row = {
     work,
     items,
@@ -109,6 +113,21 @@ await unlimited();
 const ext = await openKeyring(kms);
 const sigName = `bench-sig-${run0}`;
 await ext.create(sigName, { type: 'ec-p256' });
+// the peer for CPU per call: the AWS SDK alone (one attempt, no keyport layers), same calls, same injector
+const { KMSClient, SignCommand, CreateKeyCommand } = await import('@aws-sdk/client-kms');
+const bare = new KMSClient({
+  region: env.KMSINJECT_REGION!,
+  endpoint: env.KMSINJECT_ENDPOINT!,
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  maxAttempts: 1,
+});
+const bareKey = (await bare.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
+const bareSign = (i: number) =>
+  bare.send(new SignCommand({ KeyId: bareKey, Message: Buffer.from(`m${i}`), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' }));
+// warm-up, not measured: CPU per call is a long-running process's (the first ~1000 calls of either path
+// cost about twice as much CPU while V8 compiles the SDK's and keyport's code)
+await pool(2000, 32, (i) => ext.sign(sigName, Buffer.from(`w${i}`)));
+await pool(2000, 32, bareSign);
 for (const [label, quota, q] of [
   ['100/s', Q100, 100],
   ['AWS quota (Sign 300/s)', { buckets: AWS_QUOTAS }, 300],
@@ -117,27 +136,16 @@ for (const [label, quota, q] of [
     pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
   );
 }
-await run(`CPU: key sign ×${n(1000)}, external, 32 in flight, no quota`, n(1000), {}, 'Sign', undefined, () =>
-  pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
-);
-await ext.close();
-// the peer for CPU per call: the AWS SDK alone (one attempt, no keyport layers), same calls, same injector
-{
-  const { KMSClient, SignCommand, CreateKeyCommand } = await import('@aws-sdk/client-kms');
-  const bare = new KMSClient({
-    region: env.KMSINJECT_REGION!,
-    endpoint: env.KMSINJECT_ENDPOINT!,
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    maxAttempts: 1,
-  });
-  const keyId = (await bare.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
-  await run(`CPU peer: bare AWS SDK Sign ×${n(1000)}, 32 in flight, no quota`, n(1000), {}, 'Sign', undefined, () =>
-    pool(n(1000), 32, (i) =>
-      bare.send(new SignCommand({ KeyId: keyId, Message: Buffer.from(`m${i}`), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' })),
-    ),
+for (let round = 1; round <= 2; round++) {
+  await run(`CPU: key sign ×${n(1000)}, external, 32 in flight, no quota (round ${round})`, n(1000), {}, 'Sign', undefined, () =>
+    pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
   );
-  bare.destroy();
+  await run(`CPU peer: bare AWS SDK Sign ×${n(1000)}, 32 in flight, no quota (round ${round})`, n(1000), {}, 'Sign', undefined, () =>
+    pool(n(1000), 32, bareSign),
+  );
 }
+await ext.close();
+bare.destroy();
 
 // envelope: first use of sealed keys, protect enable
 await unlimited();
@@ -173,7 +181,11 @@ await pool(keys, 16, (i) => skr.create(`m${i}`));
 await skr.close();
 const to = join(dir, 'to.yaml');
 writeFileSync(to, `store: sqlite:${join(dir, 'migrated.db')}\nenvelope:\n  wrapper: "${wrapper}"\n`);
-await run(`migrate ${keys} keys into an envelope store, 100/s`, keys, Q100, 'Encrypt', 100, async () => {
+// AWS KMS's symmetric Encrypt and Decrypt share one quota: so does this case's bucket (each key is sealed
+// with Encrypt and verified with Decrypt; with a separate 100/s bucket per operation each is used half the
+// time, the migration encrypting a batch and then verifying it)
+const SYM100 = { buckets: [{ ops: ['Encrypt', 'Decrypt', 'GenerateDataKey', 'ReEncrypt'], rate: 100 }] };
+await run(`migrate ${keys} keys into an envelope store, Encrypt+Decrypt 100/s shared`, keys, SYM100, 'Encrypt+Decrypt', 100, async () => {
   const r = await migrate({ from: src, to, concurrency: 32 });
   return r.failed.length + r.refused.length + r.conflicts.length;
 });
