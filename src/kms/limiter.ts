@@ -10,8 +10,10 @@
  *    rate of successful requests over the last two seconds, but never less than half the current rate —
  *    multiplicative decrease, once per "generation", so a burst of throttles from requests already in
  *    flight counts once, and a low quota (0.25/s) is found in a few steps rather than dozens;
- *  - while callers are waiting for it (the rate binds), the rate grows linearly by 4% of the rate at
- *    the last decrease per second — additive increase, probing for more quota;
+ *  - while callers are waiting for it (the rate binds), the rate grows by 4% of the rate at the last
+ *    decrease per second, that step doubling with every 50 requests granted since that decrease (up to
+ *    32×) — additive increase near a quota just found, and a quota that was raised (or a rate cut by a
+ *    transient) is found again within seconds, not minutes; a low quota (0.25/s) sees the slow step;
  *  - requests are spaced 1/rate apart, each gap stretched by up to 10% at random (jitter), so callers
  *    that share a quota do not move in lock-step (never shortened: a one-token bucket would throttle).
  */
@@ -30,6 +32,9 @@ const MIN_RATE = 0.02;
 const JITTER = 0.1;
 const WINDOW_MS = 1000;
 const SUCCESS_WINDOW_MS = 2000;
+/** requests granted without a throttle per doubling of the increase step, and the largest step multiple */
+const SPEEDUP_EVERY = 50;
+const MAX_SPEEDUP = 32;
 
 export class AdaptiveLimiter {
   private rate = Number.POSITIVE_INFINITY;
@@ -40,6 +45,8 @@ export class AdaptiveLimiter {
   private readonly recent: number[] = [];
   private readonly successes: number[] = [];
   private stats = { sent: 0, throttled: 0, decreases: 0 };
+  /** requests granted since the last decrease */
+  private sinceCut = 0;
   /** bumped at every decrease: slots reserved before it are given up */
   private gen = 0;
 
@@ -72,6 +79,7 @@ export class AdaptiveLimiter {
       granted = now;
     }
     this.stats.sent++;
+    this.sinceCut++;
     this.recent.push(now);
     while (this.recent.length && this.recent[0]! < now - WINDOW_MS) this.recent.shift();
     return granted;
@@ -90,6 +98,7 @@ export class AdaptiveLimiter {
     this.lastCut = now;
     this.lastGrow = now;
     this.stats.decreases++;
+    this.sinceCut = 0;
     this.gen++;
     // slots reserved at the old rate are given up (their holders queue again); the next is one gap away
     this.next = now + 1000 / this.rate;
@@ -114,7 +123,8 @@ export class AdaptiveLimiter {
     const dt = (now - this.lastGrow) / 1000;
     if (dt <= 0) return;
     this.lastGrow = now;
-    this.rate += Math.max(this.rateAtCut * INCREASE_PER_S, MIN_RATE / 4) * dt;
+    const speedup = Math.min(MAX_SPEEDUP, 2 ** Math.floor(this.sinceCut / SPEEDUP_EVERY));
+    this.rate += Math.max(this.rateAtCut * INCREASE_PER_S * speedup, MIN_RATE / 4) * dt;
   }
 
   snapshot(): LimiterStats {
