@@ -82,6 +82,31 @@ const EXAMPLES: Record<string, string[]> = {
     'keyport driver-test driver:./my-driver.js',
     "keyport driver-test 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=t' --json",
   ],
+  'node init': [
+    'keyport node init p1 --profile participant --store sqlite:keys.db',
+    "keyport node init p1 --profile participant --store 'awskms:region=eu-west-1' --offline-root",
+  ],
+  'node ls': ['keyport node ls --store sqlite:keys.db'],
+  'node show': ['keyport node show p1 --store sqlite:keys.db --json'],
+  'node export': [
+    'keyport node export p1 --store sqlite:keys.db --out p1-identity/       # certificates for Canton',
+    'keyport node export p1 --store sqlite:keys.db --bundle p1.bundle.json  # the whole identity (0600)',
+  ],
+  'node verify': ['keyport node verify p1-identity/'],
+  'node delegate': [
+    'keyport node delegate --namespace-of p1 --to-key p1-ns2 --restriction all --store sqlite:keys.db --out p1-ns2.cert',
+    "keyport node delegate --root-key 'pkcs11:module-path=…;token=root;object=root' --to-public-key p1-ns.pem --out p1-ns.cert",
+  ],
+  'node root-cert': ["keyport node root-cert --root-key 'pkcs11:module-path=…;token=root;object=root' --out root.cert"],
+  'node import-certs': ['keyport node import-certs p1 root.cert p1-ns.cert --store sqlite:keys.db'],
+  'node import': ['keyport node import p1.bundle.json --store sqlite:other.db --as p2'],
+  'node rotate': [
+    'keyport node rotate p1 --role protocol --store sqlite:keys.db',
+    'keyport node export p1 --store sqlite:keys.db --out p1-identity/',
+  ],
+  'node canton-config': ['keyport node canton-config p1 --store sqlite:keys.db'],
+  'node iam-policy': ["keyport node iam-policy p1 --store 'awskms:region=eu-west-1'"],
+  'node compat': ['keyport node compat p1 s1 --store sqlite:keys.db'],
   server: [
     'keyport server --dev',
     'keyport server --config kes-config.yml',

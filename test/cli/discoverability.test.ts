@@ -145,3 +145,23 @@ test('help: examples on every key command, the environment and --api-key in key 
   for (const c of [['migrate'], ['doctor'], ['protect', 'enable'], ['server']])
     assert.match(kp([...c, '--help']).stdout, /Examples:/, `${c.join(' ')} --help has examples`);
 });
+
+test('help: every command without subcommands has examples, each naming the command', async () => {
+  const { buildProgram } = await import('../../src/cli/main.js');
+  const leaves: string[][] = [];
+  const walk = (c: import('commander').Command, path: string[]) => {
+    for (const sub of c.commands) {
+      if (sub.name() === 'help') continue;
+      const p = [...path, sub.name()];
+      if (sub.commands.length === 0) leaves.push(p);
+      walk(sub, p);
+    }
+  };
+  walk(await buildProgram(), []);
+  assert.ok(leaves.length >= 30, `${leaves.length} commands`);
+  for (const p of leaves) {
+    const h = kp([...p, '--help']).stdout;
+    const ex = h.split('\nExamples:\n')[1]?.split('\n\n')[0] ?? '';
+    assert.match(ex, new RegExp(`^ {2}\\$ .*keyport ${p.join(' ')}\\b`, 'm'), `keyport ${p.join(' ')} --help has examples of it`);
+  }
+});
