@@ -69,6 +69,21 @@ const purposeOpt = () =>
   ]);
 const usageOpt = () => new Option('--usage <list>', `signing-key usage restriction, comma separated: ${KEY_USAGES.join(', ')}`);
 
+/** does --store name a KMS (external mode: a URI, or a YAML with external.kms or a KMS store)? */
+async function isKmsTarget(o: StoreOpts): Promise<boolean> {
+  const t = o.store ?? process.env.KEYPORT_STORE;
+  if (!t) return false;
+  const { isYamlPath, loadStoreConfig } = await import('../keys/open.js');
+  const { parseTarget } = await import('../keys/target.js');
+  try {
+    if (!isYamlPath(t)) return parseTarget(t).kind === 'kms';
+    const c = loadStoreConfig(t);
+    return c.external !== undefined || parseTarget(c.store).kind === 'kms';
+  } catch {
+    return false; // opening says what is wrong with it
+  }
+}
+
 export function register(program: Command): void {
   const key = program.command('key').description('create, use and manage keys in a store, a KMS or a server');
 
@@ -230,11 +245,12 @@ export function register(program: Command): void {
       ),
     )
     .action(async (name: string, o: KeyOpts) => {
-      // the third key command that may create the store
+      // the third key command that may create the store: a KMS's catalog, never a store of another kind
+      // (register into a sqlite: or fs: store is refused, and must not leave an empty one behind)
       const k = await withKeyring(
         o,
         (kr) => kr.register(name, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never }),
-        { create: true },
+        { create: await isKmsTarget(o) },
       );
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);

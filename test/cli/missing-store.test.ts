@@ -125,6 +125,15 @@ test('a KMS store without a catalog: read commands say so and create no catalog;
   assert.equal(ls.code, 0, ls.stderr);
 });
 
+test('key register creates only a KMS catalog: into a missing sqlite: or fs: store it is refused and leaves no store behind', () => {
+  for (const store of [`sqlite:${join(dir, 'reg-none', 'x.db')}`, `fs:${join(dir, 'reg-none', 'keys')}`]) {
+    const r = kp(dir, ['key', 'register', 'r', '--key-id', 'some-key', '--store', store]);
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.ok(isOneLine(r.stderr), r.stderr);
+    assert.equal(existsSync(join(dir, 'reg-none')), false, `${store}: register left a store behind`);
+  }
+});
+
 test('migrate: a missing source fails; --dry-run, a refused pattern, a plan with nothing to do create no target; a real run does', () => {
   const src = `sqlite:${join(dir, 'src.db')}`;
   assert.equal(kp(dir, ['key', 'create', 'a-key', '--store', src]).code, 0, 'key create creates its store');
