@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { err } from '../errors.js';
-import { jsonErrors, keepServingOnClosedPipe, usageLine } from './output.js';
+import { jsonErrors, keepServingOnClosedPipe, reportError, usageLine } from './output.js';
 
 interface ServerOpts {
   config?: string;
@@ -66,27 +66,46 @@ export function register(program: Command): void {
     const { availableParallelism } = await import('node:os');
     const workers = cfg.workers === 0 ? availableParallelism() : cfg.workers;
     if (workers > 1 && cluster.isPrimary) {
-      for (let i = 0; i < workers; i++) cluster.fork();
       let stopping = false;
-      cluster.on('exit', (_w, code) => {
-        if (!stopping && code !== 0) cluster.fork(); // a crashed worker is replaced
-      });
       const stop = () => {
         stopping = true;
         for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
       };
+      // announced when every worker listens (with the port they got); a worker that cannot start has
+      // said why on stderr: the others are stopped and the server exits with its code, never a
+      // "listening" with nothing listening, nor a loop of workers failing the same way
+      let listening = 0;
+      let up = false;
+      cluster.on('listening', (_w, address) => {
+        if (up || ++listening < workers) return;
+        up = true;
+        announce(json, { host: cfg.host, port: address.port }, dev, workers);
+      });
+      cluster.on('exit', (_w, code) => {
+        if (stopping) return;
+        if (!up) {
+          process.exitCode = code || 1;
+          return stop();
+        }
+        if (code !== 0) cluster.fork(); // a crashed worker is replaced
+      });
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
-      announce(json, cfg, dev, workers);
+      for (let i = 0; i < workers; i++) cluster.fork();
       return;
     }
     const { startServer } = await import('../server/index.js');
     const onNotice = (m: string) => process.stderr.write(json ? eventLine('notice', { message: m }) : `keyport: ${m}\n`);
     const s = await startServer(cfg, { onNotice, logFormat: json ? 'json' : 'text' }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE')
-        throw err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false });
-      if (e.code === 'EACCES') throw err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`);
-      throw e;
+      const why =
+        e.code === 'EADDRINUSE'
+          ? err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false })
+          : e.code === 'EACCES'
+            ? err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`)
+            : e;
+      // a worker says why and exits (its channel to the primary would keep it alive), so the primary sees it
+      if (cluster.isWorker) process.exit(reportError(why));
+      throw why;
     });
     const stop = (signal: string) => {
       process.stdout.write(

@@ -209,3 +209,35 @@ test('--json errors are JSON lines too: usage errors (exit 2) and start-up failu
     });
   });
 });
+
+test('--workers 2 --json: "listening" once every worker listens, with the port they got; a port in use: errors, exit 1, no "listening"', async () => {
+  const r = await start(['--dev', '--workers', '2']);
+  const up = parseLines(r.out(), 'stdout')[0]!;
+  assert.equal(up.event, 'listening');
+  assert.equal(up['workers'], 2);
+  assert.notEqual(new URL(r.url).port, '0', 'the real port, not the 0 asked for');
+  const apiKey = readFileSync(join(dir, 'home', 'dev', 'admin.key'), 'utf8').trim();
+  const kr = new RemoteKeyring(r.url, { apiKey, insecure: true });
+  await kr.create('json-workers');
+  await kr.close();
+  // the same port again: every worker fails to listen; the server says so and exits 1
+  const busy = spawnSync(
+    process.execPath,
+    [BIN, 'server', '--json', '--dev', '--workers', '2', '--addr', `127.0.0.1:${new URL(r.url).port}`],
+    {
+      env,
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
+  await stop(r);
+  assert.equal(busy.status, 1, busy.stderr);
+  assert.equal(busy.stdout, '', 'no "listening" when nothing listens');
+  const errs = parseLines(busy.stderr, 'stderr');
+  assert.ok(errs.length >= 1);
+  for (const l of errs) {
+    assert.equal(l.event, 'error');
+    assert.match(String(l['message']), /already in use/);
+  }
+});
