@@ -28,6 +28,8 @@
 #    ListKeys, CreateKey, TagResource, Sign, Encrypt)
 #  - keyport-canton: exactly the six actions Canton's KMS guide lists for a node (kms:CreateKey,
 #    kms:TagResource, kms:Decrypt, kms:Sign, kms:DescribeKey, kms:GetPublicKey), nothing else
+#  - keyport-canton-xacct: the four of them a node whose keys are registered by ARN needs (kms:Decrypt,
+#    kms:Sign, kms:DescribeKey, kms:GetPublicKey): no CreateKey, TagResource, ListKeys
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 MOTO_SH="$(dirname "${BASH_SOURCE[0]}")/moto.sh"
@@ -81,7 +83,9 @@ if sys.argv[1] == "setup":
     iam = client("iam")
     lines = []
     canton = ["kms:CreateKey", "kms:TagResource", "kms:Decrypt", "kms:Sign", "kms:DescribeKey", "kms:GetPublicKey"]
-    for tag, user, actions in (("ADMIN", "keyport-admin", "kms:*"), ("RESTRICTED", "keyport-restricted", ["kms:Decrypt", "kms:DescribeKey", "kms:GetPublicKey"]), ("CANTON", "keyport-canton", canton)):
+    # cross-account keys registered by ARN: Canton's list without CreateKey and TagResource
+    xacct = ["kms:Decrypt", "kms:Sign", "kms:DescribeKey", "kms:GetPublicKey"]
+    for tag, user, actions in (("ADMIN", "keyport-admin", "kms:*"), ("RESTRICTED", "keyport-restricted", ["kms:Decrypt", "kms:DescribeKey", "kms:GetPublicKey"]), ("CANTON", "keyport-canton", canton), ("XACCT", "keyport-canton-xacct", xacct)):
         iam.create_user(UserName=user)
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-kms", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
@@ -108,7 +112,7 @@ start() {
   install
   mkdir -p "$STATE"
   tb_lock motoauth
-  if tb_pid_alive "$PIDFILE" && [[ -f $STATE/port && -f $CREDS ]] && grep -q MOTOAUTH_CANTON_USER "$CREDS" && tb_port_open "$(cat "$STATE/port")" && py probe >&2; then
+  if tb_pid_alive "$PIDFILE" && [[ -f $STATE/port && -f $CREDS ]] && grep -q MOTOAUTH_XACCT_USER "$CREDS" && tb_port_open "$(cat "$STATE/port")" && py probe >&2; then
     env_lines
     return 0
   fi

@@ -397,3 +397,54 @@ describe('a rotation that fails half-way (moto behind the quota injector: the se
     assert.equal(v(end, 'sequencer-auth').version, 2);
   });
 });
+
+describe('cross-account keys registered by ARN: Canton four key actions are enough (moto with IAM enforced)', {
+  skip: skipUnless('motoauth') || skipUnless('awscli'),
+}, () => {
+  const env = serviceEnv('motoauth');
+  const dir = tempDir();
+  const kp = cli(dir);
+  const kms = `awskms:region=${env['MOTOAUTH_REGION']};endpoint=${env['MOTOAUTH_ENDPOINT']};access-key-id=${env['MOTOAUTH_XACCT_ACCESS_KEY_ID']};secret-access-key=${env['MOTOAUTH_XACCT_SECRET_ACCESS_KEY']}`;
+  const admin: [string, string] = [env['MOTOAUTH_ADMIN_ACCESS_KEY_ID']!, env['MOTOAUTH_ADMIN_SECRET_ACCESS_KEY']!];
+  const mk = (spec: string, usage: string) => awsCli({ region: env['MOTOAUTH_REGION']! }, env['MOTOAUTH_ENDPOINT']!, admin, spec, usage);
+  const name = `xa${randomBytes(3).toString('hex')}`;
+
+  test('init, sign, a clean doctor that asks no CreateKey/TagResource/ListKeys, a policy without them; a rotation that would create is refused and changes nothing', async () => {
+    assert.ok(env['MOTOAUTH_XACCT_USER'], 'motoauth has the four-action user');
+    // the keys' owner (another account in real life) makes them; the node's identity may only use them
+    const ns = mk('ECC_NIST_P256', 'SIGN_VERIFY');
+    const sg = mk('ECC_NIST_P256', 'SIGN_VERIFY');
+    ok(await kp(['node', 'init', name, '--profile', 'mediator', '--store', kms, '--namespace-key-id', ns, '--signing-key-id', sg]), 'init');
+    await exportAndVerify(kp, dir, kms, name, 'init');
+    const shown = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as { keys: { role: string; key: string }[] };
+    const signing = shown.keys.find((k) => k.role === 'signing')!.key;
+    writeFileSync(join(dir, 'm'), 'signed with a key of another account');
+    ok(await kp(['key', 'sign', signing, '--store', kms, '--usage', 'protocol', '--in', 'm', '--out', 'm.sig']), 'sign');
+
+    const r = await kp(['doctor', kms, '--json']);
+    const rep = JSON.parse(r.out) as { checks: { check: string; status: string; detail: string }[] };
+    assert.deepEqual(
+      rep.checks.filter((c) => c.status === 'problem'),
+      [],
+    );
+    assert.equal(r.code, 0, r.out);
+    assert.equal(rep.checks.find((c) => c.check === 'node permission kms:CreateKey, kms:TagResource')?.status, 'info');
+    for (const p of ['kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign'])
+      assert.equal(rep.checks.find((c) => c.check === `node permission ${p}`)?.status, 'ok', p);
+
+    const policy = JSON.parse((await kp(['node', 'iam-policy', name, '--store', kms])).out) as {
+      Statement: { Action: string[]; Resource: string[] }[];
+    };
+    assert.equal(policy.Statement.length, 1);
+    assert.ok(!policy.Statement[0]!.Action.some((a) => /CreateKey|TagResource|List/.test(a)), JSON.stringify(policy));
+    assert.deepEqual([...policy.Statement[0]!.Resource].sort(), [ns, sg].sort());
+
+    // a rotation that must create a key cannot here: refused in one line, the node as it was
+    const before = (await kp(['node', 'show', name, '--store', kms, '--json'])).out;
+    const rot = await kp(['node', 'rotate', name, '--role', 'signing', '--store', kms]);
+    assert.equal(rot.code, 1, rot.out + rot.err);
+    assert.equal(rot.err.trim().split('\n').length, 1, rot.err);
+    assert.match(rot.err, /CreateKey/);
+    assert.equal((await kp(['node', 'show', name, '--store', kms, '--json'])).out, before);
+  });
+});
