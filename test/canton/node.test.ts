@@ -597,6 +597,60 @@ describe('node in AWS KMS (local-kms)', { skip: skipUnless('localkms') || skipUn
   test('every profile: keys made and used inside the KMS, signatures verify outside', async () => {
     await everyProfile(kp, dir, kms, randomBytes(3).toString('hex'), { external: true });
   });
+
+  test('manual init from keys pre-generated with the AWS CLI, on a second emulator', { skip: skipUnless('awscli') }, async () => {
+    const aws = (args: string[]): string =>
+      execFileSync(serviceEnv('awscli')['AWS_CLI']!, ['--endpoint-url', env['LOCALKMS_ENDPOINT']!, 'kms', ...args, '--output', 'text'], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: env['LOCALKMS_ACCESS_KEY_ID']!,
+          AWS_SECRET_ACCESS_KEY: env['LOCALKMS_SECRET_ACCESS_KEY']!,
+          AWS_DEFAULT_REGION: env['LOCALKMS_REGION']!,
+        },
+      }).trim();
+    const mk = (spec: string, usage: string) =>
+      aws(['create-key', '--key-spec', spec, '--key-usage', usage, '--query', 'KeyMetadata.KeyId']);
+    const ns = mk('ECC_NIST_P384', 'SIGN_VERIFY');
+    const sig = mk('ECC_NIST_P256', 'SIGN_VERIFY');
+    const enc = mk('RSA_2048', 'ENCRYPT_DECRYPT');
+    const name = `lman-${randomBytes(3).toString('hex')}`;
+    const n = JSON.parse(
+      (
+        await ok(kp, [
+          'node',
+          'init',
+          name,
+          '--profile',
+          'participant',
+          '--store',
+          kms,
+          '--json',
+          '--namespace-key-id',
+          ns,
+          '--signing-key-id',
+          sig,
+          '--encryption-key-id',
+          enc,
+        ])
+      ).out,
+    ) as NodeJson;
+    assert.ok(n.manualInit);
+    const pre: Record<string, string> = { namespace: ns, signing: sig, encryption: enc };
+    for (const k of n.keys) {
+      assert.equal(k.origin, 'registered');
+      const d = JSON.parse((await ok(kp, ['key', 'describe', k.key, '--store', kms, '--json'])).out) as { publicKey: string };
+      assert.equal(
+        d.publicKey,
+        aws(['get-public-key', '--key-id', pre[k.role]!, '--query', 'PublicKey']),
+        `${k.role} is the pre-generated key`,
+      );
+    }
+    const out = join(dir, 'lman');
+    await ok(kp, ['node', 'export', name, '--store', kms, '--out', out]);
+    await ok(kp, ['node', 'verify', out]);
+    peerDecode([join(out, 'identity.certs')]);
+  });
 });
 
 for (const [svc, label] of [
