@@ -122,6 +122,11 @@ export class StoreKeyring implements Keyring {
   private secrets: TtlCache<string, Secret>;
   private publics = new TtlCache<string, KeyObject>(3_600_000, 50_000);
   private protectionCache?: { p: Protection; at: number };
+  /**
+   * protection the configuration asks for that the store does not have yet, left unapplied because the
+   * keyring was opened read-only (openKeyring's readOnly): the next write opening applies it
+   */
+  pendingProtection?: { mode: 'envelope'; wrapper: string; clearKeys: number } | { mode: 'external'; kms: string };
 
   constructor(
     readonly store: RecordStore,

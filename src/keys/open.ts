@@ -10,7 +10,9 @@
  *   kms: [awskms:region=eu-west-1]              # optional: connections for other stored key references
  *   cache: { ttl: 5m, unused: 0 }               # how long unsealed secrets stay in memory
  *
- * Setting `envelope` on a clear store protects its existing keys on open (Canton's behaviour). Relative
+ * Setting `envelope` on a clear store protects its existing keys on open (Canton's behaviour), unless the
+ * opener only reads (`readOnly`): then nothing is written, the keys are read as they are and the protection
+ * still to apply is reported (onNotice, StoreKeyring.pendingProtection) for the next write. Relative
  * paths in a YAML file (the store's, a local wrapper key's, TLS files, driver modules) mean beside the
  * file, from whatever directory it is used.
  *
@@ -28,6 +30,7 @@ import { StandInStore, StoreMissingError, isStoreMissing } from '../store/missin
 import { readProtectionStored, writeProtection } from '../store/protection.js';
 import { KmsAddress, sameKeyRef, sameKmsRef } from '../kms/address.js';
 import type { StoreAddress } from '../store/address.js';
+import type { RecordStore } from '../store/types.js';
 import { Connections } from '../kms/connections.js';
 import { StoreKeyring, type KeyringOptions } from './keyring.js';
 import { protectEnable, upgradeRefs } from './protect.js';
@@ -113,6 +116,29 @@ export interface OpenOptions extends KeyringOptions {
    * is true; the CLI passes false except for key create / import / register, node init / import and migrate --to.
    */
   create?: OpenStoreOptions['create'];
+  /**
+   * the caller only reads (the CLI's read-only commands, doctor, migrate's source): opening writes nothing
+   * and creates no wrapper key. Protection the configuration asks for but the store does not have yet
+   * (envelope over a clear store, external over an empty clear catalog) is not applied: it is set on the
+   * keyring's `pendingProtection` and, when keys wait to be sealed, said once through onNotice. Default
+   * false: opening applies it (seals a clear store under its configured wrapper, marks a new catalog).
+   */
+  readOnly?: boolean;
+}
+
+/** how many records hold a version in the clear (what protect enable would seal) */
+async function countClear(rs: RecordStore): Promise<number> {
+  let n = 0;
+  let after: string | undefined;
+  for (;;) {
+    const page = await rs.list({ ...(after !== undefined ? { after } : {}), limit: 1000 });
+    for (const name of page.names) {
+      const r = await rs.get(name).catch(() => undefined);
+      if (r?.versions.some((v) => v.clear !== undefined)) n++;
+    }
+    if (!page.next) return n;
+    after = page.next;
+  }
 }
 
 export async function openKeyring(target: string | Target | StoreConfig, opts: OpenOptions = {}): Promise<StoreKeyring> {
@@ -182,7 +208,9 @@ export async function openKeyring(target: string | Target | StoreConfig, opts: O
     return kr;
   }
   try {
-    // a store written by 0.1.0 keeps whole URIs (endpoints, credentials): rewrite them into references first
+    // a store written by 0.1.0 keeps whole URIs (endpoints, credentials): rewrite them into references first.
+    // This one write happens on every open, readOnly too: it removes secrets (credentials) from the store,
+    // changes no key, and the rest of keyport reads only references (a read-only open could not use it as is)
     const stored = await readProtectionStored(rs);
     if (stored.legacy) {
       const r = await upgradeRefs(kr);
@@ -199,12 +227,22 @@ export async function openKeyring(target: string | Target | StoreConfig, opts: O
             `${store} already holds keys of its own: use an empty catalog for external mode, or 'keyport migrate' to move keys into the KMS`,
             { retryable: false },
           );
-        await writeProtection(rs, { mode: 'external', kms: kmsRef });
+        // a reader leaves the empty catalog unmarked: the first key put into it marks it
+        if (opts.readOnly) kr.pendingProtection = { mode: 'external', kms: kmsRef };
+        else await writeProtection(rs, { mode: 'external', kms: kmsRef });
       } else if (cur.mode !== 'external' || !sameKmsRef(cur.kms, kmsRef))
         throw err('CONFLICT', `${store} is not a catalog of ${external}`, { retryable: false });
     } else if (wrapper) {
       const ref = wrapper.key.toString();
-      if (cur.mode === 'clear') {
+      if (cur.mode === 'clear' && opts.readOnly) {
+        // a reader writes nothing and makes no wrapper key: the keys are read in the clear as they are
+        const clearKeys = await countClear(rs);
+        kr.pendingProtection = { mode: 'envelope', wrapper: ref, clearKeys };
+        if (clearKeys)
+          opts.onNotice?.(
+            `${clearKeys} key(s) in ${store} are not yet sealed under ${ref}: the next write command or 'keyport protect enable' seals them`,
+          );
+      } else if (cur.mode === 'clear') {
         const r = await protectEnable(kr, wrapper);
         // a new, empty store is simply created protected: only sealing existing keys is news
         if (r.changed) opts.onNotice?.(`envelope protection enabled on open: ${r.changed} key(s) sealed under ${ref}`);
