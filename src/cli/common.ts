@@ -61,23 +61,39 @@ export function storeTarget(o: StoreOpts): string {
   return s;
 }
 
+/** what a command does to its store: may create a missing one (key create, import, register); only reads it */
+export interface OpenAccess {
+  create?: boolean;
+  /**
+   * the command only reads (ls, describe, sign, export, …): opening writes nothing and creates no wrapper
+   * key, so a clear store its YAML wants envelope-protected is read as it is, with one notice on stderr
+   * (openKeyring's readOnly); write commands leave it out and seal on open as Canton does
+   */
+  readOnly?: boolean;
+}
+
 /**
  * The Keyring for a command: a remote server when asked for, else the local store. `create`: this command
  * may create a missing store (key create, import, register); for every other command a missing store is
- * one NOT_FOUND line and nothing is created.
+ * one NOT_FOUND line and nothing is created. `readOnly`: see OpenAccess.
  */
-export async function openTarget(o: StoreOpts, create = false): Promise<Keyring> {
+export async function openTarget(o: StoreOpts, access: OpenAccess = {}): Promise<Keyring> {
   const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
   if (server) {
     const mod = await import('../client/remote.js');
     return mod.openRemoteKeyring(server, { insecure: o.insecure, apiKey: o.apiKey });
   }
   const { openKeyring } = await import('../keys/open.js');
-  return openKeyring(storeTarget(o), { create, kms: kmsConnections(o), onNotice: (m) => process.stderr.write(`keyport: ${m}\n`) });
+  return openKeyring(storeTarget(o), {
+    create: access.create === true,
+    readOnly: access.readOnly === true,
+    kms: kmsConnections(o),
+    onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
+  });
 }
 
-export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>, opts: { create?: boolean } = {}): Promise<T> {
-  const kr = await openTarget(o, opts.create === true);
+export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T>, access: OpenAccess = {}): Promise<T> {
+  const kr = await openTarget(o, access);
   try {
     return await fn(kr);
   } finally {

@@ -30,7 +30,7 @@ export function register(program: Command): void {
     else r = await (await import('../kms/doctor.js')).doctorKms(target.kms);
     // the Canton nodes of the store (or of the KMS's catalog): their keys, with the permissions Canton needs
     const opened = !r.checks.some((c) => (c.check === 'store' || c.check === 'open') && c.status === 'problem');
-    const nodeChecks = opened ? await (await import('../canton/node/doctor.js')).doctorNodes(target) : [];
+    const nodeChecks = opened ? await (await import('../canton/node/doctor.js')).doctorNodes(target, { kms: kmsConnections(o) }) : [];
     if (nodeChecks.length) {
       r.checks.push(...nodeChecks);
       r.ok = !r.checks.some((c) => c.status === 'problem');

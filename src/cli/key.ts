@@ -84,6 +84,9 @@ async function isKmsTarget(o: StoreOpts): Promise<boolean> {
   }
 }
 
+/** what every command that only reads passes: its store is opened without writing anything (common.ts OpenAccess) */
+const READ = { readOnly: true } as const;
+
 export function register(program: Command): void {
   const key = program.command('key').description('create, use and manage keys in a store, a KMS or a server');
 
@@ -127,7 +130,7 @@ export function register(program: Command): void {
     .option('-o, --out <file>', 'write to a file (0600) instead of stdout')
     .action(async (name: string, o: KeyOpts) => {
       if (o.json && o.pem) throw err('USAGE', '--pem and --json exclude each other: --json gives the key base64-encoded');
-      const all = await withKeyring(o, (kr) => kr.export(name));
+      const all = await withKeyring(o, (kr) => kr.export(name), READ);
       const want = versionOf(o.keyVersion);
       const k = want === undefined ? all[all.length - 1]! : all.find((x) => x.version === want);
       if (!k) throw err('NOT_FOUND', `key '${name}' has no version ${want}`);
@@ -142,16 +145,20 @@ export function register(program: Command): void {
 
   storeOptions(key.command('ls [pattern]').description('list keys whose names match a glob (*, ?, […])')).action(
     async (pattern: string | undefined, o: KeyOpts) => {
-      const infos = await withKeyring(o, async (kr) => {
-        const out: KeyInfo[] = [];
-        let after: string | undefined;
-        for (;;) {
-          const page = await kr.list(pattern, { after, limit: 1000 });
-          for (const n of page.names) out.push(await kr.describe(n));
-          if (!page.next) return out;
-          after = page.next;
-        }
-      });
+      const infos = await withKeyring(
+        o,
+        async (kr) => {
+          const out: KeyInfo[] = [];
+          let after: string | undefined;
+          for (;;) {
+            const page = await kr.list(pattern, { after, limit: 1000 });
+            for (const n of page.names) out.push(await kr.describe(n));
+            if (!page.next) return out;
+            after = page.next;
+          }
+        },
+        READ,
+      );
       if (o.json)
         printJson(
           infos.map((k) => ({
@@ -187,7 +194,7 @@ export function register(program: Command): void {
 
   storeOptions(key.command('describe <name>').description('show a key: type, purpose, usage, versions, fingerprint')).action(
     async (name: string, o: KeyOpts) => {
-      showInfo(await withKeyring(o, (kr) => kr.describe(name)), o.json);
+      showInfo(await withKeyring(o, (kr) => kr.describe(name), READ), o.json);
     },
   );
 
@@ -196,7 +203,7 @@ export function register(program: Command): void {
       .command('versions <name>')
       .description('list every version of a key: number, created, fingerprint, protection (the newest is used for new operations)'),
   ).action(async (name: string, o: KeyOpts) => {
-    const vs = await withKeyring(o, (kr) => kr.versions(name));
+    const vs = await withKeyring(o, (kr) => kr.versions(name), READ);
     if (o.json) printJson(vs);
     else
       printTable(
@@ -216,7 +223,7 @@ export function register(program: Command): void {
     .option('-o, --out <file>', 'write to a file')
     .action(async (name: string, o: KeyOpts) => {
       const version = versionOf(o.keyVersion);
-      const spki = await withKeyring(o, (kr) => kr.publicKey(name, version));
+      const spki = await withKeyring(o, (kr) => kr.publicKey(name, version), READ);
       const { toPem } = await import('../crypto/keys.js');
       if (o.json) emitJson(o, spki, 'publicKey', { name, ...(version ? { version } : {}), pem: toPem(spki, 'PUBLIC KEY') });
       else if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
@@ -274,8 +281,10 @@ export function register(program: Command): void {
     .option('--key-version <n>', 'sign with this version of the key (default newest)')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
-      const sig = await withKeyring(o, (kr) =>
-        kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.keyVersion) }),
+      const sig = await withKeyring(
+        o,
+        (kr) => kr.sign(name, data, { format: o.format, usage: o.usage as KeyUsage | undefined, version: versionOf(o.keyVersion) }),
+        READ,
       );
       if (o.json) emitJson(o, sig, 'signature', { name, format: o.format });
       else writeOutput(o.out, sig, { binary: true });
@@ -290,8 +299,10 @@ export function register(program: Command): void {
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
       const sig = readInput(o.sig!, 'signature');
-      const ok = await withKeyring(o, (kr) =>
-        kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion), strict: o.strict }),
+      const ok = await withKeyring(
+        o,
+        (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion), strict: o.strict }),
+        READ,
       );
       if (o.json) printJson({ name, valid: ok });
       else process.stdout.write(ok ? 'signature valid\n' : '');
@@ -314,7 +325,7 @@ export function register(program: Command): void {
       .action(async (name: string, o: KeyOpts) => {
         const data = readInput(o.in!, 'input');
         const ctx = o.context === undefined ? undefined : Buffer.from(o.context);
-        const out = await withKeyring(o, (kr) => (op === 'encrypt' ? kr.encrypt(name, data, ctx) : kr.decrypt(name, data, ctx)));
+        const out = await withKeyring(o, (kr) => (op === 'encrypt' ? kr.encrypt(name, data, ctx) : kr.decrypt(name, data, ctx)), READ);
         if (o.json) emitJson(o, out, op === 'encrypt' ? 'ciphertext' : 'plaintext', { name }, { secret: op === 'decrypt' });
         else writeOutput(o.out, out, { binary: true, secret: op === 'decrypt' });
       });
@@ -323,14 +334,14 @@ export function register(program: Command): void {
   storeOptions(key.command('generate <name>').description('a new 256-bit data key and its ciphertext under an aes256 key (KES generate)'))
     .option('-c, --context <text>', 'associated data')
     .action(async (name: string, o: KeyOpts) => {
-      const dk = await withKeyring(o, (kr) => kr.generate(name, o.context === undefined ? undefined : Buffer.from(o.context)));
+      const dk = await withKeyring(o, (kr) => kr.generate(name, o.context === undefined ? undefined : Buffer.from(o.context)), READ);
       printJson({ plaintext: dk.plaintext.toString('base64'), ciphertext: dk.ciphertext.toString('base64') });
     });
 
   storeOptions(key.command('hmac <name>').description('HMAC-SHA256 of a file under an aes256 key (hex)'))
     .option('-i, --in <file>', "input file, '-' for stdin", '-')
     .action(async (name: string, o: KeyOpts) => {
-      const mac = await withKeyring(o, (kr) => kr.hmac(name, readInput(o.in!, 'input')));
+      const mac = await withKeyring(o, (kr) => kr.hmac(name, readInput(o.in!, 'input')), READ);
       if (o.json) printJson({ name, hmac: mac.toString('hex') });
       else process.stdout.write(mac.toString('hex') + '\n');
     });

@@ -74,6 +74,7 @@ export function register(program: Command): void {
         allowClear: o.allowClear,
         kms: kmsConnections(o),
         keepJournal: o.keepJournal === true,
+        onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
         onProgress: (phase, done, total) => {
           if (phase === 'plan') return plan.update(done);
           if (!bar) {

@@ -15,11 +15,13 @@ interface OpsOpts extends StoreOpts {
   region?: string;
 }
 
-async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>): Promise<T> {
+async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, access: { readOnly?: boolean } = {}): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
-  // operating a node needs its store there: a missing one is an error, never a new store
+  // operating a node needs its store there: a missing one is an error, never a new store; commands that
+  // only read (canton-config, iam-policy, compat) pass READ, so their open writes nothing (common.ts OpenAccess)
   const kr = await openKeyring(storeTarget(o), {
     create: false,
+    readOnly: access.readOnly === true,
     kms: kmsConnections(o),
     onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
   });
@@ -29,6 +31,8 @@ async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>):
     await kr.close().catch(() => undefined);
   }
 }
+
+const READ = { readOnly: true } as const;
 
 // the store keeps key references: the KMS (region, endpoint, credentials) is reached through connections given here
 const storeOpt = (c: Command) =>
@@ -71,11 +75,15 @@ export function registerNodeOps(node: Command): void {
       )
       .option('--cert-dir <dir>', 'where `keyport node export` put the certificates (for the console commands)', 'CERT-DIR'),
   ).action(async (name: string, o: OpsOpts) => {
-    const out = await withStore(o, async (kr) => {
-      const { loadNode } = await import('../canton/node/registry.js');
-      const { cantonConfig } = await import('../canton/node/canton-config.js');
-      return cantonConfig(kr, await loadNode(kr, name), { certDir: o.certDir ?? 'CERT-DIR' });
-    });
+    const out = await withStore(
+      o,
+      async (kr) => {
+        const { loadNode } = await import('../canton/node/registry.js');
+        const { cantonConfig } = await import('../canton/node/canton-config.js');
+        return cantonConfig(kr, await loadNode(kr, name), { certDir: o.certDir ?? 'CERT-DIR' });
+      },
+      READ,
+    );
     if (o.json) printJson(out);
     else {
       process.stdout.write(`# Canton config for node '${name}' (HOCON)\n${out.config}\n\n// Canton console\n${out.console}\n`);
@@ -89,22 +97,26 @@ export function registerNodeOps(node: Command): void {
       .description("the minimal AWS IAM policy for the node's KMS keys (Canton's actions narrowed to its keys; nothing keyport adds)")
       .option('--region <region>', 'the region for key ARNs keyport cannot read from AWS KMS'),
   ).action(async (name: string, o: OpsOpts) => {
-    const policy = await withStore(o, async (kr) => {
-      const { loadNode } = await import('../canton/node/registry.js');
-      const { locateNodeKeys, iamPolicy } = await import('../canton/node/canton-config.js');
-      const keys = await locateNodeKeys(kr, await loadNode(kr, name));
-      const arns = new Map<string, string>();
-      let region = o.region;
-      for (const k of keys) {
-        if (k.kms?.scheme !== 'awskms' || !k.keyId || k.keyId.startsWith('arn:')) continue;
-        region ??= k.connection?.driverParams()['region'];
-        // the exact ARN (account included) from DescribeKey, which the node needs anyway
-        const d = await kr.kmsDriver(k.kmsUri!);
-        const desc = d.describeKey ? await d.describeKey(k.keyId).catch(() => undefined) : undefined;
-        if (desc?.arn) arns.set(k.keyId, desc.arn);
-      }
-      return iamPolicy(keys, region ?? process.env['AWS_REGION'] ?? '*', arns);
-    });
+    const policy = await withStore(
+      o,
+      async (kr) => {
+        const { loadNode } = await import('../canton/node/registry.js');
+        const { locateNodeKeys, iamPolicy } = await import('../canton/node/canton-config.js');
+        const keys = await locateNodeKeys(kr, await loadNode(kr, name));
+        const arns = new Map<string, string>();
+        let region = o.region;
+        for (const k of keys) {
+          if (k.kms?.scheme !== 'awskms' || !k.keyId || k.keyId.startsWith('arn:')) continue;
+          region ??= k.connection?.driverParams()['region'];
+          // the exact ARN (account included) from DescribeKey, which the node needs anyway
+          const d = await kr.kmsDriver(k.kmsUri!);
+          const desc = d.describeKey ? await d.describeKey(k.keyId).catch(() => undefined) : undefined;
+          if (desc?.arn) arns.set(k.keyId, desc.arn);
+        }
+        return iamPolicy(keys, region ?? process.env['AWS_REGION'] ?? '*', arns);
+      },
+      READ,
+    );
     // a policy document is JSON either way
     printJson(policy);
   });
@@ -117,17 +129,21 @@ export function registerNodeOps(node: Command): void {
       )
       .option('--peer <store...>', 'also every node of these stores (nodes kept in another store or KMS)'),
   ).action(async (names: string[], o: OpsOpts & { peer?: string[] }) => {
-    const r = await withStore(o, async (kr) => {
-      const { openKeyring } = await import('../keys/open.js');
-      const peers: StoreKeyring[] = [];
-      try {
-        // a read-only command opens what exists and creates nothing
-        for (const p of o.peer ?? []) peers.push(await openKeyring(p, { create: false }));
-        return await (await import('../canton/node/compat.js')).compatReport(kr, names ?? [], peers);
-      } finally {
-        for (const p of peers) await p.close().catch(() => undefined);
-      }
-    });
+    const r = await withStore(
+      o,
+      async (kr) => {
+        const { openKeyring } = await import('../keys/open.js');
+        const peers: StoreKeyring[] = [];
+        try {
+          // a read-only command opens what exists and creates nothing
+          for (const p of o.peer ?? []) peers.push(await openKeyring(p, { create: false, readOnly: true }));
+          return await (await import('../canton/node/compat.js')).compatReport(kr, names ?? [], peers);
+        } finally {
+          for (const p of peers) await p.close().catch(() => undefined);
+        }
+      },
+      READ,
+    );
     if (o.json) printJson(r);
     else {
       printTable(

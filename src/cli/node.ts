@@ -6,7 +6,7 @@ import { KEY_TYPES, type KeyType } from '../crypto/keytypes.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { printJson, printTable } from './output.js';
 import { registerNodeOps } from './node-ops.js';
-import { connectionOptions, kmsConnections, storeTarget, writeOutput, type StoreOpts } from './common.js';
+import { connectionOptions, kmsConnections, type OpenAccess, storeTarget, writeOutput, type StoreOpts } from './common.js';
 
 interface NodeOpts extends StoreOpts {
   profile?: string;
@@ -34,11 +34,13 @@ interface NodeOpts extends StoreOpts {
 /**
  * node commands need the store itself (node records live in it), not a remote server. A missing store is
  * an error (nothing is created) except for `node init` and `node import`, which put keys in (withNewStore).
+ * Commands that only read pass READ: their open writes nothing (common.ts OpenAccess).
  */
-async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, create = false): Promise<T> {
+async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, access: OpenAccess = {}): Promise<T> {
   const { openKeyring } = await import('../keys/open.js');
   const kr = await openKeyring(storeTarget(o), {
-    create,
+    create: access.create === true,
+    readOnly: access.readOnly === true,
     kms: kmsConnections(o),
     onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
   });
@@ -49,7 +51,8 @@ async function withStore<T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>, 
   }
 }
 
-const withNewStore = <T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>) => withStore(o, fn, true);
+const withNewStore = <T>(o: StoreOpts, fn: (kr: StoreKeyring) => Promise<T>) => withStore(o, fn, { create: true });
+const READ = { readOnly: true } as const;
 
 // the store keeps key references: its wrapper key or KMS is reached through the connections given here
 const storeOpt = (c: Command) =>
@@ -151,50 +154,58 @@ export function register(program: Command): void {
   jsonOpt(storeOpt(node.command('ls').description('list the nodes of a store'))).action(async (o: NodeOpts) => {
     const { listNodes, loadNode } = await import('../canton/node/registry.js');
     const { nodeId } = await import('../canton/node/identity.js');
-    await withStore(o, async (kr) => {
-      const nodes = await Promise.all((await listNodes(kr)).map((n) => loadNode(kr, n)));
-      if (o.json)
-        return printJson(
-          nodes.map((n) => ({ name: n.name, profile: n.profile, id: nodeId(n), namespace: n.namespace, keys: n.keys.length })),
+    await withStore(
+      o,
+      async (kr) => {
+        const nodes = await Promise.all((await listNodes(kr)).map((n) => loadNode(kr, n)));
+        if (o.json)
+          return printJson(
+            nodes.map((n) => ({ name: n.name, profile: n.profile, id: nodeId(n), namespace: n.namespace, keys: n.keys.length })),
+          );
+        printTable(
+          nodes.map((n) => ({ name: n.name, profile: n.profile, id: nodeId(n), keys: n.keys.length })),
+          ['name', 'profile', 'id', 'keys'],
         );
-      printTable(
-        nodes.map((n) => ({ name: n.name, profile: n.profile, id: nodeId(n), keys: n.keys.length })),
-        ['name', 'profile', 'id', 'keys'],
-      );
-    });
+      },
+      READ,
+    );
   });
 
   jsonOpt(storeOpt(node.command('show <name>').description("a node's id, keys and topology transactions"))).action(
     async (name: string, o: NodeOpts) => {
       const { loadNode } = await import('../canton/node/registry.js');
       const { nodeId } = await import('../canton/node/identity.js');
-      await withStore(o, async (kr) => {
-        const n = await loadNode(kr, name);
-        if (o.json) return printJson(nodeView(n, nodeId(n)));
-        const w = (a: string, b: string) => process.stdout.write(`${a.padEnd(12)} ${b}\n`);
-        w('Node', n.name);
-        w('Profile', n.profile);
-        w('Id', nodeId(n));
-        w(
-          'Namespace',
-          `${n.namespace}${n.namespaceOf ? ` (of node ${n.namespaceOf})` : ''}${n.awaitingRoot ? ' (awaiting the offline root)' : ''}`,
-        );
-        w('Init', n.manualInit ? 'manual (pre-generated KMS keys; Canton init.auto-init = false)' : 'keys made by keyport');
-        w('Created', n.createdAt);
-        w('Topology', n.topology.map((t) => t.name).join(', ') || '(none)');
-        process.stdout.write('\n');
-        printTable(
-          n.keys.map((k) => ({
-            role: k.role,
-            key: k.key,
-            version: k.version,
-            type: k.type,
-            usage: k.usage.join(','),
-            fingerprint: k.fingerprint,
-          })),
-          ['role', 'key', 'version', 'type', 'usage', 'fingerprint'],
-        );
-      });
+      await withStore(
+        o,
+        async (kr) => {
+          const n = await loadNode(kr, name);
+          if (o.json) return printJson(nodeView(n, nodeId(n)));
+          const w = (a: string, b: string) => process.stdout.write(`${a.padEnd(12)} ${b}\n`);
+          w('Node', n.name);
+          w('Profile', n.profile);
+          w('Id', nodeId(n));
+          w(
+            'Namespace',
+            `${n.namespace}${n.namespaceOf ? ` (of node ${n.namespaceOf})` : ''}${n.awaitingRoot ? ' (awaiting the offline root)' : ''}`,
+          );
+          w('Init', n.manualInit ? 'manual (pre-generated KMS keys; Canton init.auto-init = false)' : 'keys made by keyport');
+          w('Created', n.createdAt);
+          w('Topology', n.topology.map((t) => t.name).join(', ') || '(none)');
+          process.stdout.write('\n');
+          printTable(
+            n.keys.map((k) => ({
+              role: k.role,
+              key: k.key,
+              version: k.version,
+              type: k.type,
+              usage: k.usage.join(','),
+              fingerprint: k.fingerprint,
+            })),
+            ['role', 'key', 'version', 'type', 'usage', 'fingerprint'],
+          );
+        },
+        READ,
+      );
     },
   );
 
@@ -213,22 +224,28 @@ export function register(program: Command): void {
     ),
   ).action(async (name: string, o: NodeOpts) => {
     if (!o.out === !o.bundle) throw err('USAGE', 'pass --out DIR (certificates) or --bundle FILE (identity bundle)');
-    await withStore(o, async (kr) => {
-      if (o.bundle) {
-        const { exportBundle } = await import('../canton/node/bundle.js');
-        const { bundle, secrets } = await exportBundle(kr, name);
-        writeOutput(o.bundle, `${JSON.stringify(bundle, null, 2)}\n`, { secret: true, binary: true });
-        if (o.json) return printJson({ node: name, bundle: o.bundle, keys: bundle.keys.length, privateKeys: secrets });
-        if (o.bundle !== '-')
-          process.stderr.write(`wrote ${o.bundle}: ${bundle.keys.length} keys${secrets ? ' (holds private keys: keep it secret)' : ''}\n`);
-        return;
-      }
-      const { exportIdentity } = await import('../canton/node/identity.js');
-      const r = await exportIdentity(kr, name, o.out!);
-      if (o.json) return printJson(r);
-      process.stdout.write(`${r.id}\n`);
-      for (const f of [...r.files, r.collection]) process.stdout.write(`  ${f}\n`);
-    });
+    await withStore(
+      o,
+      async (kr) => {
+        if (o.bundle) {
+          const { exportBundle } = await import('../canton/node/bundle.js');
+          const { bundle, secrets } = await exportBundle(kr, name);
+          writeOutput(o.bundle, `${JSON.stringify(bundle, null, 2)}\n`, { secret: true, binary: true });
+          if (o.json) return printJson({ node: name, bundle: o.bundle, keys: bundle.keys.length, privateKeys: secrets });
+          if (o.bundle !== '-')
+            process.stderr.write(
+              `wrote ${o.bundle}: ${bundle.keys.length} keys${secrets ? ' (holds private keys: keep it secret)' : ''}\n`,
+            );
+          return;
+        }
+        const { exportIdentity } = await import('../canton/node/identity.js');
+        const r = await exportIdentity(kr, name, o.out!);
+        if (o.json) return printJson(r);
+        process.stdout.write(`${r.id}\n`);
+        for (const f of [...r.files, r.collection]) process.stdout.write(`  ${f}\n`);
+      },
+      READ,
+    );
   });
 
   jsonOpt(
@@ -289,7 +306,7 @@ export function register(program: Command): void {
       });
       cert = r.cert;
     } else {
-      targetKey = o.toKey ? await withStore(o, (kr) => target(kr)) : await target();
+      targetKey = o.toKey ? await withStore(o, (kr) => target(kr), READ) : await target();
       const { signer, close } = await signerForRootKey(o.rootKey!);
       try {
         cert = await id.makeDelegation(signer, {

@@ -21,8 +21,9 @@ export async function doctorStore(target: string | Target, opts: OpenOptions & {
   const uri = typeof target === 'string' ? redactGeneric(target) : targetString(target);
   let kr;
   try {
-    // a doctor looks and never creates: a store that is not there is the problem to report
-    kr = await openKeyring(target, { ...opts, create: false });
+    // a doctor looks and never creates or writes: a store that is not there is the problem to report, and
+    // protection its configuration asks for but it lacks is reported below (pendingProtection), not applied
+    kr = await openKeyring(target, { ...opts, create: false, readOnly: true });
     await kr.store.list({ limit: 1 });
     add({
       check: 'store',
@@ -120,7 +121,19 @@ export async function doctorStore(target: string | Target, opts: OpenOptions & {
           ? { fix: 'configure (or restore from a backup) the wrapper key that sealed them; keyport never re-creates a wrapper key' }
           : {}),
       });
-    if (p.mode === 'clear')
+    const pending = kr.pendingProtection;
+    if (p.mode === 'clear' && pending?.mode === 'envelope')
+      add({
+        check: 'protection',
+        status: pending.clearKeys ? 'problem' : 'ok',
+        detail: pending.clearKeys
+          ? `${pending.clearKeys} key(s) are not yet sealed under ${pending.wrapper}, the configured wrapper key`
+          : `envelope under ${pending.wrapper} is configured; the store holds no clear keys yet`,
+        ...(pending.clearKeys ? { fix: "the next write command or 'keyport protect enable --store … --wrapper …' seals them" } : {}),
+      });
+    else if (p.mode === 'clear' && pending?.mode === 'external')
+      add({ check: 'protection', status: 'ok', detail: `external in ${pending.kms} is configured; the catalog is still empty` });
+    else if (p.mode === 'clear')
       add({
         check: 'protection',
         status: 'warning',

@@ -52,6 +52,8 @@ export interface MigrateOptions {
   signal?: AbortSignal;
   /** progress: phase, done, total */
   onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
+  /** what opening a side has to say (keys of the source not yet sealed as its YAML asks; the target sealed on open) */
+  onNotice?: (msg: string) => void;
 }
 
 export interface MigrateReport {
@@ -112,10 +114,12 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
   // one pool of configured connections for both sides: a wrapper the target's YAML names also opens the
   // source's keys sealed under the same key (connections come from configuration, never from a store)
   const connections = new Connections();
+  const notice = o.onNotice ? { onNotice: o.onNotice } : {};
   // a migration touches each key a few times: no point keeping unsealed secrets around. The source must
   // exist (a typo is an error, never an empty store); the target is created only once the plan has
-  // something to write into it (not by --dry-run, a refused pattern or an empty plan)
-  const srcKr = await openKeyring(fromT, { cacheTtlMs: 0, kms: o.kms ?? [], connections, create: false });
+  // something to write into it (not by --dry-run, a refused pattern or an empty plan). The source is only
+  // read: opening it writes nothing (a clear source its YAML wants sealed is migrated as it is, not sealed)
+  const srcKr = await openKeyring(fromT, { cacheTtlMs: 0, kms: o.kms ?? [], connections, create: false, readOnly: true, ...notice });
   let dstKr: StoreKeyring | undefined;
   const report: MigrateReport = {
     from: fromS,
@@ -136,7 +140,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: 'stand-in' });
+    dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: 'stand-in', ...notice });
     const src = await side(srcKr, fromS, o.signal);
     let dst = await side(dstKr, toS, o.signal);
     // protection is never dropped silently: a protected source into a clear target needs allowClear
@@ -187,7 +191,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
         return report;
       }
       await dstKr.close();
-      dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: true });
+      dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: true, ...notice });
       dst = await side(dstKr, toS, o.signal);
     }
 

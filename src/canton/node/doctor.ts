@@ -7,19 +7,21 @@
  */
 import { oneLine } from '../../errors.js';
 import { doctorKms, type DoctorCheck } from '../../kms/doctor.js';
-import { openKeyring } from '../../keys/open.js';
+import { openKeyring, type OpenOptions } from '../../keys/open.js';
 import { listNodes, loadNode } from './registry.js';
 import { locateNodeKeys } from './canton-config.js';
 import type { Target } from '../../keys/target.js';
 
 const RANK = { problem: 4, warning: 3, ok: 2, 'not-checked': 1, info: 0 } as const;
 
-export async function doctorNodes(target: string | Target): Promise<DoctorCheck[]> {
+/** `opts`: the connections the store doctor gets (--kms / --wrapper, KEYPORT_KMS) */
+export async function doctorNodes(target: string | Target, opts: Pick<OpenOptions, 'kms'> = {}): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
   let kr;
   try {
     // a doctor creates nothing: a missing store (or a KMS without a catalog) has no nodes to look at
-    kr = await openKeyring(target, { create: false });
+    // and writes nothing: a clear store its YAML wants sealed is looked at as it is (the store doctor says so)
+    kr = await openKeyring(target, { ...(opts.kms ? { kms: opts.kms } : {}), create: false, readOnly: true });
   } catch {
     return []; // the store doctor reports why the store cannot be opened
   }
