@@ -253,12 +253,22 @@ export function register(program: Command): void {
     )
     .action(async (name: string, o: KeyOpts) => {
       // the third key command that may create the store: a KMS's catalog, never a store of another kind
-      // (register into a sqlite: or fs: store is refused, and must not leave an empty one behind)
+      // (register into a sqlite: or fs: store is refused, and must not leave an empty one behind: a missing
+      // one would be a clear store, which the keyring refuses, so it is refused the same way, as a usage error)
+      const kms = await isKmsTarget(o);
+      const { isStoreMissing } = await import('../store/missing.js');
       const k = await withKeyring(
         o,
         (kr) => kr.register(name, o.keyId!, { usage: usageList(o.usage), purpose: o.purpose, type: o.type as never }),
-        { create: await isKmsTarget(o) },
-      );
+        { create: kms },
+      ).catch((e: unknown) => {
+        if (!kms && isStoreMissing(e))
+          throw err(
+            'USAGE',
+            'register needs a KMS store (e.g. --store awskms:region=…): this store does not exist and would hold its own keys',
+          );
+        throw e;
+      });
       if (o.json) printJson(k);
       else process.stdout.write(`registered ${k.type} key '${k.name}' ${humanFingerprint(k.fingerprint)}\n`);
     });
