@@ -20,7 +20,9 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, publicEncrypt, randomBytes, verify, constants as C } from 'node:crypto';
-import { KMSClient, DisableKeyCommand, DescribeKeyCommand } from '@aws-sdk/client-kms';
+import { KMSClient, DisableKeyCommand, DescribeKeyCommand, ListKeysCommand } from '@aws-sdk/client-kms';
+import { openKeyring } from '../../src/keys/open.js';
+import { migrate } from '../../src/migrate/index.js';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { factory } from '../../src/kms/aws/index.js';
 import type { Driver } from '../../src/kms/driver.js';
@@ -186,6 +188,41 @@ describe('awskms driver on moto', { skip: skipUnless('moto') }, () => {
   it('moto has no BYOK import: importKey fails with UNSUPPORTED naming the limitation', async () => {
     const e = await rejectsCode(d.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }), 'UNSUPPORTED');
     assert.match(e.message, /import/);
+  });
+
+  it('moto declared as importing nothing (import=none): importKey refuses before any KMS call, and a migrate plan re-keys or refuses up front', async () => {
+    const none = await factory({ ...params(), import: 'none' }, 'awskms:region=us-east-1');
+    assert.match(none.importRefusal!('symmetric', 'aes256')!, /imports no key material/);
+    assert.equal(d.importRefusal!('signing', 'ec-p256'), undefined, "AWS KMS's own limits: EC keys import");
+    assert.match(d.importRefusal!('signing', 'ed25519')!, /cannot import a ed25519 signing key/);
+    const before = await raw.send(new ListKeysCommand({ Limit: 1000 }));
+    const e = await rejectsCode(none.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, uniq()), 'UNSUPPORTED');
+    assert.match(e.message, /import/);
+    assert.equal((await raw.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length, before.Keys!.length, 'no KMS key was made');
+    await none.close?.();
+    // the plan, against moto itself (keyport's catalog for it in a fresh home)
+    const home = mkdtempSync(join(tmpdir(), 'keyport-aws-plan-'));
+    const oldHome = process.env.KEYPORT_HOME;
+    process.env.KEYPORT_HOME = home;
+    try {
+      const src = `sqlite:${join(home, 'src.db')}`;
+      const kr = await openKeyring(src);
+      await kr.create('plan-aes');
+      await kr.create('plan-ec', { type: 'ec-p256' });
+      await kr.close();
+      const to = `awskms:region=${env.MOTO_REGION};endpoint=${env.MOTO_ENDPOINT};access-key-id=${env.MOTO_ACCESS_KEY_ID};secret-access-key=${env.MOTO_SECRET_ACCESS_KEY};import=none`;
+      const plain = await migrate({ from: src, to, dryRun: true });
+      assert.deepEqual(
+        plain.refused.map((r) => r.name),
+        ['plan-aes', 'plan-ec'],
+      );
+      for (const r of plain.refused) assert.match(r.reason, /imports no key material.*pass --rekey/);
+      const rekey = await migrate({ from: src, to, dryRun: true, rekey: true });
+      assert.deepEqual(rekey.strategies, { copy: 0, import: 0, rekey: 2 });
+    } finally {
+      process.env.KEYPORT_HOME = oldHome;
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('listKeys returns every key (> 100) without truncation', async () => {
