@@ -176,6 +176,8 @@ export class KmsRef {
   static of(scheme: KmsScheme, identity: Record<string, string | undefined>): KmsRef {
     const id: Record<string, string> = {};
     for (const k of BACKENDS[scheme].identity) if (identity[k]) id[k] = identity[k]!;
+    // a local KMS is the same whether its directory is written with a trailing '/' or not
+    if (scheme === 'local' && id['path'] && id['path'].length > 1) id['path'] = id['path'].replace(/\/+$/, '');
     return new KmsRef(scheme, id);
   }
 
@@ -279,7 +281,9 @@ export class KmsAddress {
     }
     const base = opts.base ?? process.cwd();
     if (scheme === 'local') {
-      attrs = { path: resolve(base, attrs['path']!) };
+      // a trailing '/' says "a directory of keys" even before it exists (resolve() would drop it)
+      const given = attrs['path']!;
+      attrs = { path: resolve(base, given) + (given.endsWith('/') && given !== '/' ? '/' : '') };
       if (keyId !== undefined) keyId = resolve(attrs['path'], '..', keyId);
       else keyId = undefined;
     }

@@ -135,3 +135,14 @@ test('user errors: one line, exit 2 for usage, 1 otherwise, never a stack trace'
   assert.match(c.stderr, /too short/);
   assert.equal(readFileSync(join(dir, 'garbage.p8'), 'utf8'), 'garbage');
 });
+
+test('local:DIR/ that does not exist yet: keys go into DIR, not beside it', () => {
+  const env = { KEYPORT_HOME: join(dir, 'home-slash') };
+  assert.equal(kp(['key', 'create', 'k1', '--store', 'sqlite:slash.db', '--type', 'ec-p256']).code, 0);
+  const r = kp(['migrate', '--from', 'sqlite:slash.db', '--to', 'local:./new-kms-dir/'], undefined, env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(statSync(join(dir, 'new-kms-dir', 'k1.pem')).isFile(), 'the key is inside the directory');
+  assert.throws(() => statSync(join(dir, 'k1.pem')), 'nothing written beside it');
+  const s = kp(['key', 'sign', 'k1', '--store', 'local:./new-kms-dir/', '--in', 'slash.db', '--out', 'slash.sig'], undefined, env);
+  assert.equal(s.code, 0, s.stderr);
+});

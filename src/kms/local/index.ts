@@ -32,7 +32,8 @@ const ENCRYPTION: EncryptionKeySpec[] = ['rsa-2048', 'rsa-3072', 'ec-p256'];
 export const factory: DriverFactory = async (params) => {
   const path = params['path'];
   if (!path) throw err('USAGE', 'local: needs a path, e.g. local:/var/lib/keyport/wrapper.key');
-  return new LocalDriver(resolve(path));
+  // a trailing '/' names a directory of keys that may not exist yet: keep it (resolve() drops it)
+  return new LocalDriver(resolve(path) + (path.endsWith('/') && path !== '/' ? '/' : ''));
 };
 
 class LocalDriver implements Driver {
