@@ -207,6 +207,16 @@ describe('nodes in AWS KMS (moto): rotation to pre-generated keys, canton-config
     r = await kp(['node', 'canton-config', name, '--store', catalog, '--kms', kms]);
     ok(r, 'canton-config with --kms');
     assert.match(r.out, new RegExp(`region = "${env['MOTO_REGION']}"`));
+    // doctor's node checks reach the node's keys through the same --kms connection as its store checks
+    r = await kp(['doctor', catalog, '--kms', kms, '--json']);
+    const nodeKeys = (JSON.parse(r.out) as { checks: { check: string; status: string; detail: string }[] }).checks.filter((c) =>
+      c.check.startsWith(`node ${name} `),
+    );
+    assert.ok(nodeKeys.length >= 3, r.out);
+    // every key was reached (none 'not-checked: no connection'); the signing keys probe clean (moto's RSA
+    // decryption is its own format, so the encryption key's probe is not asserted here)
+    for (const c of nodeKeys) assert.notEqual(c.status, 'not-checked', `${c.check}: ${c.detail}`);
+    for (const c of nodeKeys.filter((k) => !k.check.endsWith(' encryption key'))) assert.equal(c.status, 'ok', `${c.check}: ${c.detail}`);
 
     // a signature by the first signing key, to check after the rotation
     const shown = JSON.parse((await kp(['node', 'show', name, '--store', kms, '--json'])).out) as { keys: { role: string; key: string }[] };
