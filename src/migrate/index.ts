@@ -9,6 +9,7 @@ import { openKeyring, targetIdentity } from '../keys/open.js';
 import { Connections } from '../kms/connections.js';
 import type { Driver } from '../kms/driver.js';
 import { StandInStore } from '../store/missing.js';
+import type { Protection } from '../store/protection.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { executeBatch, type ExecContext } from './execute.js';
 import {
@@ -85,12 +86,23 @@ export interface MigrateReport {
   clearTarget?: { sourceProtection: 'envelope' | 'external'; via?: string };
 }
 
-async function side(kr: StoreKeyring, uri: string, signal?: AbortSignal): Promise<Side> {
+/** `target`: the side keys are written into (the source's keys are as they are: a pending protection is not theirs yet) */
+async function side(kr: StoreKeyring, uri: string, signal?: AbortSignal, target = false): Promise<Side> {
   // reachable and readable: one listing call, the protection setting, the KMS behind it
   await kr.store.list({ limit: 1, signal });
   // a target that is not there yet has its protection as configured; its wrapper is checked (or, a new
-  // local one, made) only when the store is created for a run that writes into it
-  const protection = kr.store instanceof StandInStore ? await kr.protection() : await kr.checkProtection();
+  // local one, made) only when the store is created for a run that writes into it. So has a --dry-run's
+  // target opened read-only whose configured protection is not applied yet (pendingProtection): the run
+  // would apply it on open, and a dry run makes no wrapper key
+  const pending = target ? kr.pendingProtection : undefined;
+  const protection: Protection =
+    kr.store instanceof StandInStore
+      ? await kr.protection()
+      : pending
+        ? pending.mode === 'envelope'
+          ? { mode: 'envelope', wrapper: pending.wrapper }
+          : { mode: 'external', kms: pending.kms }
+        : await kr.checkProtection();
   let kms: Driver | undefined;
   if (protection.mode === 'external') {
     const d = await kr.kmsDriver(protection.kms);
@@ -140,9 +152,10 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     keysPerSecond: 0,
   };
   try {
-    dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: 'stand-in', ...notice });
+    // a dry run writes nothing into an existing target either (no sealing on open, no marker, no wrapper key)
+    dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: 'stand-in', ...(o.dryRun ? { readOnly: true } : {}), ...notice });
     const src = await side(srcKr, fromS, o.signal);
-    let dst = await side(dstKr, toS, o.signal);
+    let dst = await side(dstKr, toS, o.signal, true);
     // protection is never dropped silently: a protected source into a clear target needs allowClear
     if (src.protection.mode !== 'clear' && dst.protection.mode === 'clear') {
       const via = src.protection.mode === 'envelope' ? src.protection.wrapper : src.protection.kms;
@@ -192,7 +205,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       }
       await dstKr.close();
       dstKr = await openKeyring(toT, { cacheTtlMs: 0, connections, create: true, ...notice });
-      dst = await side(dstKr, toS, o.signal);
+      dst = await side(dstKr, toS, o.signal, true);
     }
 
     const id = migrationId(fromT, toT, pattern, `${mode}${o.rekey ? '+rekey' : ''}`);

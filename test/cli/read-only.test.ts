@@ -48,6 +48,7 @@ for (const kind of ['sqlite', 'fs'] as const) {
     ok(['key', 'create', 'k', '--store', clear]);
     ok(['key', 'create', 's', '--type', 'ec-p256', '--store', clear]);
     ok(['node', 'init', 'n', '--profile', 'participant', '--store', clear]);
+    ok(['key', 'create', 'o', '--store', 'sqlite:./other.db']);
     writeFileSync(join(d, 'msg'), 'hello');
     writeFileSync(join(d, 'store.yaml'), `store: ${clear}\nenvelope:\n  wrapper: local:./wrapper.key\n`);
     const wrapper = join(d, 'wrapper.key');
@@ -78,6 +79,8 @@ for (const kind of ['sqlite', 'fs'] as const) {
       ['node', 'canton-config', 'n', ...y],
       ['node', 'compat', ...y],
       ['migrate', '--from', 'store.yaml', '--to', `sqlite:./copy.db`],
+      // a dry run into it: its target is only read too
+      ['migrate', '--from', 'sqlite:./other.db', '--to', 'store.yaml', '--dry-run'],
     ];
     for (const args of works) {
       const r = ok(args);
