@@ -255,7 +255,8 @@ describe('no credential is ever written (moto)', { skip: skipUnless('moto') }, (
       // migrate --rekey into the KMS itself: the old→new map and the delegation files beside the journal
       const rk = `sqlite:${join(work, 'rk.db')}`;
       const rkr = await openKeyring(rk);
-      await rkr.create('rk1', { type: 'ec-p256' });
+      // a name of this run: the KMS keeps aliases between runs against one emulator
+      await rkr.create(`rk1-${Date.now().toString(36)}`, { type: 'ec-p256' });
       await rkr.close();
       const rr = await migrate({ from: rk, to: kmsUri, rekey: true });
       assert.equal(rr.strategies.rekey, 1, JSON.stringify(rr));
