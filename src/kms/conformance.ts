@@ -126,6 +126,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Mutate the tail of a real key id so it is well-formed for the KMS but names no key. */
 function unknownIdLike(id: string): string {
+  // a KMS that numbers its keys (PyKMIP: 1, 2, 3…): changed digits may name another key made earlier, so go far past them
+  if (/^[0-9]{1,15}$/.test(id)) return String(Number(id) + 1_000_000_000);
   const chars = [...id];
   let changed = 0;
   for (let i = chars.length - 1; i >= 0 && changed < 4; i--) {
