@@ -8,6 +8,7 @@ import type { ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { err, isKeyportError, type ErrorCode } from '../errors.js';
+import { type CallOptions, cancelled, checkCancelled } from '../cancel.js';
 import { parseKeyMaterial, toPem } from '../crypto/keys.js';
 import { isKeyType, type KeyType } from '../crypto/keytypes.js';
 import { apiKeyCertificate, parseApiKey, type ApiKey } from '../server/identity.js';
@@ -153,9 +154,12 @@ export class RemoteKeyring implements Keyring {
     this.agent = apiKey && !cert ? new ApiKeyAgent(parseApiKey(apiKey), opts) : new Agent(opts);
   }
 
-  private call(method: string, path: string, body?: unknown): Promise<any> {
+  /** one request; the caller's signal aborts it (TIMEOUT), whatever stage it is in */
+  private call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<any> {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const what = `${method} ${path.split('/').slice(0, 4).join('/')} to ${this.base.host}`;
     return new Promise((resolve, reject) => {
+      checkCancelled(what, signal);
       const req = request(
         new URL(path, this.base),
         {
@@ -163,6 +167,7 @@ export class RemoteKeyring implements Keyring {
           agent: this.agent,
           headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {},
           timeout: 30_000,
+          ...(signal ? { signal } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -193,11 +198,12 @@ export class RemoteKeyring implements Keyring {
             }
             resolve(json);
           });
-          res.on('error', reject);
+          res.on('error', (e) => reject(signal?.aborted ? cancelled(what, signal) : e));
         },
       );
       req.on('timeout', () => req.destroy(err('TIMEOUT', `server ${this.base.host} did not answer in time`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
+        if (signal?.aborted) return reject(cancelled(what, signal));
         if (isKeyportError(e)) return reject(e);
         if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(e.code ?? ''))
           return reject(
@@ -238,8 +244,8 @@ export class RemoteKeyring implements Keyring {
         : o.usage
           ? { usage: o.usage }
           : undefined;
-    await this.call('PUT', `/v1/key/create/${RemoteKeyring.enc(name)}`, body);
-    return this.describe(name);
+    await this.call('PUT', `/v1/key/create/${RemoteKeyring.enc(name)}`, body, o.signal);
+    return this.describe(name, o);
   }
   async import(name: string, material: Buffer, o: CreateOptions = {}): Promise<KeyInfo> {
     const m = parseKeyMaterial(material, o.type);
@@ -247,32 +253,39 @@ export class RemoteKeyring implements Keyring {
       m.type === 'aes256'
         ? { key: m.secret.subarray(0, 32).toString('base64'), cipher: 'AES256' }
         : { key: m.secret.toString('base64'), type: m.type };
-    await this.call('PUT', `/v1/key/import/${RemoteKeyring.enc(name)}`, body);
-    return this.describe(name);
+    await this.call('PUT', `/v1/key/import/${RemoteKeyring.enc(name)}`, body, o.signal);
+    return this.describe(name, o);
   }
-  async describe(name: string): Promise<KeyInfo> {
-    return RemoteKeyring.info(await this.call('GET', `/v1/key/describe/${RemoteKeyring.enc(name)}`));
+  async describe(name: string, o: CallOptions = {}): Promise<KeyInfo> {
+    return RemoteKeyring.info(await this.call('GET', `/v1/key/describe/${RemoteKeyring.enc(name)}`, undefined, o.signal));
   }
   /**
    * `pattern` is a keyport glob; the KES API lists by prefix (KES v0.24: a name prefix, '-' never last), so the
    * server is asked for the glob's literal prefix and the glob is applied here. A page may come back short.
    */
-  async list(pattern = '*', o: { after?: string; limit?: number } = {}): Promise<{ names: string[]; next?: string }> {
+  async list(pattern = '*', o: { after?: string; limit?: number } & CallOptions = {}): Promise<{ names: string[]; next?: string }> {
     const glob = compilePattern(pattern);
     let prefix = glob.prefix.replace(/-+$/, '');
     if (prefix === '_') prefix = '';
     const q = new URLSearchParams();
     if (o.after) q.set('after', o.after);
     if (o.limit) q.set('limit', String(o.limit));
-    const j = await this.call('GET', `/v1/key/list/${prefix ? encodeURIComponent(prefix) : '*'}${q.size ? `?${q}` : ''}`);
+    const j = await this.call(
+      'GET',
+      `/v1/key/list/${prefix ? encodeURIComponent(prefix) : '*'}${q.size ? `?${q}` : ''}`,
+      undefined,
+      o.signal,
+    );
     const names = ((j?.names ?? []) as string[]).filter((n) => glob.test(n));
     return { names, ...(j?.continue_at ? { next: j.continue_at } : {}) };
   }
-  async delete(name: string): Promise<void> {
-    await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`);
+  async delete(name: string, o: CallOptions = {}): Promise<void> {
+    await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`, undefined, o.signal);
   }
-  async versions(name: string): Promise<VersionInfo[]> {
-    const j = (await this.call('GET', `/v1/key/versions/${RemoteKeyring.enc(name)}`)) as { versions?: any[] } | undefined;
+  async versions(name: string, o: CallOptions = {}): Promise<VersionInfo[]> {
+    const j = (await this.call('GET', `/v1/key/versions/${RemoteKeyring.enc(name)}`, undefined, o.signal)) as
+      | { versions?: any[] }
+      | undefined;
     if (!Array.isArray(j?.versions))
       throw err('UNSUPPORTED', `the server does not list key versions (a KES server has none: one version per key)`);
     return j.versions.map((v) => ({
@@ -288,7 +301,7 @@ export class RemoteKeyring implements Keyring {
   async rotate(name: string, opts: RotateOptions = {}): Promise<KeyInfo> {
     if (opts.toKeyId !== undefined)
       throw err('UNSUPPORTED', '--to-key-id works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
-    return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`));
+    return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`, undefined, opts.signal));
   }
   async register(): Promise<KeyInfo> {
     throw err('UNSUPPORTED', 'register works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
@@ -296,48 +309,78 @@ export class RemoteKeyring implements Keyring {
   async export(): Promise<ExportedKey[]> {
     throw err('UNSUPPORTED', 'a server never exports key material: use keyport migrate on the store itself');
   }
-  async publicKey(name: string, version?: number): Promise<Buffer> {
-    const j = await this.call('GET', `/v1/key/public/${RemoteKeyring.enc(name)}${version ? `?version=${version}` : ''}`);
+  async publicKey(name: string, version?: number, o: CallOptions = {}): Promise<Buffer> {
+    const j = await this.call(
+      'GET',
+      `/v1/key/public/${RemoteKeyring.enc(name)}${version ? `?version=${version}` : ''}`,
+      undefined,
+      o.signal,
+    );
     return Buffer.from(j.public_key, 'base64');
   }
   async sign(name: string, data: Buffer, o: SignOptions = {}): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/sign/${RemoteKeyring.enc(name)}`, {
-      message: data.toString('base64'),
-      ...(o.format ? { format: o.format } : {}),
-      ...(o.usage ? { usage: o.usage } : {}),
-    });
+    const j = await this.call(
+      'PUT',
+      `/v1/key/sign/${RemoteKeyring.enc(name)}`,
+      {
+        message: data.toString('base64'),
+        ...(o.format ? { format: o.format } : {}),
+        ...(o.usage ? { usage: o.usage } : {}),
+      },
+      o.signal,
+    );
     return Buffer.from(j.signature, 'base64');
   }
   async verify(name: string, data: Buffer, signature: Buffer, o: SignOptions = {}): Promise<boolean> {
-    const j = await this.call('PUT', `/v1/key/verify/${RemoteKeyring.enc(name)}`, {
-      message: data.toString('base64'),
-      signature: signature.toString('base64'),
-      ...(o.format ? { format: o.format } : {}),
-    });
+    const j = await this.call(
+      'PUT',
+      `/v1/key/verify/${RemoteKeyring.enc(name)}`,
+      {
+        message: data.toString('base64'),
+        signature: signature.toString('base64'),
+        ...(o.format ? { format: o.format } : {}),
+      },
+      o.signal,
+    );
     // strict (no high-S ECDSA signature) is checked here: the server answers for the curve's equation
-    if (j.valid === true && o.strict && isHighS((await this.describe(name)).type, signature, o.format ?? 'der')) return false;
+    if (j.valid === true && o.strict && isHighS((await this.describe(name, o)).type, signature, o.format ?? 'der')) return false;
     return j.valid === true;
   }
-  async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/encrypt/${RemoteKeyring.enc(name)}`, {
-      plaintext: plaintext.toString('base64'),
-      ...(context ? { context: context.toString('base64') } : {}),
-    });
+  async encrypt(name: string, plaintext: Buffer, context?: Buffer, o: CallOptions = {}): Promise<Buffer> {
+    const j = await this.call(
+      'PUT',
+      `/v1/key/encrypt/${RemoteKeyring.enc(name)}`,
+      {
+        plaintext: plaintext.toString('base64'),
+        ...(context ? { context: context.toString('base64') } : {}),
+      },
+      o.signal,
+    );
     return Buffer.from(j.ciphertext, 'base64');
   }
-  async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/decrypt/${RemoteKeyring.enc(name)}`, {
-      ciphertext: ciphertext.toString('base64'),
-      ...(context ? { context: context.toString('base64') } : {}),
-    });
+  async decrypt(name: string, ciphertext: Buffer, context?: Buffer, o: CallOptions = {}): Promise<Buffer> {
+    const j = await this.call(
+      'PUT',
+      `/v1/key/decrypt/${RemoteKeyring.enc(name)}`,
+      {
+        ciphertext: ciphertext.toString('base64'),
+        ...(context ? { context: context.toString('base64') } : {}),
+      },
+      o.signal,
+    );
     return Buffer.from(j.plaintext, 'base64');
   }
-  async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
-    const j = await this.call('PUT', `/v1/key/generate/${RemoteKeyring.enc(name)}`, context ? { context: context.toString('base64') } : {});
+  async generate(name: string, context?: Buffer, o: CallOptions = {}): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
+    const j = await this.call(
+      'PUT',
+      `/v1/key/generate/${RemoteKeyring.enc(name)}`,
+      context ? { context: context.toString('base64') } : {},
+      o.signal,
+    );
     return { plaintext: Buffer.from(j.plaintext, 'base64'), ciphertext: Buffer.from(j.ciphertext, 'base64') };
   }
-  async hmac(name: string, message: Buffer): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/hmac/${RemoteKeyring.enc(name)}`, { message: message.toString('base64') });
+  async hmac(name: string, message: Buffer, o: CallOptions = {}): Promise<Buffer> {
+    const j = await this.call('PUT', `/v1/key/hmac/${RemoteKeyring.enc(name)}`, { message: message.toString('base64') }, o.signal);
     return Buffer.from(j.hmac, 'base64');
   }
   async close(): Promise<void> {

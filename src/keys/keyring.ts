@@ -6,6 +6,7 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { err, isKeyportError } from '../errors.js';
+import { type CallOptions, checkCancelled } from '../cancel.js';
 import { KEY_TYPE_INFO, parseKeyType, type KeyType, type Purpose } from '../crypto/keytypes.js';
 import { parseKeyMaterial, privateKeyObject, publicKeyObject, keyTypeOf } from '../crypto/keys.js';
 import { fingerprintOf } from '../crypto/fingerprint.js';
@@ -139,10 +140,10 @@ export class StoreKeyring implements Keyring {
   }
 
   /** the store's protection (re-read at most once a second so replicas follow a change) */
-  async protection(): Promise<Protection> {
+  async protection(signal?: AbortSignal): Promise<Protection> {
     const now = Date.now();
     if (this.protectionCache && now - this.protectionCache.at < 1000) return this.protectionCache.p;
-    const p = await readProtection(this.store);
+    const p = await readProtection(this.store, { signal });
     this.protectionCache = { p, at: now };
     return p;
   }
@@ -169,15 +170,19 @@ export class StoreKeyring implements Keyring {
 
   private hot = new Map<string, { rec: KeyRecord; at: number }>();
 
-  /** a key record; `forUse` lets crypto operations use the KES-style record cache */
-  private async record(name: string, forUse = false): Promise<KeyRecord> {
+  /**
+   * a key record; `forUse` lets crypto operations use the KES-style record cache. A cancelled caller
+   * gets TIMEOUT here, before the store is asked (or a cached record used).
+   */
+  private async record(name: string, forUse = false, signal?: AbortSignal): Promise<KeyRecord> {
     checkName(name);
+    checkCancelled(`reading key '${name}'`, signal);
     const ttl = this.opts.recordTtlMs ?? 0;
     const offline = this.opts.offlineMs ?? 0;
     const hit = forUse && (ttl > 0 || offline > 0) ? this.hot.get(name) : undefined;
     if (hit && Date.now() - hit.at < ttl) return hit.rec;
     try {
-      const rec = await this.store.get(name);
+      const rec = await this.store.get(name, { signal });
       if (ttl > 0 || offline > 0) {
         if (this.hot.size >= 10_000) this.hot.delete(this.hot.keys().next().value!);
         this.hot.set(name, { rec, at: Date.now() });
@@ -203,26 +208,33 @@ export class StoreKeyring implements Keyring {
   }
 
   /** the strategy of the store's protection mode: how new secrets are made and held */
-  async strategy(): Promise<ProtectionStrategy> {
-    return strategyFor(await this.protection(), { wrappers: this.wrappers, connections: this.connections });
+  async strategy(signal?: AbortSignal): Promise<ProtectionStrategy> {
+    return strategyFor(await this.protection(signal), { wrappers: this.wrappers, connections: this.connections });
   }
 
   /**
    * Hold an incoming secret (migration, import) the way this keyring holds secrets: clear, sealed under
    * the wrapper, or imported into the KMS of an external store.
    */
-  async holdIncoming(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Holding> {
-    return (await this.strategy()).hold(name, type, purpose, secret, version);
+  async holdIncoming(
+    name: string,
+    type: KeyType,
+    purpose: Purpose,
+    secret: Buffer,
+    version: number,
+    signal?: AbortSignal,
+  ): Promise<Holding> {
+    return (await this.strategy(signal)).hold(name, type, purpose, secret, version, signal);
   }
 
   /** the raw secret of a version (PKCS#8 DER or 32 bytes); not for external keys */
-  async secretBytes(r: KeyRecord, v: VersionRecord): Promise<Buffer> {
+  async secretBytes(r: KeyRecord, v: VersionRecord, signal?: AbortSignal): Promise<Buffer> {
     if (v.clear !== undefined) return Buffer.from(v.clear, 'base64');
-    if (v.sealed) return this.wrappers.unseal(v.sealed);
+    if (v.sealed) return this.wrappers.unseal(v.sealed, { signal });
     throw err('UNSUPPORTED', `key '${r.name}' lives in KMS ${parseStoredKmsRef(v.external!.kms)} and cannot be exported`);
   }
 
-  private async secret(r: KeyRecord, v: VersionRecord): Promise<Secret> {
+  private async secret(r: KeyRecord, v: VersionRecord, signal?: AbortSignal): Promise<Secret> {
     const ck = v.clear ?? v.sealed?.blob ?? `${v.external?.kms}#${v.external?.keyId}`;
     const hit = this.secrets.get(ck);
     if (hit) return hit;
@@ -231,7 +243,7 @@ export class StoreKeyring implements Keyring {
       const { kms, keyId } = v.external;
       s = { kind: 'ext', driver: await this.kmsDriver(kms), keyId };
     } else {
-      const bytes = await this.secretBytes(r, v);
+      const bytes = await this.secretBytes(r, v, signal);
       s =
         r.type === 'aes256'
           ? {
@@ -308,9 +320,10 @@ export class StoreKeyring implements Keyring {
 
   /** a new version for a record: generated here, or in the KMS for an external store */
   private async newVersion(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord> {
-    return (await this.strategy()).generate(name, type, purpose, version, signal);
+    return (await this.strategy(signal)).generate(name, type, purpose, version, signal);
   }
 
+  /** cleanup of a KMS key that will not be recorded: never cancelled (a cancelled caller must not leave it behind) */
   private async dropExternal(v: VersionRecord): Promise<void> {
     if (!v.external) return;
     const d = await this.kmsDriver(v.external.kms);
@@ -327,7 +340,7 @@ export class StoreKeyring implements Keyring {
     // everything that can refuse is asked before the key is generated (RSA takes seconds; a KMS key costs)
     if (this.store.capabilities.kesOnly && type !== 'aes256')
       throw err('UNSUPPORTED', `a KES keystore holds only aes256 keys, not ${type}: use a keyport store for other key types`);
-    const p = await this.protection();
+    const p = await this.protection(opts.signal);
     const exists = await this.store.get(name, { signal: opts.signal }).then(
       () => true,
       (e) => (isKeyportError(e, 'NOT_FOUND') ? false : Promise.reject(e)),
@@ -367,7 +380,7 @@ export class StoreKeyring implements Keyring {
       createdAt: new Date().toISOString(),
       ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
       fingerprint: fingerprintOf(m.type, m),
-      ...(await this.holdIncoming(name, m.type, purpose, m.secret, 1)),
+      ...(await this.holdIncoming(name, m.type, purpose, m.secret, 1, opts.signal)),
     };
     const rec = this.newRecord(name, m.type, purpose, usage, opts.createdBy, v);
     try {
@@ -387,16 +400,16 @@ export class StoreKeyring implements Keyring {
   async register(name: string, keyId: string, opts: RegisterOptions = {}): Promise<KeyInfo> {
     checkName(name);
     if (!keyId) throw err('USAGE', 'register needs the KMS key id, ARN, alias or label');
-    const p = await this.protection();
+    const p = await this.protection(opts.signal);
     if (p.mode !== 'external')
       throw err('USAGE', 'register needs a KMS store (e.g. --store awskms:region=…): this store holds its own keys');
     const kmsUri = parseStoredKmsRef(p.kms).toString();
     const driver = await this.kmsDriver(kmsUri);
-    const v = await this.adoptedVersion(driver, kmsUri, keyId, 1, opts);
+    const v = await this.adoptedVersion(driver, kmsUri, keyId, 1, opts, opts.signal);
     const rec = this.newRecord(name, v.type, v.purpose, StoreKeyring.usageFor(v.purpose, opts.usage), opts.createdBy, v.version, {
       registered: 'true',
     });
-    await this.store.create(rec);
+    await this.store.create(rec, { signal: opts.signal });
     return toKeyInfo(rec);
   }
 
@@ -410,19 +423,21 @@ export class StoreKeyring implements Keyring {
     keyRef: string,
     version: number,
     want: AdoptWant,
+    signal?: AbortSignal,
   ): Promise<{ type: KeyType; purpose: Purpose; version: VersionRecord }> {
-    const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef) : keyRef;
-    await driver.keyExistsAndIsActive(keyId);
+    const o = { signal };
+    const keyId = driver.resolveKeyId ? await driver.resolveKeyId(keyRef, o) : keyRef;
+    await driver.keyExistsAndIsActive(keyId, o);
     const what = `${driver.name} key '${keyRef}'`;
     const createdAt = new Date().toISOString();
-    let desc = driver.describeKey ? await driver.describeKey(keyId) : undefined;
+    let desc = driver.describeKey ? await driver.describeKey(keyId, o) : undefined;
     // what the KMS's own description rules out is refused before anything else is read (a KMIP private key
     // made outside keyport has no findable public key: its refusal should say what it is, not that)
     if (desc) checkAdoptable(what, driver, desc, want);
     let pub: { spki: Buffer } | undefined;
     if (desc?.spec !== 'aes256') {
       try {
-        pub = await driver.getPublicKey(keyId);
+        pub = await driver.getPublicKey(keyId, o);
       } catch (e) {
         if (desc) {
           if (desc.spec) throw e; // a key keyport can use whose public key cannot be read: a real failure
@@ -458,17 +473,18 @@ export class StoreKeyring implements Keyring {
     };
   }
 
-  async describe(name: string): Promise<KeyInfo> {
-    return toKeyInfo(await this.record(name));
+  async describe(name: string, opts: CallOptions = {}): Promise<KeyInfo> {
+    return toKeyInfo(await this.record(name, false, opts.signal));
   }
 
-  async list(pattern?: string, opts: { after?: string; limit?: number } = {}): Promise<{ names: string[]; next?: string }> {
+  async list(pattern?: string, opts: { after?: string; limit?: number } & CallOptions = {}): Promise<{ names: string[]; next?: string }> {
     const pat = compilePattern(pattern);
+    checkCancelled('listing keys', opts.signal);
     const limit = opts.limit ?? Infinity;
     const names: string[] = [];
     let after = opts.after;
     for (;;) {
-      const page = await this.store.list({ prefix: pat.prefix, after, limit: 1000 });
+      const page = await this.store.list({ prefix: pat.prefix, after, limit: 1000, signal: opts.signal });
       for (const n of page.names) {
         if (!pat.test(n)) continue;
         names.push(n);
@@ -479,10 +495,10 @@ export class StoreKeyring implements Keyring {
     }
   }
 
-  async delete(name: string): Promise<void> {
-    const r = await this.record(name);
+  async delete(name: string, opts: CallOptions = {}): Promise<void> {
+    const r = await this.record(name, false, opts.signal);
     this.forget(name);
-    await this.store.delete(name);
+    await this.store.delete(name, { signal: opts.signal });
     // keys keyport generated inside a KMS go with their record; registered ones stay in the KMS
     for (const v of r.versions) if (StoreKeyring.generatedHere(r, v)) await this.dropExternal(v);
   }
@@ -501,7 +517,8 @@ export class StoreKeyring implements Keyring {
    * keyport's own and goes with the record).
    */
   async rotate(name: string, opts: RotateOptions = {}): Promise<KeyInfo> {
-    const r = await this.record(name);
+    const signal = opts.signal;
+    const r = await this.record(name, false, signal);
     const last = r.versions[r.versions.length - 1]!;
     let v: VersionRecord;
     if (opts.toKeyId !== undefined) {
@@ -511,24 +528,31 @@ export class StoreKeyring implements Keyring {
       if (r.versions.some((x) => x.external && sameKmsRef(x.external.kms, last.external!.kms) && x.external.keyId === opts.toKeyId))
         throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
       const driver = await this.kmsDriver(last.external.kms);
-      const a = await this.adoptedVersion(driver, last.external.kms, opts.toKeyId, last.version + 1, {
-        type: r.type,
-        purpose: r.purpose,
-        ...(r.usage.some((u) => u !== 'any') ? { usage: r.usage } : {}),
-      });
+      const a = await this.adoptedVersion(
+        driver,
+        last.external.kms,
+        opts.toKeyId,
+        last.version + 1,
+        { type: r.type, purpose: r.purpose, ...(r.usage.some((u) => u !== 'any') ? { usage: r.usage } : {}) },
+        signal,
+      );
       if (r.versions.some((x) => x.external?.keyId === a.version.external!.keyId && sameKmsRef(x.external?.kms, a.version.external!.kms)))
         throw err('EXISTS', `key '${name}' already has KMS key '${opts.toKeyId}' as a version`);
       v = a.version;
     } else {
-      v = await this.newVersion(name, r.type, r.purpose, last.version + 1);
+      v = await this.newVersion(name, r.type, r.purpose, last.version + 1, signal);
       // a registered key's new KMS key is keyport's own: it goes with the record
       if (v.external && r.meta?.['registered'] === 'true') v.external = { ...v.external, origin: 'generated' };
+    }
+    if (signal?.aborted) {
+      if (StoreKeyring.generatedHere(r, v)) await this.dropExternal(v);
+      checkCancelled(`rotating key '${name}'`, signal);
     }
     // the new version is made outside the write (key generation, a KMS call) and numbered inside it, so
     // rotations racing through several replicas or processes all land as consecutive versions
     let next: KeyRecord;
     try {
-      next = await this.updateRecord(name, (cur) => {
+      next = await this.updateRecord(name, signal, (cur) => {
         if (cur.createdAt !== r.createdAt || cur.type !== r.type || cur.purpose !== r.purpose) {
           throw err('CONFLICT', `key '${name}' was deleted and created again while it was being rotated: retry`);
         }
@@ -542,38 +566,38 @@ export class StoreKeyring implements Keyring {
   }
 
   /** read-modify-write of one record (see store/types updateRecord); the record cache forgets it around the write */
-  private async updateRecord(name: string, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+  private async updateRecord(name: string, signal: AbortSignal | undefined, fn: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
     this.forget(name);
     try {
-      return await updateRecord(this.store, name, fn);
+      return await updateRecord(this.store, name, fn, { signal });
     } finally {
       this.forget(name);
     }
   }
 
-  async versions(name: string): Promise<VersionInfo[]> {
-    return toVersionInfos(await this.record(name));
+  async versions(name: string, opts: CallOptions = {}): Promise<VersionInfo[]> {
+    return toVersionInfos(await this.record(name, false, opts.signal));
   }
 
-  async export(name: string): Promise<ExportedKey[]> {
-    const r = await this.record(name);
+  async export(name: string, opts: CallOptions = {}): Promise<ExportedKey[]> {
+    const r = await this.record(name, false, opts.signal);
     const out: ExportedKey[] = [];
     for (const v of r.versions) {
-      const secret = await this.secretBytes(r, v);
+      const secret = await this.secretBytes(r, v, opts.signal);
       out.push({ type: r.type, secret: r.type === 'aes256' ? secret.subarray(0, 32) : secret, version: v.version });
     }
     return out;
   }
 
-  async publicKey(name: string, version?: number): Promise<Buffer> {
-    const r = await this.record(name);
+  async publicKey(name: string, version?: number, opts: CallOptions = {}): Promise<Buffer> {
+    const r = await this.record(name, false, opts.signal);
     const v = this.version(r, version);
     if (!v.publicKey) throw err('KEY_USAGE', `key '${name}' is ${r.type}: it has no public key`);
     return Buffer.from(v.publicKey, 'base64');
   }
 
   async sign(name: string, data: Buffer, opts: SignOptions = {}): Promise<Buffer> {
-    return this.signRecord(await this.record(name, true), data, opts);
+    return this.signRecord(await this.record(name, true, opts.signal), data, opts);
   }
 
   /** sign with a record already in hand (migration verification reads each record once) */
@@ -582,11 +606,11 @@ export class StoreKeyring implements Keyring {
     this.usable(r, 'signing', 'sign');
     this.checkUsage(r, opts.usage);
     const v = this.version(r, opts.version);
-    const s = await this.secret(r, v);
+    const s = await this.secret(r, v, opts.signal);
     const format = opts.format ?? 'der';
     if (s.kind === 'ext') {
       // KMSs answer with either S (AWS KMS, PKCS#11 tokens…): normalized like every local signature
-      const der = lowS(r.type, await s.driver.sign(s.keyId, data, SIGN_ALGO[r.type]!), 'der');
+      const der = lowS(r.type, await s.driver.sign(s.keyId, data, SIGN_ALGO[r.type]!, { signal: opts.signal }), 'der');
       return format === 'raw' && KEY_TYPE_INFO[r.type].family === 'ec' ? derToRaw(der, ecdsaSize(r.type)) : der;
     }
     if (s.kind !== 'priv') throw err('KEY_USAGE', `key '${name}' cannot sign`);
@@ -594,7 +618,7 @@ export class StoreKeyring implements Keyring {
   }
 
   async verify(name: string, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
-    return this.verifyRecord(await this.record(name), data, signature, opts);
+    return this.verifyRecord(await this.record(name, false, opts.signal), data, signature, opts);
   }
 
   async verifyRecord(r: KeyRecord, data: Buffer, signature: Buffer, opts: SignOptions = {}): Promise<boolean> {
@@ -606,19 +630,19 @@ export class StoreKeyring implements Keyring {
     return false;
   }
 
-  async encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
-    return this.encryptRecord(await this.record(name, true), plaintext, context);
+  async encrypt(name: string, plaintext: Buffer, context?: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+    return this.encryptRecord(await this.record(name, true, opts.signal), plaintext, context, opts);
   }
 
-  async encryptRecord(r: KeyRecord, plaintext: Buffer, context?: Buffer): Promise<Buffer> {
+  async encryptRecord(r: KeyRecord, plaintext: Buffer, context?: Buffer, opts: CallOptions = {}): Promise<Buffer> {
     const name = r.name;
     if (r.type === 'aes256') {
       this.usable(r, 'symmetric', 'encrypt');
       const v = this.version(r);
-      const s = await this.secret(r, v);
+      const s = await this.secret(r, v, opts.signal);
       if (s.kind === 'ext') {
         if (context?.length) throw err('UNSUPPORTED', `key '${name}' lives in a KMS: encryption context is not supported there`);
-        return s.driver.encryptSymmetric(s.keyId, plaintext);
+        return s.driver.encryptSymmetric(s.keyId, plaintext, opts);
       }
       if (s.kind !== 'sym') throw err('KEY_USAGE', `key '${name}' cannot encrypt`);
       return kesEncrypt(s.key, plaintext, context, s.algorithm);
@@ -629,23 +653,24 @@ export class StoreKeyring implements Keyring {
     return eciesEncrypt(pub, plaintext, context);
   }
 
-  async decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
-    return this.decryptRecord(await this.record(name, true), ciphertext, context);
+  async decrypt(name: string, ciphertext: Buffer, context?: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+    return this.decryptRecord(await this.record(name, true, opts.signal), ciphertext, context, opts);
   }
 
-  async decryptRecord(r: KeyRecord, ciphertext: Buffer, context?: Buffer): Promise<Buffer> {
+  async decryptRecord(r: KeyRecord, ciphertext: Buffer, context?: Buffer, opts: CallOptions = {}): Promise<Buffer> {
     this.usable(r, r.type === 'aes256' ? 'symmetric' : 'encryption', 'decrypt');
     // the ciphertext does not name its version: newest first, authentication picks the right one
     let last: unknown;
     for (const v of [...r.versions].reverse()) {
       try {
-        const s = await this.secret(r, v);
+        const s = await this.secret(r, v, opts.signal);
         if (s.kind === 'ext') {
-          if (r.type === 'aes256') return await s.driver.decryptSymmetric(s.keyId, ciphertext);
+          if (r.type === 'aes256') return await s.driver.decryptSymmetric(s.keyId, ciphertext, opts);
           return await s.driver.decryptAsymmetric(
             s.keyId,
             ciphertext,
             KEY_TYPE_INFO[r.type].family === 'rsa' ? 'rsa-oaep-sha256' : 'ecies-p256-hkdf-sha256-aes-gcm',
+            opts,
           );
         }
         if (s.kind === 'sym') return kesDecrypt(s.key, ciphertext, context, s.algorithm);
@@ -659,17 +684,17 @@ export class StoreKeyring implements Keyring {
     throw last;
   }
 
-  async generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
-    const r = await this.record(name, true);
+  async generate(name: string, context?: Buffer, opts: CallOptions = {}): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
+    const r = await this.record(name, true, opts.signal);
     if (r.type !== 'aes256') throw err('KEY_USAGE', `key '${name}' is ${r.type}: data keys come from aes256 keys`);
     const plaintext = randomBytes(32);
-    return { plaintext, ciphertext: await this.encryptRecord(r, plaintext, context) };
+    return { plaintext, ciphertext: await this.encryptRecord(r, plaintext, context, opts) };
   }
 
-  async hmac(name: string, message: Buffer): Promise<Buffer> {
-    const r = await this.record(name, true);
+  async hmac(name: string, message: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+    const r = await this.record(name, true, opts.signal);
     this.usable(r, 'symmetric', 'compute an HMAC');
-    const s = await this.secret(r, this.version(r));
+    const s = await this.secret(r, this.version(r), opts.signal);
     if (s.kind !== 'sym') throw err('UNSUPPORTED', `key '${name}' lives in a KMS: HMAC is not available there`);
     if (!s.hmacKey)
       throw err('CONFLICT', `key '${name}' does not support HMAC (it was made without an HMAC key)`, { retryable: false, httpStatus: 409 });

@@ -25,7 +25,7 @@ export interface ProtectionStrategy {
   /** a new version: key material generated here (and held) or inside the KMS */
   generate(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord>;
   /** hold secret bytes that came from elsewhere (import, migration) the way this mode holds secrets */
-  hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Holding>;
+  hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number, signal?: AbortSignal): Promise<Holding>;
 }
 
 const label = (name: string, version: number) => (version === 1 ? name : `${name}-v${version}`);
@@ -33,7 +33,7 @@ const label = (name: string, version: number) => (version === 1 ? name : `${name
 /** generated here, then held by `hold` */
 abstract class LocalMaterial implements ProtectionStrategy {
   abstract readonly mode: Protection['mode'];
-  abstract hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Holding>;
+  abstract hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number, signal?: AbortSignal): Promise<Holding>;
 
   async generate(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord> {
     const createdAt = new Date().toISOString();
@@ -44,7 +44,7 @@ abstract class LocalMaterial implements ProtectionStrategy {
       createdAt,
       ...(m.publicKey ? { publicKey: m.publicKey.toString('base64') } : {}),
       fingerprint: fingerprintOf(type, m),
-      ...(await this.hold(name, type, purpose, m.secret, version)),
+      ...(await this.hold(name, type, purpose, m.secret, version, signal)),
     };
   }
 }
@@ -64,8 +64,8 @@ export class EnvelopeStrategy extends LocalMaterial {
   ) {
     super();
   }
-  async hold(_n: string, _t: KeyType, _p: Purpose, secret: Buffer): Promise<Holding> {
-    return { sealed: await this.wrappers.seal(parseStoredKeyRef(this.wrapper, "the store's wrapper key"), secret) };
+  async hold(_n: string, _t: KeyType, _p: Purpose, secret: Buffer, _v: number, signal?: AbortSignal): Promise<Holding> {
+    return { sealed: await this.wrappers.seal(parseStoredKeyRef(this.wrapper, "the store's wrapper key"), secret, { signal }) };
   }
 }
 
@@ -80,21 +80,26 @@ export class ExternalStrategy implements ProtectionStrategy {
     return this.connections.kms(parseStoredKmsRef(this.kms));
   }
 
-  async generate(name: string, type: KeyType, purpose: Purpose, version: number): Promise<VersionRecord> {
+  async generate(name: string, type: KeyType, purpose: Purpose, version: number, signal?: AbortSignal): Promise<VersionRecord> {
     const createdAt = new Date().toISOString();
     const driver = await this.driver();
     const l = label(name, version);
+    const o = { signal };
     let keyId: string;
-    if (type === 'aes256') keyId = await driver.generateSymmetricKey(l);
-    else if (purpose === 'signing') keyId = await driver.generateSigningKeyPair(type as SigningKeySpec, l);
-    else keyId = await driver.generateEncryptionKeyPair(type as EncryptionKeySpec, l);
+    if (type === 'aes256') keyId = await driver.generateSymmetricKey(l, o);
+    else if (purpose === 'signing') keyId = await driver.generateSigningKeyPair(type as SigningKeySpec, l, o);
+    else keyId = await driver.generateEncryptionKeyPair(type as EncryptionKeySpec, l, o);
     const ext = { kms: this.kms, keyId };
     if (type === 'aes256') return { version, createdAt, fingerprint: `kms:${keyId}`, external: ext };
-    const { spki } = await driver.getPublicKey(keyId);
+    const { spki } = await driver.getPublicKey(keyId, o).catch(async (e: unknown) => {
+      // the key was made but cannot be recorded (its public key read failed or was cancelled): it goes again
+      await driver.deleteKey(keyId).catch(() => undefined);
+      throw e;
+    });
     return { version, createdAt, publicKey: spki.toString('base64'), fingerprint: fingerprintOf(type, { publicKey: spki }), external: ext };
   }
 
-  async hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number): Promise<Holding> {
+  async hold(name: string, type: KeyType, purpose: Purpose, secret: Buffer, version: number, signal?: AbortSignal): Promise<Holding> {
     const driver = await this.driver();
     if (!driver.importKey)
       throw err('UNSUPPORTED', `${driver.name} cannot import key material (no BYOK here): create the key in the KMS and register it`);
@@ -102,6 +107,7 @@ export class ExternalStrategy implements ProtectionStrategy {
     const keyId = await driver.importKey(
       { kind, spec: type as SigningKeySpec, secret: type === 'aes256' ? secret.subarray(0, 32) : secret },
       label(name, version),
+      { signal },
     );
     return { external: { kms: this.kms, keyId } };
   }

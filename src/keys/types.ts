@@ -5,6 +5,7 @@
  */
 import type { KeyType, Purpose } from '../crypto/keytypes.js';
 import type { KeyState, KeyUsage } from '../store/types.js';
+import type { CallOptions } from '../cancel.js';
 import type { AdoptWant } from './adopt.js';
 
 export interface KeyInfo {
@@ -41,16 +42,19 @@ export interface VersionInfo {
   current: boolean;
 }
 
-export interface CreateOptions {
+/**
+ * Every Keyring call takes a `signal` (CallOptions, src/cancel.ts) — in its options object where it has
+ * one, else as a trailing `opts` — that cancels its store, KMS and HTTP calls (a server request that ran
+ * out of time): the call fails with TIMEOUT instead of racing its caller. Without one nothing changes.
+ */
+export interface CreateOptions extends CallOptions {
   type?: KeyType;
   purpose?: Purpose;
   usage?: KeyUsage[];
   createdBy?: string;
-  /** cancels a create that has not started generating yet (a server request that ran out of time) */
-  signal?: AbortSignal;
 }
 
-export interface SignOptions {
+export interface SignOptions extends CallOptions {
   /** ECDSA signature encoding: DER (default) or raw r‖s (IEEE P1363) */
   format?: 'der' | 'raw';
   /** what the signature is for; checked against the key's usage restrictions */
@@ -62,11 +66,11 @@ export interface SignOptions {
 }
 
 /** `register`: what the adopted KMS key must be (checked against what the KMS says it is) */
-export interface RegisterOptions extends AdoptWant {
+export interface RegisterOptions extends AdoptWant, CallOptions {
   createdBy?: string;
 }
 
-export interface RotateOptions {
+export interface RotateOptions extends CallOptions {
   /**
    * the new version is this existing KMS key (id, ARN, alias/NAME or label) in the KMS the key lives in,
    * checked against the key's type and purpose; default: a new key made where the newest version lives
@@ -86,10 +90,10 @@ export interface Keyring {
   create(name: string, opts?: CreateOptions): Promise<KeyInfo>;
   /** material: PKCS#8 DER/PEM, or 32 raw bytes for aes256 */
   import(name: string, material: Buffer, opts?: CreateOptions): Promise<KeyInfo>;
-  describe(name: string): Promise<KeyInfo>;
+  describe(name: string, opts?: CallOptions): Promise<KeyInfo>;
   /** names matching a glob (`*`, `?`, `[…]`), page by page */
-  list(pattern?: string, opts?: { after?: string; limit?: number }): Promise<{ names: string[]; next?: string }>;
-  delete(name: string): Promise<void>;
+  list(pattern?: string, opts?: { after?: string; limit?: number } & CallOptions): Promise<{ names: string[]; next?: string }>;
+  delete(name: string, opts?: CallOptions): Promise<void>;
   rotate(name: string, opts?: RotateOptions): Promise<KeyInfo>;
   /**
    * Adopt a key that already exists in the store's KMS (a KMS store, external mode) by its id, ARN,
@@ -98,18 +102,18 @@ export interface Keyring {
    */
   register(name: string, keyId: string, opts?: RegisterOptions): Promise<KeyInfo>;
   /** every version of a key, oldest first */
-  versions(name: string): Promise<VersionInfo[]>;
+  versions(name: string, opts?: CallOptions): Promise<VersionInfo[]>;
   /** every version, oldest first (only where the store allows export) */
-  export(name: string): Promise<ExportedKey[]>;
-  publicKey(name: string, version?: number): Promise<Buffer>;
+  export(name: string, opts?: CallOptions): Promise<ExportedKey[]>;
+  publicKey(name: string, version?: number, opts?: CallOptions): Promise<Buffer>;
   sign(name: string, data: Buffer, opts?: SignOptions): Promise<Buffer>;
   verify(name: string, data: Buffer, signature: Buffer, opts?: SignOptions): Promise<boolean>;
   /** aes256: KES ciphertext format, context = associated data; rsa: OAEP-SHA256; ec-p256: ECIES */
-  encrypt(name: string, plaintext: Buffer, context?: Buffer): Promise<Buffer>;
-  decrypt(name: string, ciphertext: Buffer, context?: Buffer): Promise<Buffer>;
+  encrypt(name: string, plaintext: Buffer, context?: Buffer, opts?: CallOptions): Promise<Buffer>;
+  decrypt(name: string, ciphertext: Buffer, context?: Buffer, opts?: CallOptions): Promise<Buffer>;
   /** KES data key: 32 random bytes and their ciphertext under the key */
-  generate(name: string, context?: Buffer): Promise<{ plaintext: Buffer; ciphertext: Buffer }>;
+  generate(name: string, context?: Buffer, opts?: CallOptions): Promise<{ plaintext: Buffer; ciphertext: Buffer }>;
   /** KES /v1/key/hmac */
-  hmac(name: string, message: Buffer): Promise<Buffer>;
+  hmac(name: string, message: Buffer, opts?: CallOptions): Promise<Buffer>;
   close(): Promise<void>;
 }

@@ -170,7 +170,7 @@ export function kesListPrefix(resource: string, stripStar: boolean): string {
 async function retriesUnanswered(c: Ctx, material?: Buffer): Promise<boolean> {
   await c.state.unanswered.settled(c.resource);
   if (!c.state.unanswered.has(c.resource)) return false;
-  const now = await c.state.kr.describe(c.resource).catch(() => undefined);
+  const now = await c.state.kr.describe(c.resource, { signal: c.signal }).catch(() => undefined);
   return !!now && c.state.unanswered.claim(c.resource, c.identity, now.fingerprint, material);
 }
 
@@ -276,7 +276,9 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       }
       return ok();
     }),
-    r('GET', '/v1/key/describe/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.describe(c.resource)))),
+    r('GET', '/v1/key/describe/', 0, S15, 'verify', async (c) =>
+      ok(describeJson(await c.state.kr.describe(c.resource, { signal: c.signal }))),
+    ),
     r('GET', '/v1/key/list/', 0, S15, 'verify', async (c) => {
       const prefix = kesListPrefix(c.resource, false);
       // a key name has no '*': a prefix with one (KES: 'min*') lists nothing
@@ -288,7 +290,7 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       let size = 0;
       let cursor = after;
       for (;;) {
-        const page = await c.state.kr.list(pattern, { after: cursor, limit: limit ?? 1000 });
+        const page = await c.state.kr.list(pattern, { after: cursor, limit: limit ?? 1000, signal: c.signal });
         for (const n of page.names) {
           size += n.length + 3;
           names.push(n);
@@ -299,27 +301,29 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       }
     }),
     r('DELETE', '/v1/key/delete/', 0, S15, 'verify', async (c) => {
-      await c.state.kr.delete(c.resource);
+      await c.state.kr.delete(c.resource, { signal: c.signal });
       return ok();
     }),
     r('PUT', '/v1/key/encrypt/', MB, S15, 'verify', async (c) => {
       const b = jsonBody(c);
       const pt = bytes(b, 'plaintext') ?? Buffer.alloc(0);
-      return ok({ ciphertext: (await c.state.kr.encrypt(c.resource, pt, bytes(b, 'context'))).toString('base64') });
+      return ok({ ciphertext: (await c.state.kr.encrypt(c.resource, pt, bytes(b, 'context'), { signal: c.signal })).toString('base64') });
     }),
     r('PUT', '/v1/key/generate/', MB, S15, 'verify', async (c) => {
       const b = jsonBody(c);
-      const dk = await c.state.kr.generate(c.resource, bytes(b, 'context'));
+      const dk = await c.state.kr.generate(c.resource, bytes(b, 'context'), { signal: c.signal });
       return ok({ plaintext: dk.plaintext.toString('base64'), ciphertext: dk.ciphertext.toString('base64') });
     }),
     r('PUT', '/v1/key/decrypt/', MB, S15, 'verify', async (c) => {
       const b = jsonBody(c);
       const ct = bytes(b, 'ciphertext') ?? Buffer.alloc(0);
-      return ok({ plaintext: (await c.state.kr.decrypt(c.resource, ct, bytes(b, 'context'))).toString('base64') });
+      return ok({ plaintext: (await c.state.kr.decrypt(c.resource, ct, bytes(b, 'context'), { signal: c.signal })).toString('base64') });
     }),
     r('PUT', '/v1/key/hmac/', MB, S15, 'verify', async (c) => {
       const b = jsonBody(c);
-      return ok({ hmac: (await c.state.kr.hmac(c.resource, bytes(b, 'message') ?? Buffer.alloc(0))).toString('base64') });
+      return ok({
+        hmac: (await c.state.kr.hmac(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), { signal: c.signal })).toString('base64'),
+      });
     }),
 
     // keyport additions, same style
@@ -330,6 +334,7 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const sig = await c.state.kr.sign(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), {
         format: format as 'der' | 'raw' | undefined,
         usage: str(b, 'usage') as KeyUsage | undefined,
+        signal: c.signal,
       });
       return ok({ signature: sig.toString('base64') });
     }),
@@ -338,19 +343,20 @@ export function buildRoutes(cfg: ServerConfig): Route[] {
       const format = str(b, 'format');
       const valid = await c.state.kr.verify(c.resource, bytes(b, 'message') ?? Buffer.alloc(0), bytes(b, 'signature', true)!, {
         format: format === 'raw' ? 'raw' : 'der',
+        signal: c.signal,
       });
       return ok({ valid });
     }),
     r('GET', '/v1/key/public/', 0, S15, 'verify', async (c) => {
       const v = c.query.get('version');
-      const spki = await c.state.kr.publicKey(c.resource, v ? Number(v) : undefined);
+      const spki = await c.state.kr.publicKey(c.resource, v ? Number(v) : undefined, { signal: c.signal });
       return ok({ public_key: spki.toString('base64') });
     }),
-    r('PUT', '/v1/key/rotate/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.rotate(c.resource)))),
+    r('PUT', '/v1/key/rotate/', 0, S15, 'verify', async (c) => ok(describeJson(await c.state.kr.rotate(c.resource, { signal: c.signal })))),
     r('GET', '/v1/key/versions/', 0, S15, 'verify', async (c) =>
       ok({
         name: c.resource,
-        versions: (await c.state.kr.versions(c.resource)).map((v) => ({
+        versions: (await c.state.kr.versions(c.resource, { signal: c.signal })).map((v) => ({
           version: v.version,
           created_at: v.createdAt,
           fingerprint: v.fingerprint,

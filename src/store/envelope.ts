@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { err, isKeyportError } from '../errors.js';
 import { type KeyRef, parseStoredKeyRef } from '../kms/address.js';
+import type { CallOptions } from '../cancel.js';
 import type { Connections } from '../kms/connections.js';
 import type { SealedBlob } from './types.js';
 
@@ -37,7 +38,7 @@ export class WrapperKeys {
   }
 
   /** seal under a wrapper the caller chose (the store's setting or a configured wrapper) */
-  async seal(wrapper: KeyRef, secret: Buffer): Promise<SealedBlob> {
+  async seal(wrapper: KeyRef, secret: Buffer, opts?: CallOptions): Promise<SealedBlob> {
     const { driver, keyId, address } = await this.connections.key(wrapper, 'wrapper key');
     // the configured local file, never a path the store named: a lost wrapper is never made again
     const file = address.localFile;
@@ -46,11 +47,11 @@ export class WrapperKeys {
         'NOT_FOUND',
         `wrapper key file ${file} does not exist: restore it from a backup (keyport never creates a wrapper key again)`,
       );
-    const blob = await driver.encryptSymmetric(keyId, secret);
+    const blob = await driver.encryptSymmetric(keyId, secret, opts);
     return { wrapper: wrapper.toString(), blob: blob.toString('base64') };
   }
 
-  async unseal(s: SealedBlob): Promise<Buffer> {
+  async unseal(s: SealedBlob, opts?: CallOptions): Promise<Buffer> {
     const ref = parseStoredKeyRef(s.wrapper, 'sealed key');
     const { driver, keyId, address } = await this.connections.key(ref, 'wrapper key');
     // the local driver makes a missing key file on first use: opening must never make a wrapper
@@ -61,7 +62,7 @@ export class WrapperKeys {
         `wrapper key file ${file} does not exist: restore it from a backup (keyport never creates a wrapper key again)`,
       );
     try {
-      return await driver.decryptSymmetric(keyId, Buffer.from(s.blob, 'base64'));
+      return await driver.decryptSymmetric(keyId, Buffer.from(s.blob, 'base64'), opts);
     } catch (e) {
       if (isKeyportError(e, 'INVALID_CIPHERTEXT'))
         throw err('INVALID_CIPHERTEXT', `sealed key does not open with wrapper ${ref}: wrong or rotated wrapper key`);

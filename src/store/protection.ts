@@ -11,19 +11,22 @@
  */
 import { err } from '../errors.js';
 import { parseStoredKeyRef, parseStoredKmsRef } from '../kms/address.js';
-import type { RecordStore } from './types.js';
+import type { RecordStore, StoreCallOptions } from './types.js';
 
 export type Protection = { mode: 'clear' } | { mode: 'envelope'; wrapper: string } | { mode: 'external'; kms: string };
 
 export const PROTECTION_META = 'keyport.protection';
 
-export async function readProtection(store: RecordStore): Promise<Protection> {
-  return (await readProtectionStored(store)).protection;
+export async function readProtection(store: RecordStore, opts?: StoreCallOptions): Promise<Protection> {
+  return (await readProtectionStored(store, opts)).protection;
 }
 
 /** the setting, and whether its stored text is not yet the canonical reference (a 0.1.0 URI) */
-export async function readProtectionStored(store: RecordStore): Promise<{ protection: Protection; legacy: boolean }> {
-  const raw = await store.getMeta(PROTECTION_META);
+export async function readProtectionStored(
+  store: RecordStore,
+  opts?: StoreCallOptions,
+): Promise<{ protection: Protection; legacy: boolean }> {
+  const raw = await store.getMeta(PROTECTION_META, opts);
   if (!raw) return { protection: { mode: 'clear' }, legacy: false };
   let p: Protection | undefined;
   try {

@@ -15,6 +15,8 @@ import { ROOT } from '../support/testbed.js';
 import { agentFor, raw, testServer } from '../support/server.js';
 import { parseApiKey } from '../../src/server/identity.js';
 import { kesDecrypt } from '../../src/crypto/kes-ciphertext.js';
+import { RemoteKeyring } from '../../src/client/remote.js';
+import { isKeyportError } from '../../src/errors.js';
 
 /** another process (better-sqlite3, as `protect rotate` or `sqlite3` would) takes the write lock and holds it */
 function holdWriteLock(db: string, ms: number): Promise<{ released: Promise<void>; holding: () => boolean }> {
@@ -160,4 +162,46 @@ test('a create or import that timed out for its client is cancelled, not left to
   const ct = JSON.parse((await raw(t.url, admin, 'PUT', '/v1/key/encrypt/late-import', JSON.stringify({ plaintext: 'aGk=' }))).body);
   assert.equal(kesDecrypt(material, Buffer.from(ct.ciphertext, 'base64')).toString(), 'hi');
   assert.equal(await status(app, '/v1/key/create/my-app-replaced'), 200);
+});
+
+test('every route passes its deadline to the key ring: a rotate or delete waiting for the SQLite write lock is answered 503 and cancelled, and so is one whose remote caller gave up', async () => {
+  // rotate and delete time out after 1.5 s; another process holds the write lock for 4 s (a write waits up to
+  // 5 s for it): without the request's signal reaching the store, the waiting writes would land once the lock goes
+  const t = await testServer((c) => {
+    c.routes['/v1/key/rotate/'] = { timeoutMs: 1_500 };
+    c.routes['/v1/key/delete/'] = { timeoutMs: 1_500 };
+  });
+  const admin = agentFor(parseApiKey(t.admin));
+  const remote = new RemoteKeyring(t.url, { apiKey: t.admin, insecure: true });
+  const db = (t.config.store as { store: string }).store.replace(/^sqlite:/, '');
+  for (const n of ['rot', 'del', 'by-remote']) assert.equal((await raw(t.url, admin, 'PUT', `/v1/key/create/${n}`)).status, 200);
+  // a caller whose signal already fired sends nothing
+  await assert.rejects(remote.rotate('by-remote', { signal: AbortSignal.abort() }), (e) => isKeyportError(e, 'TIMEOUT'));
+  const lock = await holdWriteLock(db, 4_000);
+  const [rotated, deleted, remoteGaveUp] = await Promise.all([
+    raw(t.url, admin, 'PUT', '/v1/key/rotate/rot'),
+    raw(t.url, admin, 'DELETE', '/v1/key/delete/del'),
+    // the remote key ring's own signal aborts its HTTP request; the server sees its client go and cancels the store write
+    remote.rotate('by-remote', { signal: AbortSignal.timeout(500) }).then(
+      () => 'answered',
+      (e: unknown) => (isKeyportError(e) ? e.code : String(e)),
+    ),
+  ]);
+  const stillHeld = lock.holding();
+  for (const r of [rotated, deleted]) {
+    assert.equal(r.status, 503, r.body);
+    assert.equal(JSON.parse(r.body).message, 'request timed out');
+  }
+  assert.equal(remoteGaveUp, 'TIMEOUT');
+  assert.ok(stillHeld, 'the answers came while the lock was held (the writes were still waiting for it)');
+  await lock.released;
+  await new Promise((r) => setTimeout(r, 300));
+  // nothing landed after its caller was answered or went away
+  assert.equal((await raw(t.url, admin, 'GET', '/v1/key/describe/del')).status, 200, 'the cancelled delete was made');
+  for (const n of ['rot', 'by-remote']) assert.equal((await remote.describe(n)).version, 1, `the cancelled rotate of ${n} was made`);
+  // and the same calls work once the lock is gone
+  assert.equal((await remote.rotate('rot')).version, 2);
+  await remote.delete('del');
+  assert.equal((await raw(t.url, admin, 'GET', '/v1/key/describe/del')).status, 404);
+  await remote.close();
 });

@@ -4,7 +4,9 @@
  * key lock held by another owner, a PostgreSQL row lock held by another session — and the caller gives
  * up while it waits: the call fails with TIMEOUT (not THROTTLED / CONFLICT after the store's own
  * wait), and once the blocker is gone the cancelled write has not landed. (The aborted-before-the-call
- * case runs for every store in test/support/store-conformance.ts.)
+ * case runs for every store in test/support/store-conformance.ts.) The key ring hands its caller's signal
+ * to every store and KMS call it makes (a cancelled caller never reaches the store; a deadline that fires
+ * mid-operation cancels the unsealing under the wrapper key).
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +20,10 @@ import { isKeyportError } from '../../src/errors.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { openFsStore } from '../../src/store/fs.js';
 import { openPostgresStore } from '../../src/store/postgres.js';
+import type { RecordStore } from '../../src/store/types.js';
+import { openKeyring } from '../../src/keys/open.js';
+import { StoreKeyring } from '../../src/keys/keyring.js';
+import { protectEnable } from '../../src/keys/protect.js';
 import { aesRecord } from '../support/store-conformance.js';
 import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
@@ -115,5 +121,79 @@ describe('a cancelled caller stops a store call that is waiting', () => {
       assert.equal((await s.get('row')).state, 'active', 'the cancelled update did not land after the lock was released');
       await s.close();
     });
+  });
+});
+
+/** the store, counting the calls made to it */
+function counted(store: RecordStore, onGet?: () => void): { store: RecordStore; calls: string[] } {
+  const calls: string[] = [];
+  const wrapped = new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        calls.push(String(prop));
+        const r: unknown = await (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (prop === 'get') onGet?.();
+        return r;
+      };
+    },
+  });
+  return { store: wrapped, calls };
+}
+
+describe('the key ring passes its caller’s signal to every store and KMS call', () => {
+  it('a call whose signal has fired fails with TIMEOUT and never reaches the store; without a signal nothing changes', async () => {
+    const setup = await openKeyring(`sqlite:${join(dir, 'kr.db')}`);
+    await setup.create('s', { type: 'ec-p256' });
+    await setup.create('a');
+    const ct = await setup.encrypt('a', Buffer.from('hi'));
+    const sig = await setup.sign('s', Buffer.from('m'));
+    const { store, calls } = counted(setup.store);
+    const kr = new StoreKeyring(store);
+    const o = { signal: AbortSignal.abort() };
+    const m = Buffer.from('m');
+    const ops: [string, () => Promise<unknown>][] = [
+      ['sign', () => kr.sign('s', m, o)],
+      ['decrypt', () => kr.decrypt('a', ct, undefined, o)],
+      ['encrypt', () => kr.encrypt('a', m, undefined, o)],
+      ['generate', () => kr.generate('a', undefined, o)],
+      ['hmac', () => kr.hmac('a', m, o)],
+      ['verify', () => kr.verify('s', m, sig, o)],
+      ['describe', () => kr.describe('a', o)],
+      ['list', () => kr.list('*', o)],
+      ['versions', () => kr.versions('a', o)],
+      ['publicKey', () => kr.publicKey('s', undefined, o)],
+      ['export', () => kr.export('a', o)],
+      ['rotate', () => kr.rotate('a', o)],
+      ['delete', () => kr.delete('a', o)],
+    ];
+    for (const [what, op] of ops) await assert.rejects(op(), isTimeout, what);
+    assert.deepEqual(calls, [], 'no store call was made for a cancelled caller');
+    // no signal: as before
+    assert.equal((await kr.decrypt('a', ct)).toString(), 'hi');
+    assert.ok(await kr.verify('s', m, await kr.sign('s', m)));
+    assert.equal((await kr.describe('a')).versions, 1, 'the cancelled rotate did not run');
+    await setup.close();
+  });
+
+  it('envelope: a deadline that fires while the record is read cancels the unsealing under the wrapper key', async () => {
+    const uri = `sqlite:${join(dir, 'env.db')}`;
+    const wrapper = `local:${join(dir, 'w.key')}`;
+    const setup = await openKeyring(uri);
+    await setup.create('a');
+    const ct = await setup.encrypt('a', Buffer.from('hi'));
+    await protectEnable(setup, wrapper);
+    await setup.close();
+    const sealed = await openKeyring(uri, { kms: [wrapper] });
+    const ac = new AbortController();
+    // the store answers, and the caller's time is up just then: the KMS call that unseals must not run on
+    const { store, calls } = counted(sealed.store, () => ac.abort());
+    const kr = new StoreKeyring(store, { connections: sealed.connections });
+    await assert.rejects(kr.decrypt('a', ct, undefined, { signal: ac.signal }), (e) => isTimeout(e) && /cancel/.test((e as Error).message));
+    assert.ok(calls.includes('get'), 'the record was read');
+    // nothing half-done is cached: the next caller unseals and decrypts
+    assert.equal((await kr.decrypt('a', ct)).toString(), 'hi');
+    await sealed.close();
   });
 });
