@@ -314,11 +314,12 @@ describe('pkcs11: driver against kryoptic', { skip: skipUnless(SERVICE) }, () =>
       bad[bad.length - 1]! ^= 1;
       // kryoptic maps every OpenSSL failure but a few to CKR_DEVICE_ERROR (kryoptic-lib src/error.rs,
       // From<ossl::Error>), OAEP padding failures included; see the conformance deviation below
-      for (const [what, p] of [
-        ['tampered', d.decryptAsymmetric(id, bad, 'rsa-oaep-sha256')],
-        ['other key', d.decryptAsymmetric(other, ct, 'rsa-oaep-sha256')],
+      // one call at a time: a second promise made up front could reject before it is awaited (unhandled)
+      for (const [what, call] of [
+        ['tampered', () => d.decryptAsymmetric(id, bad, 'rsa-oaep-sha256')],
+        ['other key', () => d.decryptAsymmetric(other, ct, 'rsa-oaep-sha256')],
       ] as const) {
-        const e = await rejects(p);
+        const e = await rejects(call());
         assert.equal(e.code, 'UNAVAILABLE', what);
         assert.match(e.message, /CKR_DEVICE_ERROR/, what);
       }
