@@ -25,15 +25,20 @@ export function checkCancelled(what: string, signal: AbortSignal | undefined): v
 
 /** wait `ms`, or reject with `cancelled(what)` as soon as the signal fires */
 export function sleepUnlessCancelled(ms: number, what: string, signal: AbortSignal | undefined): Promise<void> {
+  return abortableSleep(ms, signal, () => cancelled(what, signal!));
+}
+
+/** wait `ms`, or reject with `reason()` as soon as the signal fires (at once if it already has) */
+export function abortableSleep(ms: number, signal: AbortSignal | undefined, reason: () => unknown): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(cancelled(what, signal));
+    if (signal?.aborted) return reject(reason());
     const t = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
       clearTimeout(t);
-      reject(cancelled(what, signal!));
+      reject(reason());
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });

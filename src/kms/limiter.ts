@@ -18,6 +18,8 @@
  *    that share a quota do not move in lock-step (never shortened: a one-token bucket would throttle).
  */
 
+import { abortableSleep } from '../cancel.js';
+
 export interface LimiterStats {
   /** requests per second now; Infinity while the KMS never throttled */
   rate: number;
@@ -132,18 +134,9 @@ export class AdaptiveLimiter {
   }
 }
 
+/** the caller's signal ends a wait with its own reason (the deadline's error) */
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return abortableSleep(ms, signal, () => signal!.reason);
 }
 
 const limiters = new Map<string, AdaptiveLimiter>();
