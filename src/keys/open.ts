@@ -240,7 +240,7 @@ export async function openKeyring(target: string | Target | StoreConfig, opts: O
         kr.pendingProtection = { mode: 'envelope', wrapper: ref, clearKeys };
         if (clearKeys)
           opts.onNotice?.(
-            `${clearKeys} key(s) in ${store} are not yet sealed under ${ref}: the next write command or 'keyport protect enable' seals them`,
+            `${clearKeys} key(s) in ${store} are not yet sealed under ${ref}: the next write command or 'keyport protect enable --wrapper ${ref}' seals them`,
           );
       } else if (cur.mode === 'clear') {
         const r = await protectEnable(kr, wrapper);

@@ -31,7 +31,7 @@ function hashTree(path: string): string {
 }
 
 const NOTICE =
-  /keyport: (\d+) key\(s\) in \S+ are not yet sealed under local:\S+wrapper\.key: the next write command or 'keyport protect enable' seals them/g;
+  /keyport: (\d+) key\(s\) in \S+ are not yet sealed under local:\S+wrapper\.key: the next write command or 'keyport protect enable --wrapper local:\S+wrapper\.key' seals them/g;
 
 for (const kind of ['sqlite', 'fs'] as const) {
   test(`${kind}: read-only commands on a YAML (envelope, local wrapper not yet there) over a clear store write nothing`, () => {
