@@ -274,7 +274,10 @@ export function verifySessionSignature(
   const fromMs = Number(d.validityPeriodFromInclusive / 1000n);
   const toMs = fromMs + d.validityPeriodDurationSeconds * 1000;
   if (!(fromMs <= opts.atMs && opts.atMs < toMs))
-    return `the session key is valid from ${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()}, not at ${new Date(opts.atMs).toISOString()}: expired or not yet valid`;
+    return (
+      `the session key is valid from ${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()}, not at ` +
+      `${new Date(opts.atMs).toISOString()}: expired or not yet valid`
+    );
   if (ALGO_OF[sessionType] !== sig.signingAlgorithmSpec || formatOf(sig.signingAlgorithmSpec) !== sig.format)
     return 'the signature algorithm or format does not fit the session key';
   if (!verifyRaw(d.sessionKey, sig.signingAlgorithmSpec, hash, sig.signature)) return 'the session key did not make this signature';

@@ -7,7 +7,8 @@ export function register(program: Command): void {
   const cmd = program
     .command('doctor')
     .description(
-      'check a store, KMS or KMS key URI: reachability and latency, records, protection, the wrapper key, key types, permissions; exit 1 when anything is wrong',
+      'check a store, KMS or KMS key URI: reachability and latency, records, protection, the wrapper key, key types, permissions; exit ' +
+        '1 when anything is wrong',
     )
     .argument('<store>', 'store URI or YAML, KMS URI, or KMS key URI, e.g. sqlite:keys.db or awskms:region=eu-west-1;key-id=alias/wrapper')
     .option('--json', 'one JSON object: {uri, kms, keyId?, ok, checks}')

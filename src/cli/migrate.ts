@@ -46,7 +46,9 @@ export function register(program: Command): void {
     .option('--all', 'with --dry-run: list every plan entry, not the first 50')
     .addHelpText(
       'after',
-      `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
+      `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at ` +
+        `the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport ` +
+        `migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
     )
     .action(async (pattern: string | undefined, o: MigrateCliOpts) => {
       if (o.to !== undefined && o.target !== undefined) throw err('USAGE', 'give the target once: --to or --target');
@@ -89,7 +91,8 @@ export function register(program: Command): void {
       });
       if (report.clearTarget && !o.json)
         process.stderr.write(
-          `keyport: --allow-clear: ${report.dryRun ? `${report.planned} key(s) would be` : `${report.migrated} key(s) were`} written in the clear at ${report.to}; at the source they are protected (${report.clearTarget.sourceProtection} under ${report.clearTarget.via})\n`,
+          `keyport: --allow-clear: ${report.dryRun ? `${report.planned} key(s) would be` : `${report.migrated} key(s) were`} written in ` +
+            `the clear at ${report.to}; at the source they are protected (${report.clearTarget.sourceProtection} under ${report.clearTarget.via})\n`,
         );
       const bad = report.conflicts.length + report.failed.length + report.refused.length;
       if (o.json) {
@@ -121,19 +124,24 @@ export function register(program: Command): void {
           const more = Math.max(entries.length, total) - shown.length;
           if (more > 0)
             w(
-              `  … and ${more} more entr${more === 1 ? 'y' : 'ies'} (--all lists ${entries.length < total ? `the first ${entries.length}` : 'them all'}; --json gives the plan as JSON)`,
+              `  … and ${more} more entr${more === 1 ? 'y' : 'ies'} (--all lists ` +
+                `${entries.length < total ? `the first ${entries.length}` : 'them all'}; --json gives the plan as JSON)`,
             );
         } else if (report.alreadyFinished)
           w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
         else
           w(
-            `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} (${report.keysPerSecond.toFixed(0)} keys/s)`,
+            `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} ` +
+              `in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} ` +
+              `(${report.keysPerSecond.toFixed(0)} keys/s)`,
           );
         // refusals, conflicts and failures are for stderr: stdout keeps the report
         const e = (s: string) => process.stderr.write(s + '\n');
         if (report.conflicts.length)
           e(
-            `conflicts (${report.conflicts.length}, untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`,
+            `conflicts (${report.conflicts.length}, ` +
+              `untouched${!o.merge && !o.force && !report.dryRun ? '; nothing was written: use --merge or --force' : ''}): ` +
+              `${report.conflicts.slice(0, 20).join(', ')}${report.conflicts.length > 20 ? ', …' : ''}`,
           );
         for (const r of report.refused.slice(0, 20)) e(`refused ${r.name}: ${r.reason}`);
         for (const x of report.errors.slice(0, 20)) e(`failed ${x.name}: ${x.error}`);

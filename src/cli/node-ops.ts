@@ -47,7 +47,8 @@ export function registerNodeOps(node: Command): void {
     node
       .command('rotate <name>')
       .description(
-        "new keys for a node's roles (same store or KMS, or a pre-generated KMS key) and a new OwnerToKeyMapping (serial + 1); old versions keep verifying and decrypting",
+        "new keys for a node's roles (same store or KMS, or a pre-generated KMS key) and a new OwnerToKeyMapping (serial + 1); old " +
+          'versions keep verifying and decrypting',
       )
       .addOption(
         new Option('--role <role>', 'which keys').choices(['signing', 'sequencer-auth', 'protocol', 'encryption', 'all']).default('all'),

@@ -96,15 +96,20 @@ export async function doctorStore(target: string | Target, opts: OpenOptions & {
       add({
         check: 'temp files',
         status: 'problem',
-        detail: `${stale.length} temp file(s) left by an interrupted write, which may hold key material: ${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}`,
-        fix: 'the next keyport write to this store removes them under its lock (e.g. run the interrupted migrate again); or delete them while no keyport process writes',
+        detail:
+          `${stale.length} temp file(s) left by an interrupted write, which may hold key material: ` +
+          `${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}`,
+        fix:
+          'the next keyport write to this store removes them under its lock (e.g. run the interrupted migrate again); or delete them ' +
+          'while no keyport process writes',
       });
     if (opts.maxAgeMs !== undefined)
       add({
         check: 'key age',
         status: due.length ? 'problem' : 'ok',
         detail: due.length
-          ? `${due.length} key(s) due for rotation (newest version older than ${formatAge(opts.maxAgeMs)}): ${due.slice(0, 20).join(', ')}${due.length > 20 ? ', …' : ''}`
+          ? `${due.length} key(s) due for rotation (newest version older than ${formatAge(opts.maxAgeMs)}): ` +
+            `${due.slice(0, 20).join(', ')}${due.length > 20 ? ', …' : ''}`
           : `every key's newest version is younger than ${formatAge(opts.maxAgeMs)}`,
         ...(due.length
           ? { fix: 'keyport key rotate NAME (or --to-key-id ID for a pre-generated KMS key); keyport node rotate for node keys' }
@@ -115,7 +120,8 @@ export async function doctorStore(target: string | Target, opts: OpenOptions & {
         check: 'sealed versions',
         status: unopened.length ? 'problem' : 'ok',
         detail: unopened.length
-          ? `${unopened.length} of ${sealed} sealed version(s) do not open: ${unopened.slice(0, 20).join(', ')}${unopened.length > 20 ? ', …' : ''} (${firstProblem})`
+          ? `${unopened.length} of ${sealed} sealed version(s) do not open: ` +
+            `${unopened.slice(0, 20).join(', ')}${unopened.length > 20 ? ', …' : ''} (${firstProblem})`
           : `all ${sealed} sealed version(s) open`,
         ...(unopened.length
           ? { fix: 'configure (or restore from a backup) the wrapper key that sealed them; keyport never re-creates a wrapper key' }

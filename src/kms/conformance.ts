@@ -314,7 +314,9 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       encSpecs.length ? '' : 'encryption',
       symmetric || opts.specs?.symmetric === false ? '' : 'symmetric',
     ].filter(Boolean);
-    const summary = `signing: ${signingSpecs.join(' ') || 'none'}; encryption: ${encSpecs.join(' ') || 'none'}; ${symNote || (opts.specs?.symmetric === false ? 'symmetric: not tested' : 'symmetric: aes256')}`;
+    const summary =
+      `signing: ${signingSpecs.join(' ') || 'none'}; encryption: ${encSpecs.join(' ') || 'none'}; ` +
+      `${symNote || (opts.specs?.symmetric === false ? 'symmetric: not tested' : 'symmetric: aes256')}`;
     if (!signingSpecs.length && !encSpecs.length && !symmetric) throw new Fail(`the driver supports nothing (${summary})`);
     return empty.length ? `${summary} (empty: ${empty.join(', ')})` : summary;
   });
@@ -352,10 +354,12 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
       ];
       variants[0]![1][ct.length - 1] ^= 0x01;
       variants[1]![1][ct.length >> 1] ^= 0x80;
-      for (const [what, bad] of variants)
+      for (const [what, bad] of variants) {
+        const call = () => driver.decryptSymmetric(s.id, bad);
         codes.push(
-          `${what}: ${await mustFail(`decryptSymmetric of a ciphertext with the ${what}`, () => driver.decryptSymmetric(s.id, bad), ['INVALID_CIPHERTEXT'], ['INVALID_INPUT'])}`,
+          `${what}: ${await mustFail(`decryptSymmetric of a ciphertext with the ${what}`, call, ['INVALID_CIPHERTEXT'], ['INVALID_INPUT'])}`,
         );
+      }
       return codes.join('; ');
     });
   }
@@ -483,7 +487,8 @@ export async function runConformance(driver: Driver, opts: ConformanceOptions = 
     if (!sk) throw new Skip('no signing key');
     const right = SIGNING_ALGO_OF[sk.spec as SigningKeySpec];
     const wrong = signingAlgos.find((a) => a !== right) ?? ALL_SIGNING_ALGOS.find((a) => a !== right)!;
-    return `${wrong}: ${await mustFail(`sign with ${wrong} using a ${sk.spec} key`, () => driver.sign(sk.id, Buffer.from('x'), wrong), ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT'])}`;
+    const call = () => driver.sign(sk.id, Buffer.from('x'), wrong);
+    return `${wrong}: ${await mustFail(`sign with ${wrong} using a ${sk.spec} key`, call, ['KEY_USAGE', 'UNSUPPORTED'], ['INVALID_INPUT'])}`;
   });
   const nonEncSigner =
     signingKeys.find((k) => !(k.spec in ENCRYPTION_ALGO_OF)) ?? signingKeys.find((k) => k.spec !== 'ec-p256' && !k.spec.startsWith('rsa'));

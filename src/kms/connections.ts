@@ -95,7 +95,8 @@ function unresolved(what: string, scheme: string, ref: string): Error {
   const example = scheme === 'local' ? ref : `${scheme}:…`;
   return err(
     'USAGE',
-    `no configured connection reaches ${what}: give it with --kms '${example}' (or --wrapper), KEYPORT_KMS, or kms:/envelope.wrapper in the store YAML (docs/connections.md)`,
+    `no configured connection reaches ${what}: give it with --kms '${example}' (or --wrapper), KEYPORT_KMS, or kms:/envelope.wrapper in ` +
+      `the store YAML (docs/connections.md)`,
     { httpStatus: 500 },
   );
 }

@@ -50,7 +50,10 @@ export function fixFor(e: KeyportError, ctx: { scheme: string; permission?: stri
   switch (e.code as ErrorCode) {
     case 'UNAVAILABLE':
     case 'TIMEOUT':
-      return `make the KMS reachable from here: check endpoint/host and port in the URI (\`keyport help uris\`), DNS, proxies and firewalls${aws ? ' (and region=)' : ''}`;
+      return (
+        `make the KMS reachable from here: check endpoint/host and port in the URI (\`keyport help uris\`), DNS, proxies and ` +
+        `firewalls${aws ? ' (and region=)' : ''}`
+      );
     case 'THROTTLED':
       return 'the KMS is throttling: retry later or raise the request quota';
     case 'AUTH':
@@ -212,7 +215,9 @@ export async function doctorKms(uri: string | KmsAddress, opts: DoctorOptions = 
     add({
       check: 'key types',
       status: 'info',
-      detail: `signing: ${sig.join(' ') || 'none'}; encryption: ${enc.join(' ') || 'none'}${missing.length ? `; not held by this KMS: ${missing.join(' ')}` : ''}`,
+      detail:
+        `signing: ${sig.join(' ') || 'none'}; encryption: ` +
+        `${enc.join(' ') || 'none'}${missing.length ? `; not held by this KMS: ${missing.join(' ')}` : ''}`,
     });
 
     let keyKind: KeyKind | undefined;

@@ -162,7 +162,8 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       if (!o.allowClear)
         throw err(
           'USAGE',
-          `${fromS} protects its keys (${src.protection.mode} under ${via}) but ${toS} would hold them in the clear: migrate into a protected target (a store YAML with envelope: wrapper: …, or a KMS) or pass --allow-clear`,
+          `${fromS} protects its keys (${src.protection.mode} under ${via}) but ${toS} would hold them in the clear: migrate into a ` +
+            `protected target (a store YAML with envelope: wrapper: …, or a KMS) or pass --allow-clear`,
         );
       report.clearTarget = { sourceProtection: src.protection.mode, via };
     }

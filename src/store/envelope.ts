@@ -25,7 +25,8 @@ export class WrapperKeys {
     if (file && !existsSync(file) && !opts.mayCreate)
       throw err(
         'NOT_FOUND',
-        `wrapper key file ${file} does not exist and keys in this store were sealed under it: restore it from a backup (keyport never creates a wrapper key again)`,
+        `wrapper key file ${file} does not exist and keys in this store were sealed under it: restore it from a backup (keyport never ` +
+          `creates a wrapper key again)`,
       );
     await driver.keyExistsAndIsActive(keyId).catch((e) => {
       // a new local wrapper file is created on first use by encrypt

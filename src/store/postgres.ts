@@ -384,7 +384,8 @@ class PostgresStore implements RecordStore {
     if (!create)
       throw new StoreMissingError(
         this.uri,
-        `store ${this.uri} does not exist (no table ${this.table}): check the address (key create, key import, key register, node init and migrate --to create a store)`,
+        `store ${this.uri} does not exist (no table ${this.table}): check the address (key create, key import, key register, node init ` +
+          `and migrate --to create a store)`,
       );
     await this.tx(async (c) => {
       // replicas starting together: one runs the DDL, the others wait and find the tables there

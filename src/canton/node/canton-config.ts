@@ -91,7 +91,8 @@ export function kmsBlock(kms: KmsRef, connection: KmsAddress): { lines: string[]
   // anything else reaches Canton through a KMS driver (Canton's v1 driver API): name and config are the driver's
   const name = kms.scheme === 'driver' ? (kms.identity['name'] ?? 'DRIVER') : `${kms.scheme}-kms-driver`;
   notes.push(
-    `Canton has no built-in ${kms.scheme} KMS: it needs a KMS driver jar for it on its classpath (Canton's KMS driver API); name and config below are that driver's`,
+    `Canton has no built-in ${kms.scheme} KMS: it needs a KMS driver jar for it on its classpath (Canton's KMS driver API); name and ` +
+      `config below are that driver's`,
   );
   return { lines: ['type = driver', `name = ${hoconString(name)}`, 'config = {', '  # the driver’s own settings', '}'], notes };
 }
@@ -123,7 +124,8 @@ export async function cantonConfig(kr: StoreKeyring, node: NodeRecord, opts: { c
   const lines: string[] = [];
   if (node.profile === 'synchronizer-manager')
     notes.push(
-      'a synchronizer manager is Canton 2.x’s domain manager; Canton 3.x has none: its config is printed for the sequencer that hosts the synchronizer’s topology',
+      'a synchronizer manager is Canton 2.x’s domain manager; Canton 3.x has none: its config is printed for the sequencer that hosts ' +
+        'the synchronizer’s topology',
     );
   if (inKms.length && inKms.length !== keys.length)
     throw err(
@@ -144,7 +146,8 @@ export async function cantonConfig(kr: StoreKeyring, node: NodeRecord, opts: { c
     if (!connection)
       throw err(
         'USAGE',
-        `node '${node.name}''s keys live in ${kms} and no connection to it is configured: canton-config prints the region and endpoint Canton needs from it — give it with --kms '${kms.scheme}:…', KEYPORT_KMS or kms: in the store YAML (docs/connections.md)`,
+        `node '${node.name}''s keys live in ${kms} and no connection to it is configured: canton-config prints the region and endpoint ` +
+          `Canton needs from it — give it with --kms '${kms.scheme}:…', KEYPORT_KMS or kms: in the store YAML (docs/connections.md)`,
       );
     const b = kmsBlock(kms, connection);
     notes.push(...b.notes);
@@ -153,7 +156,8 @@ export async function cantonConfig(kr: StoreKeyring, node: NodeRecord, opts: { c
     lines.push('  # the keys live in keyport’s store, not a KMS: Canton holds its own keys (provider jce) and cannot use them');
     lines.push('  crypto.provider = jce');
     notes.push(
-      `node '${node.name}' keeps its keys in ${kr.store.capabilities.kind}: Canton's kms provider needs KMS keys (create the node with --store awskms:… or gcpkms:…)`,
+      `node '${node.name}' keeps its keys in ${kr.store.capabilities.kind}: Canton's kms provider needs KMS keys (create the node with ` +
+        `--store awskms:… or gcpkms:…)`,
     );
   }
   // the keys exist before Canton starts (made or registered by keyport): Canton must neither make keys nor an identity
@@ -188,7 +192,8 @@ export async function cantonConfig(kr: StoreKeyring, node: NodeRecord, opts: { c
     .filter(({ t }) => t.name === 'root-namespace' || t.name.startsWith('delegation') || t.name.startsWith('root'));
   const rest = certs.filter((f) => !delegations.some((d) => d.f === f));
   c.push(
-    `${n}.topology.init_id(identifier = ${hoconString(node.identifier)}, namespace = ${hoconString(node.namespace)}, delegationFiles = Seq(${delegations.map((d) => hoconString(d.f)).join(', ')}))`,
+    `${n}.topology.init_id(identifier = ${hoconString(node.identifier)}, namespace = ${hoconString(node.namespace)}, delegationFiles = ` +
+      `Seq(${delegations.map((d) => hoconString(d.f)).join(', ')}))`,
   );
   if (rest.length)
     c.push(`${n}.topology.transactions.load_single_from_files(Seq(${rest.map(hoconString).join(', ')}), TopologyStoreId.Authorized)`);

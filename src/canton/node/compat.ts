@@ -126,7 +126,9 @@ export async function compatReport(kr: StoreKeyring, names: string[], peers: Sto
       const badE = n.encryption.filter((t) => !canEnc.includes(t));
       if (badS.length || badE.length)
         problems.push(
-          `${n.node} (${n.provider}) uses ${[...badS.map((t) => `${t} signing`), ...badE.map((t) => `${t} encryption`)].join(', ')}, which the KMS node(s) ${kmsNodes.map((k) => k.node).join(', ')} cannot use: KMS nodes need ${canSign.join('/')} signing and ${canEnc.join('/')} encryption keys`,
+          `${n.node} (${n.provider}) uses ${[...badS.map((t) => `${t} signing`), ...badE.map((t) => `${t} encryption`)].join(', ')}, ` +
+            `which the KMS node(s) ${kmsNodes.map((k) => k.node).join(', ')} cannot use: KMS nodes need ${canSign.join('/')} signing ` +
+            `and ${canEnc.join('/')} encryption keys`,
         );
     }
     signing = signing.filter((t) => canSign.includes(t));
@@ -137,7 +139,10 @@ export async function compatReport(kr: StoreKeyring, names: string[], peers: Sto
       "a node on the kms provider talks only to nodes on kms or on jce restricted to the KMS's schemes; Canton 2.x's default provider tink is incompatible",
     );
     notes.push(
-      `the synchronizer's static parameters must require these: required-signing-specs { algorithms = [${uniq(signing.map((t) => SIGN_ALGO_NAME[t]!)).join(', ')}], keys = [${uniq(signing.map((t) => SIGN_KEY_NAME[t]!)).join(', ')}] }, required-encryption-specs { algorithms = [${uniq(encryption.map((t) => ENC_ALGO_NAME[t]!)).join(', ')}], keys = [${uniq(encryption.map((t) => ENC_KEY_NAME[t]!)).join(', ')}] }`,
+      `the synchronizer's static parameters must require these: required-signing-specs { algorithms = ` +
+        `[${uniq(signing.map((t) => SIGN_ALGO_NAME[t]!)).join(', ')}], keys = ` +
+        `[${uniq(signing.map((t) => SIGN_KEY_NAME[t]!)).join(', ')}] }, required-encryption-specs { algorithms = ` +
+        `[${uniq(encryption.map((t) => ENC_ALGO_NAME[t]!)).join(', ')}], keys = [${uniq(encryption.map((t) => ENC_KEY_NAME[t]!)).join(', ')}] }`,
     );
   }
   if (!kmsNodes.length) notes.push('no node is on a KMS: the jce configs below only pin each node to the schemes its keys use');
@@ -174,7 +179,8 @@ export async function nodeKeyMigrationRefusals(src: StoreKeyring, dst: StoreKeyr
       if (!rule.kmsSpecs.includes(k.type) || !offered.includes(k.type))
         out.set(
           k.key,
-          `node '${name}''s ${k.role} key is ${k.type}: in a KMS Canton's kms provider needs ${rule.kmsSpecs.filter((t) => offered.includes(t)).join(' or ') || 'a key type this KMS cannot hold'} for this role`,
+          `node '${name}''s ${k.role} key is ${k.type}: in a KMS Canton's kms provider needs ` +
+            `${rule.kmsSpecs.filter((t) => offered.includes(t)).join(' or ') || 'a key type this KMS cannot hold'} for this role`,
         );
     }
   }

@@ -75,7 +75,11 @@ export async function exportIdentity(kr: StoreKeyring, name: string, dir: string
   writeFileSync(collection, encodeSignedCollection(entries.map(decodeEntry)));
   writeFileSync(
     join(dir, 'node.json'),
-    `${JSON.stringify({ node: node.name, profile: node.profile, id: nodeId(node), namespace: node.namespace, files: files.map((f) => basename(f)) }, null, 2)}\n`,
+    `${JSON.stringify(
+      { node: node.name, profile: node.profile, id: nodeId(node), namespace: node.namespace, files: files.map((f) => basename(f)) },
+      null,
+      2,
+    )}\n`,
   );
   return { id: nodeId(node), namespace: node.namespace, files, collection };
 }

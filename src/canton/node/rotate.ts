@@ -63,7 +63,8 @@ export async function rotateNode(
   if (opts.toKeyId !== undefined && targets.length !== 1)
     throw err(
       'USAGE',
-      `--to-key-id names one KMS key, but --role ${role} covers ${targets.length} keys of node '${name}' (${targets.map((t) => t.role).join(', ')}): pick one with --role`,
+      `--to-key-id names one KMS key, but --role ${role} covers ${targets.length} keys of node '${name}' ` +
+        `(${targets.map((t) => t.role).join(', ')}): pick one with --role`,
     );
   const rotated: RotateResult['rotated'] = [];
   const keys = node.keys.map((k) => ({ ...k }));
@@ -102,7 +103,8 @@ export async function rotateNode(
     throw err(
       codeOf(failed.cause),
       `node '${name}' is partly rotated: rotating its ${failed.role} key '${failed.key}' failed (${messageOf(failed.cause)}), after ${done}; ` +
-        `recording that also failed (${messageOf(e)}), so node '${name}' still uses its previous versions: run keyport node rotate ${name} --role ${role} again`,
+        `recording that also failed (${messageOf(e)}), so node '${name}' still uses its previous versions: run keyport node rotate ` +
+        `${name} --role ${role} again`,
       { cause: failed.cause },
     );
   }

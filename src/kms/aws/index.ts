@@ -545,7 +545,8 @@ class AwsKmsDriver implements Driver {
       if (isKeyportError(e, 'INVALID_INPUT') || isKeyportError(e, 'UNSUPPORTED')) {
         throw err(
           'UNSUPPORTED',
-          `this AWS KMS endpoint does not support ${what}: it refused CreateKey with Origin EXTERNAL and KeySpec ${keySpec} (${e.message}): generate the key in the KMS instead, or use a KMS with BYOK import`,
+          `this AWS KMS endpoint does not support ${what}: it refused CreateKey with Origin EXTERNAL and KeySpec ${keySpec} ` +
+            `(${e.message}): generate the key in the KMS instead, or use a KMS with BYOK import`,
         );
       }
       throw e;

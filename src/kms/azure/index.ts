@@ -156,7 +156,8 @@ async function credentialFor(params: Record<string, string>, devToken: boolean):
   } catch {
     throw err(
       'AUTH',
-      'azurekv: no credentials: set AZURE_ACCESS_TOKEN (e.g. from `az account get-access-token --resource https://vault.azure.net`), or install @azure/identity for client-secret / managed-identity logins',
+      'azurekv: no credentials: set AZURE_ACCESS_TOKEN (e.g. from `az account get-access-token --resource https://vault.azure.net`), or ' +
+        'install @azure/identity for client-secret / managed-identity logins',
     );
   }
   const tenant = params['tenant-id'] ?? process.env['AZURE_TENANT_ID'];

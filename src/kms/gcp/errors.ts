@@ -56,9 +56,8 @@ export function mapGcpError(e: unknown, what: string, decrypting = false): Keypo
   const num = typeof o.code === 'number' ? o.code : undefined;
   let code: ErrorCode;
   if (
-    /Getting metadata from plugin failed|Could not load the default credentials|invalid_grant|Could not refresh access token|unauthorized_client|invalid_client/i.test(
-      detail,
-    )
+    /Getting metadata from plugin failed|Could not load the default credentials|Could not refresh access token/i.test(detail) ||
+    /invalid_grant|unauthorized_client|invalid_client/i.test(detail)
   ) {
     code = NET.test(detail) ? 'UNAVAILABLE' : 'AUTH';
   } else if (num !== undefined && GRPC[num]) {

@@ -145,9 +145,8 @@ function mapSocketError(e: unknown, label: string): KeyportError {
     return err('AUTH', `KMIP server ${label}: its certificate is not trusted (${code}); check ca= and server-name=`);
   }
   if (
-    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE)/.test(
-      code,
-    ) ||
+    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REQUIRED|ACCESS_DENIED)/.test(code) ||
+    /ALERT_(CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE)/.test(code) ||
     /alert (unknown ca|bad certificate|certificate unknown|certificate required|access denied)/i.test(msg)
   ) {
     return err(

@@ -377,7 +377,9 @@ class KmipDriver implements Driver {
             .map(([n]) => n)
             .join('|');
     const flags = mask === undefined ? 'no usage mask' : `usage mask 0x${mask.toString(16)}${named ? ` (${named})` : ''}`;
-    const native = `a KMIP ${OBJ[a.objectType ?? -1] ?? 'object'} (${ALGO[a.algorithm ?? -1] ?? 'unknown algorithm'}${a.length ? `-${a.length}` : ''}) with ${flags}`;
+    const native =
+      `a KMIP ${OBJ[a.objectType ?? -1] ?? 'object'} ` +
+      `(${ALGO[a.algorithm ?? -1] ?? 'unknown algorithm'}${a.length ? `-${a.length}` : ''}) with ${flags}`;
     const words = { sign: 'usage mask Sign', decrypt: 'usage mask Encrypt|Decrypt' };
     const spec = specOf(a.algorithm, a.length);
     if (a.objectType === ObjectType.SymmetricKey)

@@ -283,7 +283,9 @@ async function probeCaps(t: Token): Promise<Caps> {
           } catch {
             /* only for the hint */
           }
-          caps.oaepWhy = `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256${softhsm ? ' (SoftHSM2 2.6 does OAEP with SHA-1 only)' : ''}`;
+          caps.oaepWhy =
+            `token '${t.label}' does not do CKM_RSA_PKCS_OAEP with ` +
+            `SHA-256/MGF1-SHA-256${softhsm ? ' (SoftHSM2 2.6 does OAEP with SHA-1 only)' : ''}`;
           const bits = Math.max(1024, min!);
           const kp = await tryPair(
             lib.CKM_RSA_PKCS_KEY_PAIR_GEN,

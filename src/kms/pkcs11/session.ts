@@ -178,7 +178,8 @@ export class Token {
     if (pin === undefined || !timingSafeEqual(pinDigest(this.pinSalt, pin), this.pinHash)) {
       throw err(
         'AUTH',
-        `pkcs11: the PIN for token '${this.label}' is wrong (it differs from the one this process is logged in with): check pin-value / pin-source / KEYPORT_PKCS11_PIN`,
+        `pkcs11: the PIN for token '${this.label}' is wrong (it differs from the one this process is logged in with): check pin-value / ` +
+          `pin-source / KEYPORT_PKCS11_PIN`,
       );
     }
   }
