@@ -6,11 +6,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ROOT, skipUnless, serviceEnv } from '../support/testbed.js';
+import { ROOT, skipUnless, serviceEnv, awsCliTarget, awsCreateKey, awsKms } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 import { peerDecode } from '../support/canton.js';
 
@@ -309,23 +309,12 @@ describe('node in the local store', () => {
 
 describe('node in AWS KMS (moto)', { skip: skipUnless('moto') || skipUnless('canton-peer') || skipUnless('awscli') }, () => {
   const env = serviceEnv('moto');
-  const awsCli = serviceEnv('awscli')['AWS_CLI']!;
   const dir = tempDir();
   const kms = `awskms:region=${env['MOTO_REGION']};endpoint=${env['MOTO_ENDPOINT']};access-key-id=${env['MOTO_ACCESS_KEY_ID']};secret-access-key=${env['MOTO_SECRET_ACCESS_KEY']}`;
   const kp = cli(dir);
   const run = randomBytes(3).toString('hex');
-  const aws = (args: string[]): string =>
-    execFileSync(awsCli, ['--endpoint-url', env['MOTO_ENDPOINT']!, 'kms', ...args, '--output', 'text'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        AWS_ACCESS_KEY_ID: env['MOTO_ACCESS_KEY_ID']!,
-        AWS_SECRET_ACCESS_KEY: env['MOTO_SECRET_ACCESS_KEY']!,
-        AWS_DEFAULT_REGION: env['MOTO_REGION']!,
-      },
-    }).trim();
-  const createKey = (spec: string, usage: string) =>
-    aws(['create-key', '--key-spec', spec, '--key-usage', usage, '--query', 'KeyMetadata.KeyId']);
+  const aws = (args: string[]): string => awsKms(awsCliTarget(env, 'MOTO'), args);
+  const createKey = (spec: string, usage: string) => awsCreateKey(awsCliTarget(env, 'MOTO'), spec, usage);
   test('every profile: keys made and used inside the KMS, signatures verify outside', async () => {
     await everyProfile(kp, dir, kms, run, { external: true });
   });
@@ -599,18 +588,8 @@ describe('node in AWS KMS (local-kms)', { skip: skipUnless('localkms') || skipUn
   });
 
   test('manual init from keys pre-generated with the AWS CLI, on a second emulator', { skip: skipUnless('awscli') }, async () => {
-    const aws = (args: string[]): string =>
-      execFileSync(serviceEnv('awscli')['AWS_CLI']!, ['--endpoint-url', env['LOCALKMS_ENDPOINT']!, 'kms', ...args, '--output', 'text'], {
-        encoding: 'utf8',
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: env['LOCALKMS_ACCESS_KEY_ID']!,
-          AWS_SECRET_ACCESS_KEY: env['LOCALKMS_SECRET_ACCESS_KEY']!,
-          AWS_DEFAULT_REGION: env['LOCALKMS_REGION']!,
-        },
-      }).trim();
-    const mk = (spec: string, usage: string) =>
-      aws(['create-key', '--key-spec', spec, '--key-usage', usage, '--query', 'KeyMetadata.KeyId']);
+    const aws = (args: string[]): string => awsKms(awsCliTarget(env, 'LOCALKMS'), args);
+    const mk = (spec: string, usage: string) => awsCreateKey(awsCliTarget(env, 'LOCALKMS'), spec, usage);
     const ns = mk('ECC_NIST_P384', 'SIGN_VERIFY');
     const sig = mk('ECC_NIST_P256', 'SIGN_VERIFY');
     const enc = mk('RSA_2048', 'ENCRYPT_DECRYPT');

@@ -6,12 +6,12 @@
  */
 import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { ROOT, skipUnless, serviceEnv } from '../support/testbed.js';
+import { ROOT, skipUnless, serviceEnv, awsCliTarget, awsCreateKey, awsKms } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
 type Run = { code: number; out: string; err: string };
@@ -44,38 +44,11 @@ describe('registration checks and rotation to a pre-generated key on moto (keys 
   skip: skipUnless('moto') || skipUnless('awscli'),
 }, () => {
   const env = serviceEnv('moto');
-  const aws = serviceEnv('awscli')['AWS_CLI']!;
   const dir = tempDir();
   const kms = `awskms:region=${env['MOTO_REGION']};endpoint=${env['MOTO_ENDPOINT']};access-key-id=${env['MOTO_ACCESS_KEY_ID']};secret-access-key=${env['MOTO_SECRET_ACCESS_KEY']}`;
   const kp = cli(dir);
   const run = randomBytes(3).toString('hex');
-  const awsCli = (spec: string, usage: string): string =>
-    execFileSync(
-      aws,
-      [
-        '--endpoint-url',
-        env['MOTO_ENDPOINT']!,
-        'kms',
-        'create-key',
-        '--key-spec',
-        spec,
-        '--key-usage',
-        usage,
-        '--query',
-        'KeyMetadata.KeyId',
-        '--output',
-        'text',
-      ],
-      {
-        encoding: 'utf8',
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: env['MOTO_ACCESS_KEY_ID']!,
-          AWS_SECRET_ACCESS_KEY: env['MOTO_SECRET_ACCESS_KEY']!,
-          AWS_DEFAULT_REGION: env['MOTO_REGION']!,
-        },
-      },
-    ).trim();
+  const awsCli = (spec: string, usage: string): string => awsCreateKey(awsCliTarget(env, 'MOTO'), spec, usage);
   const keys: Record<string, string> = {};
   before(() => {
     for (const [spec, usage] of [
@@ -223,30 +196,7 @@ describe('registration checks and rotation to a pre-generated key on moto (keys 
     // the adopted keys stay in the KMS when the record goes
     r = await kp(['key', 'rm', name, '--store', kms]);
     assert.equal(r.code, 0, r.err);
-    const st = execFileSync(
-      aws,
-      [
-        '--endpoint-url',
-        env['MOTO_ENDPOINT']!,
-        'kms',
-        'describe-key',
-        '--key-id',
-        next,
-        '--query',
-        'KeyMetadata.KeyState',
-        '--output',
-        'text',
-      ],
-      {
-        encoding: 'utf8',
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: env['MOTO_ACCESS_KEY_ID']!,
-          AWS_SECRET_ACCESS_KEY: env['MOTO_SECRET_ACCESS_KEY']!,
-          AWS_DEFAULT_REGION: env['MOTO_REGION']!,
-        },
-      },
-    ).trim();
+    const st = awsKms(awsCliTarget(env, 'MOTO'), ['describe-key', '--key-id', next, '--query', 'KeyMetadata.KeyState']);
     assert.equal(st, 'Enabled');
   });
 });

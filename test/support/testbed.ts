@@ -9,7 +9,7 @@
  * In CI (CI=true) an unavailable service is a test failure, never a skip. Locally the test is skipped
  * and the service is listed loudly at the end of the run.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,4 +66,35 @@ export function serviceEnv(service: string): Record<string, string> {
   const r = startService(service);
   if ('unavailable' in r) throw new Error(r.unavailable);
   return r;
+}
+
+/** Where and as whom the AWS CLI talks to an emulator. */
+export interface AwsCliTarget {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/** the target of a test-bed service whose env names it with PREFIX_ENDPOINT, PREFIX_REGION, … (MOTO, LOCALKMS) */
+export function awsCliTarget(env: Record<string, string>, prefix: string): AwsCliTarget {
+  return {
+    endpoint: env[`${prefix}_ENDPOINT`]!,
+    region: env[`${prefix}_REGION`]!,
+    accessKeyId: env[`${prefix}_ACCESS_KEY_ID`]!,
+    secretAccessKey: env[`${prefix}_SECRET_ACCESS_KEY`]!,
+  };
+}
+
+/** `aws kms ARGS --output text` with the test bed's own AWS CLI (scripts/testbed/awscli.sh), as an operator runs it */
+export function awsKms(t: AwsCliTarget, args: string[]): string {
+  return execFileSync(serviceEnv('awscli')['AWS_CLI']!, ['--endpoint-url', t.endpoint, 'kms', ...args, '--output', 'text'], {
+    encoding: 'utf8',
+    env: { ...process.env, AWS_ACCESS_KEY_ID: t.accessKeyId, AWS_SECRET_ACCESS_KEY: t.secretAccessKey, AWS_DEFAULT_REGION: t.region },
+  }).trim();
+}
+
+/** a KMS key pre-generated with the AWS CLI: its key id (or, with query 'KeyMetadata.Arn', its ARN) */
+export function awsCreateKey(t: AwsCliTarget, spec: string, usage: string, query = 'KeyMetadata.KeyId'): string {
+  return awsKms(t, ['create-key', '--key-spec', spec, '--key-usage', usage, '--query', query]);
 }
