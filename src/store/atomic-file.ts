@@ -6,6 +6,7 @@
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, linkSync, unlinkSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { err } from '../errors.js';
 
 export const TEMP_PREFIX = '.tmp-';
 
@@ -187,5 +188,24 @@ function fsyncFile(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** An I/O failure of a directory store as a keyport error: PERMISSION, else UNAVAILABLE (not retried). */
+export function ioError(e: unknown, what: string): never {
+  if (e instanceof Error && e.name === 'KeyportError') throw e;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') throw err('PERMISSION', `${what}: permission denied`);
+  throw err('UNAVAILABLE', `${what}: ${code ?? (e as Error).message.split('\n')[0]}`, { retryable: false });
+}
+
+/** Remove one key's file from a directory store, durably: NOT_FOUND when there is none. */
+export function removeKeyFile(file: string, dir: string, name: string): void {
+  try {
+    unlinkSync(file);
+    fsyncDir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
+    ioError(e, `cannot delete key '${name}'`);
   }
 }

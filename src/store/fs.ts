@@ -6,7 +6,7 @@
  * Before its first write a store removes the temp files a writer that died left (they may hold whole key
  * records), under a store-wide lock.
  */
-import { readFileSync, readdirSync, unlinkSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../errors.js';
 import { DirListing } from './dir-listing.js';
@@ -17,7 +17,8 @@ import { checkUpdated, parseRecord } from './record.js';
 import {
   createFileAtomic,
   createFilesAtomic,
-  fsyncDir,
+  ioError,
+  removeKeyFile,
   removeStaleTemps,
   staleTemps,
   writeFileAtomic,
@@ -31,12 +32,6 @@ export async function openFsStore(dir: string, uri: string): Promise<RecordStore
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw err('USAGE', `fs: store ${dir} is not a directory`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return new FsStore(dir, uri);
-}
-
-function ioError(e: unknown, what: string): never {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EACCES' || code === 'EPERM') throw err('PERMISSION', `${what}: permission denied`);
-  throw err('UNAVAILABLE', `${what}: ${code ?? (e as Error).message}`, { retryable: false });
 }
 
 class FsStore implements RecordStore {
@@ -124,19 +119,7 @@ class FsStore implements RecordStore {
     await this.ready(o);
     this.listing.invalidate();
     // under the key's lock, so a rotation in another process cannot write the deleted key back
-    await this.locked(
-      name,
-      () => {
-        try {
-          unlinkSync(this.file(name));
-          fsyncDir(this.dir);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
-          ioError(e, `cannot delete key '${name}'`);
-        }
-      },
-      o,
-    );
+    await this.locked(name, () => removeKeyFile(this.file(name), this.dir, name), o);
   }
 
   async update(name: string, fn: (cur: KeyRecord) => KeyRecord, o?: StoreCallOptions): Promise<KeyRecord> {

@@ -16,7 +16,16 @@ import { kcv } from '../crypto/fingerprint.js';
 import { DirListing } from './dir-listing.js';
 import type { KeyRecord, ListOptions, ListPage, RecordStore, StoreCallOptions } from './types.js';
 import { checkCancelled } from '../cancel.js';
-import { createFileAtomic, createFilesAtomic, fsyncDir, removeStaleTemps, staleTemps, writeFileAtomic } from './atomic-file.js';
+import {
+  createFileAtomic,
+  createFilesAtomic,
+  fsyncDir,
+  ioError,
+  removeKeyFile,
+  removeStaleTemps,
+  staleTemps,
+  writeFileAtomic,
+} from './atomic-file.js';
 import { withFileLock } from './file-lock.js';
 import { decodeKesKey, encodeKesKey, kesKeyForm, type KesKey, type KesKeyForm } from './kes-format.js';
 
@@ -32,14 +41,6 @@ export async function openKesFsStore(dir: string, uri: string): Promise<RecordSt
     ioError(e, `kes-fs: cannot open ${dir}`);
   }
   return new KesFsStore(dir, uri);
-}
-
-function ioError(e: unknown, what: string): never {
-  if (e instanceof Error && e.name === 'KeyportError') throw e;
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EACCES' || code === 'EPERM') throw err('PERMISSION', `${what}: permission denied`);
-  if (code === 'ENOSPC' || code === 'EROFS' || code === 'EDQUOT') throw err('UNAVAILABLE', `${what}: ${code}`, { retryable: false });
-  throw err('UNAVAILABLE', `${what}: ${code ?? (e as Error).message.split('\n')[0]}`, { retryable: false });
 }
 
 /** a name KES can hold as a file (KES's fs keystore refuses '/', '\' and '.') */
@@ -231,13 +232,7 @@ class KesFsStore implements RecordStore {
   async delete(name: string, o?: StoreCallOptions): Promise<void> {
     await this.ready(o);
     this.listing.invalidate();
-    try {
-      unlinkSync(this.file(name));
-      fsyncDir(this.dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
-      ioError(e, `cannot delete key '${name}'`);
-    }
+    removeKeyFile(this.file(name), this.dir, name);
   }
 
   async replace(rec: KeyRecord, o?: StoreCallOptions): Promise<void> {
