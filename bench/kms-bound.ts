@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { serviceEnv } from '../test/support/testbed.js';
 import { AWS_QUOTAS, remoteInjector, type BucketConfig, type InjectorStats } from '../test/support/kms-injector.js';
 import { openInstrumentedDriver } from '../src/kms/instrument.js';
+import { resetLimiters } from '../src/kms/limiter.js';
 import { openKeyring } from '../src/keys/open.js';
 import { migrate } from '../src/migrate/index.js';
 
@@ -33,8 +34,11 @@ const INJECTOR = join(ROOT, 'scripts/testbed/kms-injector.sh');
 const wasRunning = spawnSync('bash', [INJECTOR, 'env'], { stdio: 'ignore' }).status === 0;
 const env = serviceEnv('kms-injector');
 const inj = remoteInjector(env.KMSINJECT_ENDPOINT!);
-// local-kms's documented import limit (symmetric keys only) is in the connection: import=aes256
+// local-kms's documented import limit (symmetric keys only) is in the connection: import=aes256. The
+// injector's endpoint is not AWS's, so the connection learns quotas from throttles (quotas=learn) unless
+// a case says the quotas are AWS's (quotas=aws: limiters start at AWS's documented defaults)
 const kms = env.KMSINJECT_KMS!;
+const kmsAws = `${kms};quotas=aws`;
 // names unique per run: the emulator keeps keys and aliases of earlier runs
 const run0 = Date.now().toString(36);
 
@@ -75,7 +79,11 @@ async function run(
   binding: string,
   quotaOf: number | undefined,
   body: () => Promise<number>,
+  opts: { keepLearned?: boolean } = {},
 ): Promise<void> {
+  // each case stands for a separate run of keyport: nothing learned in an earlier case carries over
+  // (except where a case measures exactly that)
+  if (!opts.keepLearned) resetLimiters();
   await inj.configure({ latencyMs, ...quota });
   await inj.reset();
   const c0 = process.cpuUsage();
@@ -128,14 +136,28 @@ const bareSign = (i: number) =>
 // cost about twice as much CPU while V8 compiles the SDK's and keyport's code)
 await pool(2000, 32, (i) => ext.sign(sigName, Buffer.from(`w${i}`)));
 await pool(2000, 32, bareSign);
-for (const [label, quota, q] of [
-  ['100/s', Q100, 100],
-  ['AWS quota (Sign 300/s)', { buckets: AWS_QUOTAS }, 300],
-] as const) {
-  await run(`key sign ×${n(1000)}, external P-256, 32 in flight, ${label}`, n(1000), quota, 'Sign', q, () =>
-    pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
-  );
-}
+await run(`key sign ×${n(1000)}, external P-256, 32 in flight, 100/s`, n(1000), Q100, 'Sign', 100, () =>
+  pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
+);
+// AWS's quotas: the connection says so (quotas=aws), as it would by default against AWS's own endpoint
+const extAws = await openKeyring(kmsAws);
+await run(`key sign ×${n(1000)}, external P-256, 32 in flight, AWS quota (Sign 300/s)`, n(1000), { buckets: AWS_QUOTAS }, 'Sign', 300, () =>
+  pool(n(1000), 32, (i) => extAws.sign(sigName, Buffer.from(`m${i}`))),
+);
+await extAws.close();
+// a quota raised while the process runs: 100/s learned, then 300/s allowed (the limiter probes upward)
+await run(`key sign ×${n(1000)}, 100/s, then ×${n(1000)} at 300/s in the same process (raised quota)`, n(1000), Q100, 'Sign', 100, () =>
+  pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`r${i}`))),
+);
+await run(
+  `… the 300/s part of that run`,
+  n(1000),
+  { buckets: AWS_QUOTAS },
+  'Sign',
+  300,
+  () => pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`s${i}`))),
+  { keepLearned: true },
+);
 for (let round = 1; round <= 2; round++) {
   await run(`CPU: key sign ×${n(1000)}, external, 32 in flight, no quota (round ${round})`, n(1000), {}, 'Sign', undefined, () =>
     pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
@@ -190,9 +212,10 @@ await run(`migrate ${keys} keys into an envelope store, Encrypt+Decrypt 100/s sh
   return r.failed.length + r.refused.length + r.conflicts.length;
 });
 
-// BYOK at AWS quotas
+// BYOK at AWS quotas, the connection saying so (quotas=aws: limiters start at AWS's documented defaults,
+// CreateKey 5/s and GetParametersForImport 1/s — this injector allows 0.25/s, an older account's figure)
 await run(`BYOK import of ${n(20)} keys, AWS quotas`, n(20), { buckets: AWS_QUOTAS }, 'GetParametersForImport', 0.25, async () => {
-  const dd = await openInstrumentedDriver(kms);
+  const dd = await openInstrumentedDriver(kmsAws);
   const f = await pool(n(20), n(20), (i) =>
     dd.importKey!({ kind: 'symmetric', spec: 'aes256', secret: randomBytes(32) }, `bench-byok-${run0}-${i}`),
   );
@@ -211,6 +234,28 @@ await run(`migrate --rekey ${n(200)} clear ec-p256 keys into local-kms (no EC im
   const r = await migrate({ from: ec, to: kms, rekey: true, concurrency: 32 });
   return r.failed.length + r.refused.length;
 });
+// the peer for that row, whose bound is local-kms itself (it makes EC keys one at a time): the bare AWS
+// SDK (its own default retries) making the same five calls per key, 32 in flight, same injector and quotas
+const { TagResourceCommand, CreateAliasCommand, GetPublicKeyCommand, KMSClient: PeerClient } = await import('@aws-sdk/client-kms');
+const peer = new PeerClient({
+  region: env.KMSINJECT_REGION!,
+  endpoint: env.KMSINJECT_ENDPOINT!,
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+});
+await run(`peer: bare AWS SDK, the same 5 calls per key for ${n(200)} new EC keys`, n(200), Q100, 'CreateKey', 100, () =>
+  pool(n(200), 32, async (i) => {
+    const name = `bench-peer-${run0}-${i}`;
+    const id = (await peer.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY', Description: name })))
+      .KeyMetadata!.KeyId!;
+    await peer.send(new TagResourceCommand({ KeyId: id, Tags: [{ TagKey: 'keyport:name', TagValue: name }] }));
+    await peer.send(new CreateAliasCommand({ AliasName: `alias/${name}`, TargetKeyId: id }));
+    await peer.send(new GetPublicKeyCommand({ KeyId: id }));
+    await peer.send(new SignCommand({ KeyId: id, Message: Buffer.from('m'), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' }));
+  }),
+);
+peer.destroy();
+const [rekeyRow, peerRow] = rows.slice(-2);
+const rekeyVsPeer = rekeyRow!.itemsPerS / peerRow!.itemsPerS;
 
 if (!wasRunning) spawnSync('bash', [INJECTOR, 'stop'], { stdio: 'inherit' });
 rmSync(dir, { recursive: true, force: true });
@@ -223,4 +268,5 @@ for (const r of rows)
   console.log(
     `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, 0)} | ${f(r.cpuMsPerCall)} |`,
   );
+console.log(`\nmigrate --rekey rate ÷ the bare SDK's rate on the same calls (local-kms-bound): ${f(rekeyVsPeer)}`);
 process.exit(0);

@@ -57,6 +57,8 @@ const BACKENDS: Record<KmsScheme, Backend> = {
         'timeout-ms': int(),
         /** the key specs the endpoint imports, where less than AWS KMS's (aes256 for local-kms, none for moto) */
         import: s(),
+        /** aws: start at AWS KMS's documented default quotas (default for AWS's endpoints); learn: from throttles */
+        quotas: z.enum(['aws', 'learn']).optional(),
       })
       .strict(),
     identity: [],

@@ -21,6 +21,7 @@ import { startInjector, AWS_QUOTAS, type Injector } from '../support/kms-injecto
 import { openInstrumentedDriver } from '../../src/kms/instrument.js';
 import { openKeyring } from '../../src/keys/open.js';
 import { migrate } from '../../src/migrate/index.js';
+import { limiterStats, resetLimiters } from '../../src/kms/limiter.js';
 import { isKeyportError } from '../../src/errors.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -186,6 +187,50 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     assert.match(notices.join('\n'), /150 key\(s\) sealed/);
     assert.ok(s.forwarded >= 150, 'one Encrypt per key (and the wrapper check)');
     assert.ok(s.throttled > 0, 'sealing ran concurrently enough to meet the quota');
+  });
+
+  it("quotas=aws: requests are paced from the first at AWS's documented defaults (CreateKey 5/s): a burst of 12 creates, none throttled", async () => {
+    // one-request buckets at AWS's documented CreateKey / CreateAlias / TagResource rates: any request
+    // sent less than 1/rate after the previous one is throttled
+    const buckets = [
+      { ops: ['CreateKey'], rate: 5, burst: 1 },
+      { ops: ['CreateAlias'], rate: 5, burst: 1 },
+      { ops: ['TagResource'], rate: 10, burst: 1 },
+    ];
+    const burst = async (uri: string, prefix: string) => {
+      resetLimiters(); // a new process: nothing learned yet
+      inj.configure({ latencyMs: 2, buckets });
+      inj.reset();
+      const d = await openInstrumentedDriver(uri);
+      const failures = await pool(12, 12, async (i) => {
+        await d.generateSymmetricKey(`${prefix}-${i}`);
+      });
+      await d.close?.();
+      assert.deepEqual(failures.map(String), []);
+      return inj.stats().ops;
+    };
+    const paced = await burst(`${kms};quotas=aws`, `${tag}-paced`);
+    console.log(`# quotas=aws: ${JSON.stringify(paced)}`);
+    for (const op of ['CreateKey', 'CreateAlias', 'TagResource']) {
+      assert.equal(paced[op]!.forwarded, 12, op);
+      assert.equal(paced[op]!.throttled, 0, `${op}: paced at the documented default, never throttled`);
+    }
+    // the same burst against a connection that learns (the default for a non-AWS endpoint) is throttled first
+    const learned = await burst(kms, `${tag}-learn`);
+    assert.ok(learned.CreateKey!.throttled > 0, 'without the documented start the burst meets the quota');
+  });
+
+  it("AWS's shared cryptographic quota: symmetric Encrypt and Decrypt draw on one limiter, as AWS counts them", async () => {
+    resetLimiters();
+    inj.configure({});
+    const d = await openInstrumentedDriver(kms);
+    const id = await d.generateSymmetricKey();
+    const ct = await d.encryptSymmetric!(id, Buffer.from('x'));
+    assert.equal((await d.decryptSymmetric!(id, ct)).toString(), 'x');
+    await d.close?.();
+    const names = Object.keys(limiterStats()).map((k) => k.split(' ').pop());
+    assert.ok(names.includes('crypto:symmetric'), names.join(', '));
+    assert.ok(!names.includes('Encrypt') && !names.includes('Decrypt'), names.join(', '));
   });
 
   it('BYOK of 20 keys at AWS quotas: exactly 20 KMS keys, none scheduled for deletion', async () => {

@@ -44,6 +44,7 @@ import type {
 import { rsaAesKeyWrap } from '../../crypto/keywrap.js';
 import { awsParams, clientConfig, decodeXmlErrors, mapAwsError, type AwsParams } from './common.js';
 import { limiterFor } from '../limiter.js';
+import { quotaMode, quotaOf, type CryptoFamily, type QuotaMode } from './quotas.js';
 import { DEFAULT_RETRY_POLICY, isOutcomeUnknown, retryPolicyFromEnv, runKmsCall, type RetryPolicy } from '../retry.js';
 
 type Kms = typeof import('@aws-sdk/client-kms');
@@ -101,6 +102,7 @@ export function importableSpecs(value: string | undefined): ReadonlySet<string> 
 export const factory: DriverFactory = async (params, uri) => {
   const p = awsParams(params, 'awskms');
   const importable = importableSpecs(params['import']);
+  const quotas = quotaMode(params['quotas'], p.endpoint);
   let sdk: Kms;
   try {
     sdk = await import('@aws-sdk/client-kms');
@@ -110,7 +112,15 @@ export const factory: DriverFactory = async (params, uri) => {
   const client = new sdk.KMSClient(clientConfig(p) as import('@aws-sdk/client-kms').KMSClientConfig);
   decodeXmlErrors(client.middlewareStack);
   // per attempt the SDK's own request timeout (timeout-ms, clientConfig) bounds each request: no timer of ours per call
-  return new AwsKmsDriver(sdk, client, p, uri, { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: 0 }, importable);
+  return new AwsKmsDriver(
+    sdk,
+    client,
+    p,
+    uri,
+    { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(), attemptTimeoutMs: 0 },
+    importable,
+    quotas,
+  );
 };
 
 class AwsKmsDriver implements Driver {
@@ -126,23 +136,26 @@ class AwsKmsDriver implements Driver {
     readonly uri: string,
     private readonly policy: RetryPolicy,
     private readonly importable: ReadonlySet<string>,
+    private readonly quotas: QuotaMode,
   ) {
     this.kmsId = `awskms:${p.region}:${p.endpoint ?? 'aws'}`;
   }
 
   /**
-   * One AWS request: the process's limiter of this AWS operation, the retry policy (throttling retried
+   * One AWS request: the process's limiter of the AWS quota it draws on (`family`: the shared quota of
+   * a cryptographic operation's key type; else the operation's own), the retry policy (throttling retried
    * while the deadline allows), the per-attempt timeout and the caller's signal handed to the SDK.
    * `idempotent: false` for CreateKey: a failure that may have reached AWS is not retried blindly.
    */
-  private async call<T>(what: string, cmd: unknown, o?: CallOptions, idempotent = true): Promise<T> {
+  private async call<T>(what: string, cmd: unknown, o?: CallOptions, idempotent = true, family?: CryptoFamily): Promise<T> {
+    const quota = quotaOf(what, family, this.quotas);
     const r = await runKmsCall<T>(
       {
         op: what,
         kms: this.uri,
         idempotent,
         signal: o?.signal,
-        limiter: limiterFor(this.kmsId, what),
+        limiter: limiterFor(this.kmsId, quota.name, quota.seed),
         policy: this.policy,
         map: (e) => mapAwsError(e, what, SVC),
       },
@@ -320,6 +333,8 @@ class AwsKmsDriver implements Driver {
         SigningAlgorithm: a.aws as never,
       }),
       o,
+      true,
+      algo === 'rsa-pss-sha256' ? 'rsa' : 'ecc',
     );
     if (!out.Signature) throw err('INTERNAL', 'AWS KMS Sign returned no signature');
     return Buffer.from(out.Signature);
@@ -339,6 +354,8 @@ class AwsKmsDriver implements Driver {
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }),
       o,
+      true,
+      'rsa',
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
@@ -352,6 +369,8 @@ class AwsKmsDriver implements Driver {
       'Encrypt',
       new this.sdk.EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
       o,
+      true,
+      'symmetric',
     );
     if (!out.CiphertextBlob) throw err('INTERNAL', 'AWS KMS Encrypt returned no ciphertext');
     return Buffer.from(out.CiphertextBlob);
@@ -368,6 +387,8 @@ class AwsKmsDriver implements Driver {
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
       o,
+      true,
+      'symmetric',
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
