@@ -5,6 +5,7 @@
  * (loaded where it is opened). Below the edge nothing re-parses the string: the layers take this value.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { err } from '../errors.js';
@@ -28,13 +29,22 @@ export function isYamlPath(s: string): boolean {
 const SCHEME = /^([a-z][a-z0-9+-]*):/;
 
 /**
- * Where the catalog of an external-mode KMS lives when none is configured: named by a hash of the URI as
- * the operator wrote it (credentials hidden), as keyport has always named it, so existing catalogs stay found.
+ * Where the catalog of an external-mode KMS lives when none is configured: named by a hash of the
+ * connection's identity (KmsAddress.connectionIdentity: no secrets, no tuning settings, a local path
+ * absolute), so `local:./d` and `local:./d/`, or a URI with `timeout-ms=` added, find one catalog, and the
+ * same relative path from two directories finds two. A catalog made by keyport before 0.2, named by a hash
+ * of the URI as written, is still used when it exists and the new one does not.
  */
-export function defaultCatalog(kmsUri: string): string {
-  const home = process.env.KEYPORT_HOME ?? join(homedir(), '.keyport');
-  const id = createHash('sha256').update(redactGeneric(kmsUri)).digest('hex').slice(0, 16);
-  return `sqlite:${join(home, 'catalogs', `${id}.db`)}`;
+export function defaultCatalog(kms: KmsAddress | string, raw = typeof kms === 'string' ? kms : undefined): string {
+  const addr = typeof kms === 'string' ? KmsAddress.parse(kms) : kms;
+  const dir = join(process.env.KEYPORT_HOME ?? join(homedir(), '.keyport'), 'catalogs');
+  const file = (input: string) => join(dir, `${createHash('sha256').update(input).digest('hex').slice(0, 16)}.db`);
+  const current = file(`v2\u0000${addr.connectionIdentity}`);
+  if (raw !== undefined && !existsSync(current)) {
+    const legacy = file(redactGeneric(raw));
+    if (existsSync(legacy)) return `sqlite:${legacy}`;
+  }
+  return `sqlite:${current}`;
 }
 
 export const isTarget = (x: unknown): x is Target =>
@@ -46,8 +56,10 @@ export function parseTarget(raw: string, opts: { base?: string; what?: string } 
   const s = raw.trim();
   if (isYamlPath(s)) return { kind: 'yaml', path: isAbsolute(s) ? s : resolve(opts.base ?? process.cwd(), s) };
   const scheme = SCHEME.exec(s)?.[1];
-  if (scheme !== undefined && isKmsScheme(scheme))
-    return { kind: 'kms', kms: KmsAddress.parse(s, { ...opts, what }), catalog: StoreAddress.parse(defaultCatalog(raw)) };
+  if (scheme !== undefined && isKmsScheme(scheme)) {
+    const kms = KmsAddress.parse(s, { ...opts, what });
+    return { kind: 'kms', kms, catalog: StoreAddress.parse(defaultCatalog(kms, raw)) };
+  }
   if (scheme !== undefined && !isStoreScheme(scheme))
     throw err(
       'USAGE',

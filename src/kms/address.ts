@@ -36,6 +36,8 @@ interface Backend {
   identity: readonly string[];
   /** attributes that are secrets: never printed */
   secrets: readonly string[];
+  /** attributes that tune the connection without changing which KMS and keys it reaches */
+  tuning?: readonly string[];
   /** third-party drivers take attributes keyport cannot know */
   open?: boolean;
 }
@@ -63,6 +65,7 @@ const BACKENDS: Record<KmsScheme, Backend> = {
       .strict(),
     identity: [],
     secrets: ['secret-access-key', 'session-token'],
+    tuning: ['timeout-ms', 'import', 'quotas'],
   },
   gcpkms: {
     schema: z
@@ -79,6 +82,7 @@ const BACKENDS: Record<KmsScheme, Backend> = {
       .strict(),
     identity: ['project', 'location', 'keyring'],
     secrets: [],
+    tuning: ['timeout-ms'],
   },
   azurekv: {
     schema: z
@@ -99,6 +103,7 @@ const BACKENDS: Record<KmsScheme, Backend> = {
       .strict(),
     identity: ['vault'],
     secrets: ['client-secret', 'access-token'],
+    tuning: ['retries'],
   },
   pkcs11: {
     schema: z
@@ -114,11 +119,13 @@ const BACKENDS: Record<KmsScheme, Backend> = {
       .strict(),
     identity: ['token', 'serial'],
     secrets: ['pin-value'],
+    tuning: ['pool-size'],
   },
   kmip: {
     schema: z.object({ host: s(), port: int(), cert: s(), key: s(), ca: s(), 'server-name': s(), timeout: s() }).strict(),
     identity: [],
     secrets: [],
+    tuning: ['timeout'],
   },
   driver: {
     schema: z.object({
@@ -312,6 +319,22 @@ export class KmsAddress {
       attrs = { ...rest, vault: rest['vault'] ?? path! };
     }
     return new KmsAddress(scheme, attrs, keyId);
+  }
+
+  /**
+   * Which KMS this connection reaches, as one canonical string: the scheme and every attribute but its
+   * secrets and the settings that only tune the connection (timeouts, quotas, pool sizes), sorted, with
+   * a local directory absolute and without a trailing '/', and no key id. Two ways of writing one
+   * connection (`local:./d` and `local:./d/`, an added `timeout-ms=`) give the same string.
+   */
+  get connectionIdentity(): string {
+    const b = BACKENDS[this.scheme];
+    const skip = new Set([...b.secrets, ...(b.tuning ?? [])]);
+    const attrs = Object.entries(this.attrs)
+      .filter(([k]) => !skip.has(k) && !(b.open && SECRETISH.test(k)))
+      .map(([k, v]): [string, string] => [k, this.scheme === 'local' && k === 'path' && v.length > 1 ? v.replace(/\/+$/, '') : v])
+      .sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0));
+    return format(this.scheme, undefined, attrs);
   }
 
   /** a local: key file address (`local:PATH`) names its own key */
