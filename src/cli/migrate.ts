@@ -6,6 +6,37 @@ import { collectKms, kmsConnections, progressBar } from './common.js';
 
 /** exit code of a migration that finished with same-name keys of other material left untouched (`--merge`) */
 export const EXIT_CONFLICTS_LEFT = 3;
+/** exit code of a run stopped by SIGINT or SIGTERM (a shell's 128 + SIGINT): the same command resumes it */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Ctrl-C and SIGTERM during a migration that writes: the first stops it cleanly (no new key starts, the
+ * calls in flight are cancelled, every key is at the target whole or not at all, the journal says where
+ * it stopped); a second exits at once (the stores' own atomicity still leaves no half-written key). A
+ * --dry-run writes nothing and keeps the default action, as every read-only command does.
+ */
+function interruptible(): { signal: AbortSignal; release(): void } {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) {
+      if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n'); // the progress bar hid the cursor
+      process.exit(EXIT_INTERRUPTED);
+    }
+    process.stderr.write(
+      `${process.stderr.isTTY ? '\n' : ''}keyport migrate: interrupted: stopping after the keys in flight; run the same command again to resume\n`,
+    );
+    ac.abort(err('TIMEOUT', `keyport migrate was interrupted (${sig})`, { retryable: false }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ac.signal,
+    release() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
 
 interface MigrateCliOpts {
   kms?: string[];
@@ -47,7 +78,9 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `\nExit status: 0 done; ${EXIT_CONFLICTS_LEFT} done with --merge, but same-name keys of different material were left untouched at ` +
-        `the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage.\nKES users: 'keyport ` +
+        `the target (listed on stderr); 1 failed or refused (nothing, or not everything, migrated); 2 usage; ${EXIT_INTERRUPTED} ` +
+        `interrupted (Ctrl-C or SIGTERM): the keys in flight finished or were cancelled, none is half-written, and the same ` +
+        `command resumes the run (a second Ctrl-C exits at once).\nKES users: 'keyport ` +
         `migrate --from kes-a.yml --to kes-b.yml' reads KES server configs as 'kes migrate' does; --target is --to, -f is --force.`,
     )
     .action(async (pattern: string | undefined, o: MigrateCliOpts) => {
@@ -63,6 +96,7 @@ export function register(program: Command): void {
       const toT = parseTarget(to, { what: '--to' });
       const plan = await progressBar('planning', undefined, o.json);
       let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
+      const stop = o.dryRun ? undefined : interruptible();
       const report = await migrate({
         from: fromT,
         to: toT,
@@ -76,6 +110,7 @@ export function register(program: Command): void {
         allowClear: o.allowClear,
         kms: kmsConnections(o),
         keepJournal: o.keepJournal === true,
+        ...(stop ? { signal: stop.signal } : {}),
         onNotice: (m) => process.stderr.write(`keyport: ${m}\n`),
         onProgress: (phase, done, total) => {
           if (phase === 'plan') return plan.update(done);
@@ -86,6 +121,7 @@ export function register(program: Command): void {
           bar?.update(done, total);
         },
       }).finally(() => {
+        stop?.release();
         plan.stop();
         bar?.stop();
       });
@@ -131,9 +167,14 @@ export function register(program: Command): void {
           w(`this migration already finished: ${report.skipped} key(s) already at the target, nothing to do`);
         else
           w(
-            `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} ` +
+            `${report.interrupted ? 'interrupted: ' : ''}` +
+              `${report.migrated} migrated, ${report.verified} verified, ${report.skipped} skipped${report.resumed ? ' (resumed)' : ''} ` +
               `in ${report.durationMs < 1000 ? `${Math.round(report.durationMs)} ms` : `${(report.durationMs / 1000).toFixed(1)} s`} ` +
-              `(${report.keysPerSecond.toFixed(0)} keys/s)`,
+              `(${report.keysPerSecond.toFixed(0)} keys/s)` +
+              (report.interrupted
+                ? `; ${report.cancelled ? `${report.cancelled} key(s) of the batch in progress cancelled, ` : ''}` +
+                  'the rest not started: run the same command again to resume'
+                : ''),
           );
         // refusals, conflicts and failures are for stderr: stdout keeps the report
         const e = (s: string) => process.stderr.write(s + '\n');
@@ -149,7 +190,8 @@ export function register(program: Command): void {
       }
       // with --merge, keys left untouched are the outcome asked for: their own exit code, not failure
       const leftOnly = o.merge && report.conflicts.length > 0 && report.failed.length + report.refused.length === 0;
-      if (leftOnly) process.exitCode = EXIT_CONFLICTS_LEFT;
+      if (report.interrupted) process.exitCode = EXIT_INTERRUPTED;
+      else if (leftOnly) process.exitCode = EXIT_CONFLICTS_LEFT;
       else if (bad) process.exitCode = 1;
     });
 }

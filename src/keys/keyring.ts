@@ -323,8 +323,11 @@ export class StoreKeyring implements Keyring {
     return (await this.strategy(signal)).generate(name, type, purpose, version, signal);
   }
 
-  /** cleanup of a KMS key that will not be recorded: never cancelled (a cancelled caller must not leave it behind) */
-  private async dropExternal(v: VersionRecord): Promise<void> {
+  /**
+   * cleanup of a KMS key that will not be recorded (here, and for migrate's imports): never cancelled (a
+   * cancelled caller must not leave it behind)
+   */
+  async dropExternal(v: VersionRecord): Promise<void> {
     if (!v.external) return;
     const d = await this.kmsDriver(v.external.kms);
     await d.deleteKey(v.external.keyId).catch(() => undefined);

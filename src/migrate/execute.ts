@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { err, isKeyportError, oneLine } from '../errors.js';
+import { checkCancelled } from '../cancel.js';
 import type { KeyRecord, VersionRecord } from '../store/types.js';
 import type { StoreKeyring } from '../keys/keyring.js';
 import { writeFileSync } from 'node:fs';
@@ -23,6 +24,8 @@ export interface BatchResult {
   errors: { name: string; error: string }[];
   /** planned imports the target refused, re-keyed instead (--rekey) */
   rekeyedInstead?: number;
+  /** keys that failed once the run's signal had fired (interrupted): not failures, the re-run does them again */
+  cancelled: string[];
 }
 
 export interface ExecContext {
@@ -54,10 +57,20 @@ async function targetVersion(ctx: ExecContext, rec: KeyRecord, v: VersionRecord)
   }
 }
 
+/** the KMS keys imported for a record that will not be stored: deleted, never cancelled (a version reused as the source holds it is the same object) */
+async function dropImported(ctx: ExecContext, src: KeyRecord, versions: VersionRecord[]): Promise<void> {
+  for (const [j, v] of versions.entries()) if (v.external && v !== src.versions[j]) await ctx.dst.kr.dropExternal(v);
+}
+
 async function buildRecord(ctx: ExecContext, e: PlanEntry): Promise<{ src: KeyRecord; out: KeyRecord }> {
   const rec = await ctx.src.kr.store.get(e.n, { signal: ctx.signal });
   const versions: VersionRecord[] = [];
-  for (const v of rec.versions) versions.push(await targetVersion(ctx, rec, v));
+  try {
+    for (const v of rec.versions) versions.push(await targetVersion(ctx, rec, v));
+  } catch (x) {
+    await dropImported(ctx, rec, versions);
+    throw x;
+  }
   return { src: rec, out: { ...rec, meta: { ...(rec.meta ?? {}) }, versions } };
 }
 
@@ -150,11 +163,26 @@ async function resumedRekey(ctx: ExecContext, e: PlanEntry, x: unknown): Promise
 }
 
 export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promise<BatchResult> {
-  const res: BatchResult = { migrated: 0, verified: 0, failed: [], conflicts: [], errors: [] };
+  const res: BatchResult = { migrated: 0, verified: 0, failed: [], conflicts: [], errors: [], cancelled: [] };
   const fail = (name: string, e: unknown) => {
-    res.failed.push(name);
-    res.errors.push({ name, error: oneLine(e) });
+    // after an interrupt every failure counts as cancelled: the batch is not marked done, so the re-run
+    // does it again and reports whatever real failure there was
+    if (ctx.signal?.aborted) res.cancelled.push(name);
+    else {
+      res.failed.push(name);
+      res.errors.push({ name, error: oneLine(e) });
+    }
   };
+  // each key's step starts on a turn of the event loop of its own, and only if the run was not interrupted:
+  // between two local stores a batch is otherwise one chain of microtasks (SQLite and most crypto answer
+  // at once) that no signal handler could break into until the run ended
+  const step = <T>(fn: () => Promise<T>): Promise<T> =>
+    ctx.pool.run(async () => {
+      await new Promise<void>((r) => setImmediate(r));
+      checkCancelled('migrating a key', ctx.signal);
+      return fn();
+    });
+  const failed = (name: string) => res.failed.includes(name) || res.cancelled.includes(name);
   const done: { name: string; rekeyed: boolean }[] = [];
   const sources = new Map<string, KeyRecord>();
   // 1. build target records (KMS calls run concurrently under the adaptive pool)
@@ -162,7 +190,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     batch.map(async (e) => {
       try {
         if (e.s === 'rekey') {
-          await ctx.pool.run(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
+          await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }
@@ -172,7 +200,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
           const type = (await ctx.src.kr.store.get(e.n, { signal: ctx.signal })).type;
           if (!ctx.importRefused?.has(type)) {
             try {
-              const b = await ctx.pool.run(() => buildRecord(ctx, e));
+              const b = await step(() => buildRecord(ctx, e));
               sources.set(e.n, b.src);
               return b.out;
             } catch (x) {
@@ -180,12 +208,12 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
               (ctx.importRefused ??= new Set()).add(type);
             }
           }
-          await ctx.pool.run(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
+          await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           res.rekeyedInstead = (res.rekeyedInstead ?? 0) + 1;
           done.push({ name: e.n, rekeyed: true });
           return undefined;
         }
-        const b = await ctx.pool.run(() => buildRecord(ctx, e));
+        const b = await step(() => buildRecord(ctx, e));
         sources.set(e.n, b.src);
         return b.out;
       } catch (x) {
@@ -202,10 +230,15 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     if (r) (e.f ? replaces : creates).push(r);
   });
   const store = ctx.dst.kr.store;
+  /** records this batch stored at the target (the KMS keys they reference are in use) */
+  const written = new Set<string>();
   if (replaces.length) {
     try {
       await store.putMany(replaces, undefined, { signal: ctx.signal });
-      for (const r of replaces) done.push({ name: r.name, rekeyed: false });
+      for (const r of replaces) {
+        done.push({ name: r.name, rekeyed: false });
+        written.add(r.name);
+      }
     } catch (x) {
       for (const r of replaces) fail(r.name, x);
     }
@@ -215,6 +248,8 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     if (store.createMany) {
       try {
         existed = await store.createMany(creates, { signal: ctx.signal });
+        const there = new Set(existed);
+        for (const r of creates) if (!there.has(r.name)) written.add(r.name);
       } catch (x) {
         for (const r of creates) fail(r.name, x);
         creates.length = 0;
@@ -223,7 +258,8 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
       await Promise.all(
         creates.map(async (r) => {
           try {
-            await ctx.pool.run(() => store.create(r, { signal: ctx.signal }));
+            await step(() => store.create(r, { signal: ctx.signal }));
+            written.add(r.name);
           } catch (x) {
             if (isKeyportError(x, 'EXISTS')) existed.push(r.name);
             else fail(r.name, x);
@@ -233,10 +269,18 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
     }
     const existedSet = new Set(existed);
     for (const r of creates) {
-      if (res.failed.includes(r.name)) continue;
+      if (failed(r.name)) continue;
       if (existedSet.has(r.name)) {
         // written by an interrupted run of this migration, or by someone else meanwhile
-        const theirs = await store.get(r.name, { signal: ctx.signal }).catch(() => undefined);
+        let theirs: KeyRecord | undefined;
+        try {
+          theirs = await store.get(r.name, { signal: ctx.signal });
+        } catch (x) {
+          if (!isKeyportError(x, 'NOT_FOUND')) {
+            fail(r.name, x);
+            continue;
+          }
+        }
         if (!theirs || material(theirs) !== material(r)) {
           res.conflicts.push(r.name);
           continue;
@@ -245,6 +289,15 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
       done.push({ name: r.name, rekeyed: false });
     }
   }
+  // KMS keys imported for records this batch did not store (a failed or cancelled write, a key found
+  // there already): deleted again, with calls of their own that the run's signal does not cancel
+  await Promise.all(
+    batch.map(async (e, i) => {
+      const r = built[i];
+      const src = sources.get(e.n);
+      if (r && src && !written.has(r.name)) await dropImported(ctx, src, r.versions);
+    }),
+  );
   res.migrated = done.length;
   // 3. verify
   if (ctx.verify) {
@@ -252,7 +305,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
       done.map(async ({ name, rekeyed }) => {
         try {
           const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
-          await ctx.pool.run(() => verifyKey(ctx, src, rekeyed));
+          await step(() => verifyKey(ctx, src, rekeyed));
           res.verified++;
         } catch (x) {
           res.migrated--;

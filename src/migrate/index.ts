@@ -49,7 +49,10 @@ export interface MigrateOptions {
   batchSize?: number;
   /** KMS connections (operator configuration) for key references either store names, beside their YAML's */
   kms?: string[];
-  /** cancels the run: store calls in flight stop (nothing half-written; the journal resumes it later) */
+  /**
+   * interrupts the run (the CLI's Ctrl-C / SIGTERM): no new batch or key starts, calls in flight stop
+   * (nothing half-written), and the report says `interrupted`; the same migration run again resumes it
+   */
   signal?: AbortSignal;
   /** progress: phase, done, total */
   onProgress?: (phase: 'plan' | 'migrate', done: number, total?: number) => void;
@@ -63,6 +66,10 @@ export interface MigrateReport {
   dryRun: boolean;
   /** this run continued an interrupted migration, or found it already finished */
   resumed: boolean;
+  /** the signal stopped this run before it finished: run the same migration again to resume it */
+  interrupted: boolean;
+  /** keys in flight when the run was interrupted that did not finish (the resumed run does them) */
+  cancelled: number;
   alreadyFinished: boolean;
   planned: number;
   migrated: number;
@@ -138,6 +145,8 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     to: toS,
     dryRun: !!o.dryRun,
     resumed: false,
+    interrupted: false,
+    cancelled: 0,
     alreadyFinished: false,
     planned: 0,
     migrated: 0,
@@ -289,11 +298,21 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     let batch: PlanEntry[] = [];
     let i = 0;
     let processed = 0;
+    /** the first batch not done when the signal fired */
+    let stoppedAt: number | undefined;
     const run = async () => {
       const idx = i++;
       if (!doneBatches.has(idx)) {
+        if (o.signal?.aborted) {
+          stoppedAt = idx;
+          return;
+        }
         const r = await executeBatch(ctx, batch);
-        journal.append({ t: 'batch', i: idx, migrated: r.migrated, verified: r.verified, failed: r.failed, conflicts: r.conflicts });
+        // a batch with keys the interrupt cancelled is not marked done: the resumed run does it again (its
+        // keys already at the target with the intended material count as migrated there)
+        if (r.cancelled.length) stoppedAt = idx;
+        else journal.append({ t: 'batch', i: idx, migrated: r.migrated, verified: r.verified, failed: r.failed, conflicts: r.conflicts });
+        report.cancelled += r.cancelled.length;
         report.migrated += r.migrated;
         report.verified += r.verified;
         report.failed.push(...r.failed);
@@ -312,8 +331,16 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       if (e.a !== 'migrate') continue;
       batch.push(e);
       if (batch.length >= size) await run();
+      if (stoppedAt !== undefined) break;
     }
-    if (batch.length) await run();
+    if (batch.length && stoppedAt === undefined) await run();
+    if (stoppedAt !== undefined) {
+      // interrupted: the journal has every batch done so far and no 'finished': the same command resumes
+      journal.append({ t: 'interrupted', batch: stoppedAt, at: new Date().toISOString() });
+      journal.close();
+      report.interrupted = true;
+      return report;
+    }
     journal.append({ t: 'finished', at: new Date().toISOString() });
     journal.close();
     if (o.keepJournal === false && report.failed.length === 0 && report.conflicts.length === 0) {
@@ -321,6 +348,11 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
       report.journal = undefined;
     }
     if (report.strategies.rekey) report.rekeyMap = rekeyMap;
+    return report;
+  } catch (e) {
+    // interrupted before the batches (opening, planning): nothing was written to resume; the report says so
+    if (!o.signal?.aborted) throw e;
+    report.interrupted = true;
     return report;
   } finally {
     report.durationMs = Date.now() - t0;

@@ -40,6 +40,8 @@ export type JournalEvent =
   | { t: 'start'; id: string; from: string; to: string; pattern: string; mode: string; at: string }
   | { t: 'planned'; entries: number; migrate: number; batchSize: number; batches: number }
   | { t: 'batch'; i: number; migrated: number; verified: number; failed: string[]; conflicts: string[] }
+  /** the run was interrupted (Ctrl-C): batches from `batch` on are not done; the same migration resumes there */
+  | { t: 'interrupted'; batch: number; at: string }
   | { t: 'finished'; at: string };
 
 /** a migration's identity: which two stores or KMSs (by reference, never how they are reached), pattern and mode */
