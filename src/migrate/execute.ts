@@ -162,7 +162,23 @@ async function resumedRekey(ctx: ExecContext, e: PlanEntry, x: unknown): Promise
   if (!held) throw x;
 }
 
-export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promise<BatchResult> {
+/** the source record when the target already holds the key with its material (written by the interrupted run), else undefined */
+async function alreadyThere(ctx: ExecContext, e: PlanEntry): Promise<KeyRecord | undefined> {
+  const theirs = await ctx.dst.kr.store.get(e.n, { signal: ctx.signal }).catch((x: unknown) => {
+    if (isKeyportError(x, 'NOT_FOUND')) return undefined;
+    throw x;
+  });
+  if (!theirs) return undefined;
+  const rec = await ctx.src.kr.store.get(e.n, { signal: ctx.signal });
+  return material(theirs) === material(rec) ? rec : undefined;
+}
+
+/**
+ * `redo`: the batch may have been partly written by an interrupted run (the first batch not done of a
+ * resumed run): a key the target already holds with the source's material is not imported again (a KMS
+ * target would refuse the name, or hold a second copy) but counted and verified as it is
+ */
+export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = false): Promise<BatchResult> {
   const res: BatchResult = { migrated: 0, verified: 0, failed: [], conflicts: [], errors: [], cancelled: [] };
   const fail = (name: string, e: unknown) => {
     // after an interrupt every failure counts as cancelled: the batch is not marked done, so the re-run
@@ -189,6 +205,14 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[]): Promis
   const built: (KeyRecord | undefined)[] = await Promise.all(
     batch.map(async (e) => {
       try {
+        if (redo && e.s !== 'rekey') {
+          const rec = await step(() => alreadyThere(ctx, e));
+          if (rec) {
+            sources.set(e.n, rec);
+            done.push({ name: e.n, rekeyed: false });
+            return undefined;
+          }
+        }
         if (e.s === 'rekey') {
           await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           done.push({ name: e.n, rekeyed: true });

@@ -300,6 +300,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
     let processed = 0;
     /** the first batch not done when the signal fired */
     let stoppedAt: number | undefined;
+    let redone = false;
     const run = async () => {
       const idx = i++;
       if (!doneBatches.has(idx)) {
@@ -307,7 +308,9 @@ export async function migrate(o: MigrateOptions): Promise<MigrateReport> {
           stoppedAt = idx;
           return;
         }
-        const r = await executeBatch(ctx, batch);
+        // batches run one after another: only the first one not done can have been partly written
+        const r = await executeBatch(ctx, batch, report.resumed && !redone);
+        redone = true;
         // a batch with keys the interrupt cancelled is not marked done: the resumed run does it again (its
         // keys already at the target with the intended material count as migrated there)
         if (r.cancelled.length) stoppedAt = idx;

@@ -9,15 +9,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { openKeyring } from '../../src/keys/open.js';
+import { migrate } from '../../src/migrate/index.js';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
 const dir = tempDir();
 const BIN = join(ROOT, 'bin', 'keyport.js');
+// external-mode catalogs (a KMS target's records) live under KEYPORT_HOME: this file's own, here and in the CLI
+process.env.KEYPORT_HOME = join(dir, 'home');
 const ENV = { ...process.env, KEYPORT_STORE: '', KES_SERVER: '', KEYPORT_SERVER: '', KEYPORT_KMS: '' };
 const KEYS = 3000;
 const source = `sqlite:${join(dir, 'source.db')}`;
@@ -60,8 +63,12 @@ async function wholeSubset(target: string, src: Map<string, string>): Promise<nu
   return dst.size;
 }
 
-/** start the migration; resolves once the journal marks a batch done (progress has started) */
-async function startAndWaitForProgress(args: string[], journal: string) {
+/** start the migration; resolves once `started()` says progress has started (by default: the journal marks a batch done) */
+async function startAndWaitForProgress(
+  args: string[],
+  journal: string,
+  started = () => existsSync(journal) && readFileSync(journal, 'utf8').includes('"t":"batch"'),
+) {
   const child = spawn(process.execPath, [BIN, 'migrate', ...args], { env: ENV, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -70,11 +77,11 @@ async function startAndWaitForProgress(args: string[], journal: string) {
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   let gone = false;
   void exited.then(() => (gone = true));
-  while (!(existsSync(journal) && readFileSync(journal, 'utf8').includes('"t":"batch"'))) {
-    assert.ok(!gone, `the migration ended before its first batch was done: ${stderr}`);
+  while (!started()) {
+    assert.ok(!gone, `the migration ended before it was seen under way: ${stderr}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-  assert.ok(!gone, 'the migration is still running after its first batch');
+  assert.ok(!gone, 'the migration is still running');
   return { child, exited, out: () => stdout, err: () => stderr };
 }
 
@@ -174,4 +181,64 @@ test('a second signal exits at once with 130: no half-written key, and the same 
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /\(resumed\)/);
   assert.deepEqual(await snapshot(target), src);
+});
+
+/** a KMS target's records (name → fingerprint) and the key files in the development KMS's directory */
+async function kmsTarget(uri: string, kmsDir: string): Promise<{ records: Map<string, string>; files: string[] }> {
+  const kr = await openKeyring(uri);
+  const records = new Map<string, string>();
+  try {
+    for (const name of (await kr.list('*')).names) records.set(name, (await kr.describe(name)).fingerprint);
+  } finally {
+    await kr.close();
+  }
+  return { records, files: existsSync(kmsDir) ? readdirSync(kmsDir).filter((f) => !f.startsWith('.')) : [] };
+}
+
+test('into a KMS: Ctrl-C leaves no imported KMS key without its record, and the same command finishes the job', async () => {
+  await filled;
+  const kmsDir = join(dir, 'kms1');
+  mkdirSync(kmsDir);
+  const target = `local:${kmsDir}/`;
+  const journal = join(dir, 'jk1.journal');
+  // 600 keys (one batch): the development KMS writes each imported key durably, so this takes a while
+  const args = ['k00[0-5]*', '--from', source, '--to', target, '--journal', journal, '--concurrency', '4'];
+  const run = await startAndWaitForProgress(args, journal, () => existsSync(kmsDir) && readdirSync(kmsDir).length >= 20);
+  run.child.kill('SIGINT');
+  const [code] = await run.exited;
+  assert.equal(code, 130, run.err());
+  const srcFp = new Map<string, string>();
+  const kr = await openKeyring(source);
+  for (const name of (await kr.list('k00[0-5]*')).names) srcFp.set(name, (await kr.describe(name)).fingerprint);
+  await kr.close();
+  assert.equal(srcFp.size, 600);
+  const mid = await kmsTarget(target, kmsDir);
+  // the imports in flight finished, and those whose record was not written were deleted again
+  assert.equal(mid.files.length, mid.records.size, 'one KMS key per target record: none imported and left behind');
+  for (const [name, fp] of mid.records) assert.equal(fp, srcFp.get(name), name);
+  const again = rerun([...args, '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  const report = JSON.parse(again.stdout) as Record<string, unknown>;
+  assert.deepEqual([report['failed'], report['interrupted'], report['verified']], [[], false, 600]);
+  const end = await kmsTarget(target, kmsDir);
+  assert.deepEqual(end.records, srcFp, 'every key at the KMS target, same fingerprints');
+  assert.equal(end.files.length, 600, 'one KMS key per key');
+});
+
+test('a resumed batch the interrupted run had already written is not imported again: counted, verified, no second KMS key', async () => {
+  await filled;
+  const kmsDir = join(dir, 'kms2');
+  mkdirSync(kmsDir);
+  const target = `local:${kmsDir}/`;
+  const journal = join(dir, 'jk2.journal');
+  const opts = { from: source, to: target, pattern: 'k0000*', journal, keepJournal: true };
+  const first = await migrate(opts);
+  assert.deepEqual([first.migrated, first.failed], [10, []]);
+  // the state an interrupt leaves when it lands after the batch's write, before the batch is marked done
+  const lines = readFileSync(journal, 'utf8').trim().split('\n');
+  writeFileSync(journal, lines.filter((l) => /"t":"(start|planned)"/.test(l)).join('\n') + '\n');
+  const r = await migrate(opts);
+  assert.equal(r.resumed, true);
+  assert.deepEqual([r.migrated, r.verified, r.failed, r.conflicts], [10, 10, [], []], JSON.stringify(r.errors));
+  assert.equal(readdirSync(kmsDir).filter((f) => !f.startsWith('.')).length, 10, 'no second KMS key for a key already there');
 });
