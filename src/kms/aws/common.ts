@@ -51,7 +51,9 @@ export function awsParams(params: Record<string, string>, what: string): AwsPara
 
 /**
  * SDK client config: one attempt (keyport retries in its own wrapper), connection and request
- * timeouts bounded by the per-call deadline.
+ * timeouts bounded by the per-call deadline. throwOnRequestTimeout: without it the SDK's request
+ * timeout only logs a warning (to the console) and a request to a KMS that never answers waits for
+ * the service's 300 s socket timeout.
  */
 export function clientConfig(p: AwsParams): Record<string, unknown> {
   return {
@@ -60,7 +62,7 @@ export function clientConfig(p: AwsParams): Record<string, unknown> {
     ...(p.profile ? { profile: p.profile } : {}),
     ...(p.credentials ? { credentials: p.credentials } : {}),
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: Math.min(p.timeoutMs, 5_000), requestTimeout: p.timeoutMs },
+    requestHandler: { connectionTimeout: Math.min(p.timeoutMs, 5_000), requestTimeout: p.timeoutMs, throwOnRequestTimeout: true },
   };
 }
 
