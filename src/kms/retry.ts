@@ -14,8 +14,9 @@
  *  - anything else fails at once.
  * Every attempt gets an AbortSignal that fires at the attempt timeout, the call's deadline or the
  * caller's own signal, whichever comes first; drivers hand it to their SDK so the work is cancelled,
- * not raced.
+ * not raced. (Calls without a signal of their own share deadline signals: see joinDeadline.)
  */
+import { setMaxListeners } from 'node:events';
 import { err, isKeyportError, type KeyportError } from '../errors.js';
 import { abortableDelay, type AdaptiveLimiter } from './limiter.js';
 import { mayHaveReachedKms } from './neterrors.js';
@@ -114,16 +115,74 @@ const MAX_THROTTLED_ATTEMPTS = 100_000;
 
 export async function runKmsCall<T>(c: KmsCall, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<CallResult<T>> {
   const p = c.policy;
-  const deadlineAt = p.deadlineMs > 0 ? performance.now() + p.deadlineMs : Number.POSITIVE_INFINITY;
+  if (p.deadlineMs <= 0) return attempts_(c, fn, c.signal, Number.POSITIVE_INFINITY);
+  const deadlineAt = performance.now() + p.deadlineMs;
+  if (!c.signal) {
+    // the common case (no caller signal): a deadline signal shared with calls that end about together
+    const d = joinDeadline(deadlineAt, p.deadlineMs);
+    try {
+      return await attempts_(c, fn, d.ac.signal, deadlineAt);
+    } finally {
+      leaveDeadline(d);
+    }
+  }
   // timers of our own, not AbortSignal.timeout (whose timer is unref'd: a hanging KMS call would let
   // the process exit with the call pending) — cleared when the call ends
-  const deadline = p.deadlineMs > 0 ? timer(p.deadlineMs) : undefined;
-  const outer = anySignal([c.signal, deadline?.signal]);
+  const deadline = timer(p.deadlineMs);
   try {
-    return await attempts_(c, fn, outer, deadlineAt);
+    return await attempts_(c, fn, AbortSignal.any([c.signal, deadline.signal]), deadlineAt);
   } finally {
-    deadline?.clear();
+    deadline.clear();
   }
+}
+
+/**
+ * Deadlines of calls without a caller signal share one AbortController and one timer: calls whose
+ * deadlines fall into the same slot (a thousandth of the deadline, 1 ms to 1 s: 300 ms for the default
+ * 300 s) share one that fires at the end of the slot, so a deadline fires at most 0.1% (≤ 1 s) late. A
+ * controller and a timer of its own per call were most of this layer's CPU per KMS call (issue 12).
+ * At most SHARE calls join one (an AbortSignal's listeners are a list: adding one walks it); the timer
+ * is cleared as soon as no call uses it, so it never holds the process open after its calls ended.
+ */
+interface SharedDeadline {
+  ac: AbortController;
+  timer: ReturnType<typeof setTimeout>;
+  key: number;
+  users: number;
+  joins: number;
+}
+const SHARE = 64;
+const deadlines = new Map<number, SharedDeadline>();
+
+function joinDeadline(deadlineAt: number, deadlineMs: number): SharedDeadline {
+  const slot = Math.min(1000, Math.max(1, Math.round(deadlineMs / 1000)));
+  const key = Math.ceil(deadlineAt / slot) * slot;
+  let d = deadlines.get(key);
+  if (!d) {
+    const ac = new AbortController();
+    setMaxListeners(0, ac.signal); // up to SHARE calls, each with a listener or three (ours, the SDK's)
+    const shared: SharedDeadline = { ac, timer: setTimeout(fireDeadline, Math.max(0, key - performance.now())), key, users: 0, joins: 0 };
+    function fireDeadline() {
+      if (deadlines.get(key) === shared) deadlines.delete(key);
+      ac.abort(new DOMException('The operation timed out.', 'TimeoutError'));
+    }
+    d = shared;
+    deadlines.set(key, d);
+  }
+  d.users++;
+  if (++d.joins >= SHARE) deadlines.delete(key); // full: the next call of this slot opens another
+  return d;
+}
+
+function leaveDeadline(d: SharedDeadline): void {
+  if (--d.users > 0) return;
+  clearTimeout(d.timer);
+  if (deadlines.get(d.key) === d) deadlines.delete(d.key);
+}
+
+/** shared deadlines in use (tests: none is left behind once its calls ended) */
+export function sharedDeadlines(): number {
+  return deadlines.size;
 }
 
 function timer(ms: number): { signal: AbortSignal; clear: () => void } {
