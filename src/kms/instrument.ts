@@ -78,6 +78,10 @@ interface CallShape<T> {
   deletes?: boolean;
 }
 
+/** call shapes, made once (not per call) */
+const OUTPUT_BYTES: CallShape<Buffer> = { outputBytes: (r) => r?.length };
+const CREATES_KEY: CallShape<string> = { creates: true, keyIdOf: (r) => r };
+
 export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   // an address prints redacted; a string from a library caller is redacted like one
   const kms = typeof opts.kmsUri === 'string' ? redactGeneric(opts.kmsUri) : opts.kmsUri.toString();
@@ -104,6 +108,7 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   // the limiter's identity of this KMS: scheme and connection without any key id (one per KMS)
   const kmsKey = kms.replace(/;key-id=[^;]*/g, '');
 
+  const mapError = (e: unknown) => toKeyportError(e, dname);
   const record = (r: AuditRecord) => {
     if (!audit) return;
     try {
@@ -175,7 +180,8 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
           limiter: own ? undefined : limiterFor(kmsKey, op),
           policy: callPolicy,
           race: !own,
-          map: (e) => toKeyportError(e, dname),
+          once: own,
+          map: mapError,
           onError: (e) => {
             attempts++;
             for (const id of requestIdsOf(e)) if (!requestIds.includes(id)) requestIds.push(id);
@@ -232,61 +238,25 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
     supportedEncryptionKeySpecs: () => driver.supportedEncryptionKeySpecs(),
     supportedEncryptionAlgoSpecs: () => driver.supportedEncryptionAlgoSpecs(),
     generateSigningKeyPair: (spec, name, o) =>
-      call(
-        'generateSigningKeyPair',
-        { spec, name },
-        (x) => driver.generateSigningKeyPair(spec, name, x),
-        { creates: true, keyIdOf: (r) => r },
-        o?.signal,
-      ),
+      call('generateSigningKeyPair', { spec, name }, (x) => driver.generateSigningKeyPair(spec, name, x), CREATES_KEY, o?.signal),
     generateEncryptionKeyPair: (spec, name, o) =>
-      call(
-        'generateEncryptionKeyPair',
-        { spec, name },
-        (x) => driver.generateEncryptionKeyPair(spec, name, x),
-        { creates: true, keyIdOf: (r) => r },
-        o?.signal,
-      ),
+      call('generateEncryptionKeyPair', { spec, name }, (x) => driver.generateEncryptionKeyPair(spec, name, x), CREATES_KEY, o?.signal),
     generateSymmetricKey: (name, o) =>
-      call(
-        'generateSymmetricKey',
-        { spec: 'aes256', name },
-        (x) => driver.generateSymmetricKey(name, x),
-        { creates: true, keyIdOf: (r) => r },
-        o?.signal,
-      ),
+      call('generateSymmetricKey', { spec: 'aes256', name }, (x) => driver.generateSymmetricKey(name, x), CREATES_KEY, o?.signal),
     sign: (keyId, data, algo, o) =>
-      call(
-        'sign',
-        { keyId, inputBytes: data.length, spec: algo },
-        (x) => driver.sign(keyId, data, algo, x),
-        { outputBytes: (r) => r?.length },
-        o?.signal,
-      ),
+      call('sign', { keyId, inputBytes: data.length, spec: algo }, (x) => driver.sign(keyId, data, algo, x), OUTPUT_BYTES, o?.signal),
     decryptAsymmetric: (keyId, ct, algo, o) =>
       call(
         'decryptAsymmetric',
         { keyId, inputBytes: ct.length, spec: algo },
         (x) => driver.decryptAsymmetric(keyId, ct, algo, x),
-        { outputBytes: (r) => r?.length },
+        OUTPUT_BYTES,
         o?.signal,
       ),
     encryptSymmetric: (keyId, pt, o) =>
-      call(
-        'encryptSymmetric',
-        { keyId, inputBytes: pt.length },
-        (x) => driver.encryptSymmetric(keyId, pt, x),
-        { outputBytes: (r) => r?.length },
-        o?.signal,
-      ),
+      call('encryptSymmetric', { keyId, inputBytes: pt.length }, (x) => driver.encryptSymmetric(keyId, pt, x), OUTPUT_BYTES, o?.signal),
     decryptSymmetric: (keyId, ct, o) =>
-      call(
-        'decryptSymmetric',
-        { keyId, inputBytes: ct.length },
-        (x) => driver.decryptSymmetric(keyId, ct, x),
-        { outputBytes: (r) => r?.length },
-        o?.signal,
-      ),
+      call('decryptSymmetric', { keyId, inputBytes: ct.length }, (x) => driver.decryptSymmetric(keyId, ct, x), OUTPUT_BYTES, o?.signal),
     getPublicKey: (keyId, o) => call('getPublicKey', { keyId }, (x) => driver.getPublicKey(keyId, x), {}, o?.signal),
     keyExistsAndIsActive: (keyId, o) =>
       call('keyExistsAndIsActive', { keyId }, (x) => driver.keyExistsAndIsActive(keyId, x), {}, o?.signal),
@@ -296,13 +266,7 @@ export function instrument(driver: Driver, opts: InstrumentOptions): Driver {
   if (driver.importKey) {
     const imp = driver.importKey.bind(driver);
     w.importKey = (m: KeyMaterialForImport, name?: string, o?: CallOptions) =>
-      call(
-        'importKey',
-        { name, spec: m.spec, inputBytes: m.secret.length },
-        (x) => imp(m, name, x),
-        { creates: true, keyIdOf: (r) => r },
-        o?.signal,
-      );
+      call('importKey', { name, spec: m.spec, inputBytes: m.secret.length }, (x) => imp(m, name, x), CREATES_KEY, o?.signal);
   }
   if (driver.importRefusal) w.importRefusal = driver.importRefusal.bind(driver);
   if (driver.describeKey) {

@@ -61,6 +61,11 @@ export interface KmsCall {
    * the call stops waiting for `fn` when the signal fires
    */
   race?: boolean;
+  /**
+   * one attempt whatever the error, throttling included: `fn` retried its own requests already (a
+   * driver with retriesRequests; no retries on top of retries)
+   */
+  once?: boolean;
 }
 
 export interface CallResult<T> {
@@ -238,6 +243,7 @@ async function attempts_<T>(
       const ke = c.map(e);
       throttled = ke.code === 'THROTTLED' ? ke : undefined;
       if (outer?.aborted) throw isKeyportError(ke, 'TIMEOUT') || throttled ? ke : cancelled();
+      if (c.once) throw ke;
       if (ke.code === 'THROTTLED') {
         if (c.limiter) c.limiter.throttled(sentAt);
         // throttled requests were not processed: retry while the deadline allows, whatever the call

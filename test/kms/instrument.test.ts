@@ -90,6 +90,15 @@ describe('instrument: retries', () => {
     );
   });
 
+  test('a driver that retries its own requests gets one attempt per call, throttling included', async () => {
+    for (const e of [err('THROTTLED', 'rate exceeded'), err('UNAVAILABLE', 'down')]) {
+      const { d, calls } = scripted([e]);
+      const w = instrument({ ...d, retriesRequests: true }, { ...fast, kmsUri: 'test:own' });
+      await assert.rejects(w.sign('k', Buffer.from('x'), 'ecdsa-sha256'), (x) => x === e);
+      assert.deepEqual(calls, ['sign']);
+    }
+  });
+
   test("a caller's AbortSignal cancels a waiting call and reaches the driver", async () => {
     let seen: AbortSignal | undefined;
     const { d } = scripted();
