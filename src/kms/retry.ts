@@ -66,6 +66,13 @@ export interface KmsCall {
    * driver with retriesRequests; no retries on top of retries)
    */
   once?: boolean;
+  /**
+   * `fn` ends every attempt within this many ms by itself (a hard per-request timeout of its SDK:
+   * awskms's timeout-ms). Without a caller signal, an attempt that starts further than this from the
+   * deadline then gets no signal at all: it ends before the deadline anyway, and the SDK need not
+   * listen to one (a listener or three per request, CPU per KMS call)
+   */
+  attemptBoundMs?: number;
 }
 
 export interface CallResult<T> {
@@ -224,7 +231,8 @@ async function attempts_<T>(
     }
     attempts++;
     const attemptTimer = p.attemptTimeoutMs > 0 ? timer(p.attemptTimeoutMs) : undefined;
-    const signal = anySignal([outer, attemptTimer?.signal]);
+    const bounded = !c.signal && !attemptTimer && (c.attemptBoundMs ?? 0) > 0 && deadlineAt - performance.now() > c.attemptBoundMs!;
+    const signal = bounded ? undefined : anySignal([outer, attemptTimer?.signal]);
     try {
       const value = await withSignal(fn(signal), c.race === false ? undefined : signal, () =>
         outer?.aborted

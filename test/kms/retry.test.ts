@@ -57,6 +57,22 @@ describe('retry: deadlines without a caller signal', () => {
     assert.equal(timers(), before);
   });
 
+  test('an attempt the call bounds itself (attemptBoundMs) gets no signal while the deadline is further away', async () => {
+    const seen: (AbortSignal | undefined)[] = [];
+    const r = await runKmsCall({ ...call(300_000), attemptBoundMs: 10_000 }, async (s) => (seen.push(s), 7));
+    assert.equal(r.value, 7);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0], undefined);
+    // closer than the bound: the deadline's signal, and the deadline holds
+    await assert.rejects(runKmsCall({ ...call(80), attemptBoundMs: 10_000 }, hanging(seen)), (e) => isKeyportError(e, 'TIMEOUT'));
+    assert.equal(seen[1]?.aborted, true);
+    // a caller's signal always reaches the attempt
+    const ac = new AbortController();
+    await runKmsCall({ ...call(300_000, ac.signal), attemptBoundMs: 10_000 }, async (s) => (seen.push(s), 7));
+    assert.ok(seen[2] instanceof AbortSignal);
+    assert.equal(sharedDeadlines(), 0);
+  });
+
   test("a caller's signal still cancels a call (its own deadline timer)", async () => {
     const ac = new AbortController();
     const seen: (AbortSignal | undefined)[] = [];
