@@ -62,6 +62,9 @@ export function clientConfig(p: AwsParams): Record<string, unknown> {
     ...(p.profile ? { profile: p.profile } : {}),
     ...(p.credentials ? { credentials: p.credentials } : {}),
     maxAttempts: 1,
+    // the resolved middleware stack kept per command class (the SDK resolves it per request
+    // otherwise); it is used for requests sent without per-request options (no abort signal)
+    cacheMiddleware: true,
     requestHandler: { connectionTimeout: Math.min(p.timeoutMs, 5_000), requestTimeout: p.timeoutMs, throwOnRequestTimeout: true },
   };
 }
