@@ -129,13 +129,26 @@ const bare = new KMSClient({
   credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   maxAttempts: 1,
 });
+// the same with the SDK's own cacheMiddleware (as keyport's awskms client is configured), sent without options
+const bareCached = new KMSClient({
+  region: env.KMSINJECT_REGION!,
+  endpoint: env.KMSINJECT_ENDPOINT!,
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  maxAttempts: 1,
+  cacheMiddleware: true,
+});
 const bareKey = (await bare.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
 const bareSign = (i: number) =>
   bare.send(new SignCommand({ KeyId: bareKey, Message: Buffer.from(`m${i}`), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' }));
+const bareCachedSign = (i: number) =>
+  bareCached.send(
+    new SignCommand({ KeyId: bareKey, Message: Buffer.from(`m${i}`), MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' }),
+  );
 // warm-up, not measured: CPU per call is a long-running process's (the first ~1000 calls of either path
 // cost about twice as much CPU while V8 compiles the SDK's and keyport's code)
 await pool(2000, 32, (i) => ext.sign(sigName, Buffer.from(`w${i}`)));
 await pool(2000, 32, bareSign);
+await pool(2000, 32, bareCachedSign);
 await run(`key sign ×${n(1000)}, external P-256, 32 in flight, 100/s`, n(1000), Q100, 'Sign', 100, () =>
   pool(n(1000), 32, (i) => ext.sign(sigName, Buffer.from(`m${i}`))),
 );
@@ -165,9 +178,18 @@ for (let round = 1; round <= 2; round++) {
   await run(`CPU peer: bare AWS SDK Sign ×${n(1000)}, 32 in flight, no quota (round ${round})`, n(1000), {}, 'Sign', undefined, () =>
     pool(n(1000), 32, bareSign),
   );
+  await run(
+    `CPU peer: bare AWS SDK with cacheMiddleware, Sign ×${n(1000)}, no quota (round ${round})`,
+    n(1000),
+    {},
+    'Sign',
+    undefined,
+    () => pool(n(1000), 32, bareCachedSign),
+  );
 }
 await ext.close();
 bare.destroy();
+bareCached.destroy();
 
 // envelope: first use of sealed keys, protect enable
 await unlimited();

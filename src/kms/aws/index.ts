@@ -158,8 +158,12 @@ class AwsKmsDriver implements Driver {
         limiter: limiterFor(this.kmsId, quota.name, quota.seed),
         policy: this.policy,
         map: (e) => mapAwsError(e, what, SVC),
+        // the SDK's request timeout (timeout-ms, throwOnRequestTimeout) ends every attempt by itself; a
+        // credential chain that might hang is not under it, so its attempts keep the deadline's signal
+        attemptBoundMs: this.p.credentials ? this.p.timeoutMs : undefined,
       },
-      (signal) => this.client.send(cmd as never, signal ? { abortSignal: signal } : {}) as Promise<T>,
+      // no options without a signal: the SDK then reuses its cached middleware stack (cacheMiddleware)
+      (signal) => this.client.send(cmd as never, signal ? { abortSignal: signal } : undefined) as Promise<T>,
     );
     return r.value;
   }
