@@ -103,7 +103,8 @@ async function run(
     failed,
     callsPerItem: s.total.calls / items,
     binding,
-    rateOverQuota: quotaOf && b ? b.forwarded / secs / quotaOf : undefined,
+    // sustained: the bucket starts full (one second's worth, at least one request), which is not a rate
+    rateOverQuota: quotaOf && b ? (b.forwarded - Math.max(1, quotaOf)) / secs / quotaOf : undefined,
     itemsPerS: items / secs,
     cpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, s.total.calls),
   };

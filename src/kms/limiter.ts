@@ -12,7 +12,8 @@
  *  - on a throttle of a request sent after the last decrease: the rate becomes 0.85 × the current rate
  *    (or × the rate of requests sent in the last second when none was set yet), and no more than the
  *    rate of successful requests over the last two seconds (at a low rate: the last eight requests'
- *    worth of time, so a 0.25/s quota is measured, not guessed from one success), but never less than
+ *    worth of time; measured by the spacing of the first and last success in it, so a 0.25/s quota's
+ *    successes 4 s apart give 0.25 however the window cuts them), but never less than
  *    half the current rate — multiplicative decrease, once per "generation", so a burst of throttles
  *    from requests already in flight counts once;
  *  - while callers are waiting for it (the rate binds) and at least 20 requests were granted since the
@@ -120,7 +121,7 @@ export class AdaptiveLimiter {
     const base = Number.isFinite(this.rate) ? this.rate : Math.max(this.recent.filter((t) => t >= now - WINDOW_MS).length, 1);
     const window = this.successWindow(now);
     this.prune(now, window);
-    const succeeded = this.successes.length / (window / 1000);
+    const succeeded = this.successRate(window);
     this.rate = Math.max(MIN_RATE, base * 0.5, Math.min(base * DECREASE, succeeded));
     this.rateAtCut = this.rate;
     this.lastCut = now;
@@ -144,6 +145,20 @@ export class AdaptiveLimiter {
     const low = Number.isFinite(this.rate) ? (SUCCESS_WINDOW_REQUESTS * 1000) / this.rate : 0;
     const w = Math.min(MAX_SUCCESS_WINDOW_MS, Math.max(SUCCESS_WINDOW_MS, low));
     return Math.max(1, Math.min(w, now - (this.started < 0 ? now : this.started)));
+  }
+
+  /**
+   * the rate at which requests recently succeeded: over three or more successes, the spacing between the
+   * first and the last (a 0.25/s quota's successes 4 s apart give 0.25, however the window cuts them);
+   * else the count over the window
+   */
+  private successRate(window: number): number {
+    const n = this.successes.length;
+    if (n >= 3) {
+      const span = this.successes[n - 1]! - this.successes[0]!;
+      if (span > 0) return ((n - 1) * 1000) / span;
+    }
+    return n / (window / 1000);
   }
 
   private prune(now: number, window = MAX_SUCCESS_WINDOW_MS): void {

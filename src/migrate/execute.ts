@@ -199,7 +199,25 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
       return fn();
     });
   const failed = (name: string) => res.failed.includes(name) || res.cancelled.includes(name);
-  const done: { name: string; rekeyed: boolean }[] = [];
+  // a re-keyed key is in the target store as soon as it is made: its verification starts then (settled
+  // here, awaited in step 3), so re-keys and their verifying calls overlap instead of running in two phases
+  const done: { name: string; rekeyed: boolean; early?: Promise<{ error: unknown } | undefined> }[] = [];
+  const rekeyedDone = (name: string) =>
+    done.push({
+      name,
+      rekeyed: true,
+      ...(ctx.verify
+        ? {
+            early: ctx.src.kr.store
+              .get(name, { signal: ctx.signal })
+              .then((src) => step(() => verifyKey(ctx, src, true)))
+              .then(
+                () => undefined,
+                (error: unknown) => ({ error }),
+              ),
+          }
+        : {}),
+    });
   const sources = new Map<string, KeyRecord>();
   // 1. build target records (KMS calls run concurrently under the adaptive pool)
   const built: (KeyRecord | undefined)[] = await Promise.all(
@@ -215,7 +233,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
         }
         if (e.s === 'rekey') {
           await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
-          done.push({ name: e.n, rekeyed: true });
+          rekeyedDone(e.n);
           return undefined;
         }
         if (e.s === 'import' && ctx.rekey) {
@@ -234,7 +252,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
           }
           await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
           res.rekeyedInstead = (res.rekeyedInstead ?? 0) + 1;
-          done.push({ name: e.n, rekeyed: true });
+          rekeyedDone(e.n);
           return undefined;
         }
         const b = await step(() => buildRecord(ctx, e));
@@ -326,10 +344,15 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
   // 3. verify
   if (ctx.verify) {
     await Promise.all(
-      done.map(async ({ name, rekeyed }) => {
+      done.map(async ({ name, rekeyed, early }) => {
         try {
-          const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
-          await step(() => verifyKey(ctx, src, rekeyed));
+          if (early) {
+            const r = await early;
+            if (r) throw r.error;
+          } else {
+            const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
+            await step(() => verifyKey(ctx, src, rekeyed));
+          }
           res.verified++;
         } catch (x) {
           res.migrated--;

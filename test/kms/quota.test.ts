@@ -190,12 +190,13 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
   });
 
   it("quotas=aws: requests are paced from the first at AWS's documented defaults (CreateKey 5/s): a burst of 12 creates, none throttled", async () => {
-    // one-request buckets at AWS's documented CreateKey / CreateAlias / TagResource rates: any request
-    // sent less than 1/rate after the previous one is throttled
+    // two-request buckets at AWS's documented CreateKey / CreateAlias / TagResource rates: a burst of
+    // requests is throttled from the third on; paced ones are not (two, not one: a request granted 1/rate
+    // after the previous one may still reach the injector a millisecond early on a busy machine)
     const buckets = [
-      { ops: ['CreateKey'], rate: 5, burst: 1 },
-      { ops: ['CreateAlias'], rate: 5, burst: 1 },
-      { ops: ['TagResource'], rate: 10, burst: 1 },
+      { ops: ['CreateKey'], rate: 5, burst: 2 },
+      { ops: ['CreateAlias'], rate: 5, burst: 2 },
+      { ops: ['TagResource'], rate: 10, burst: 2 },
     ];
     const burst = async (uri: string, prefix: string) => {
       resetLimiters(); // a new process: nothing learned yet
