@@ -235,8 +235,8 @@ await run(`migrate ${keys} keys into an envelope store, Encrypt+Decrypt 100/s sh
   return r.failed.length + r.refused.length + r.conflicts.length;
 });
 
-// BYOK at AWS quotas, the connection saying so (quotas=aws: limiters start at AWS's documented defaults,
-// CreateKey 5/s and GetParametersForImport 1/s — this injector allows 0.25/s, an older account's figure)
+// BYOK at AWS quotas, the connection saying so (quotas=aws: limiters start at AWS's lowest published
+// defaults, CreateKey 5/s and GetParametersForImport 0.25/s, the quotas this injector enforces)
 await run(`BYOK import of ${n(20)} keys, AWS quotas`, n(20), { buckets: AWS_QUOTAS }, 'GetParametersForImport', 0.25, async () => {
   const dd = await openInstrumentedDriver(kmsAws);
   const f = await pool(n(20), n(20), (i) =>

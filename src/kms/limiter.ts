@@ -148,17 +148,18 @@ export class AdaptiveLimiter {
   }
 
   /**
-   * the rate at which requests recently succeeded: over three or more successes, the spacing between the
-   * first and the last (a 0.25/s quota's successes 4 s apart give 0.25, however the window cuts them);
-   * else the count over the window
+   * the rate at which requests recently succeeded: the count over the window or, over three or more
+   * successes, their spacing from first to last (a 0.25/s quota's successes 4 s apart give 0.25, however
+   * the window cuts them), whichever is larger
    */
   private successRate(window: number): number {
     const n = this.successes.length;
-    if (n >= 3) {
-      const span = this.successes[n - 1]! - this.successes[0]!;
-      if (span > 0) return ((n - 1) * 1000) / span;
-    }
-    return n / (window / 1000);
+    const counted = n / (window / 1000);
+    if (n < 3) return counted;
+    const span = this.successes[n - 1]! - this.successes[0]!;
+    // both estimates fall short of the quota in their own way (a window cuts successes off; a sender slower
+    // than the refill spaces them wider): the larger bounds the cut
+    return span > 0 ? Math.max(counted, ((n - 1) * 1000) / span) : counted;
   }
 
   private prune(now: number, window = MAX_SUCCESS_WINDOW_MS): void {

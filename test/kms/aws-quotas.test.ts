@@ -26,11 +26,11 @@ describe('AWS KMS quotas', () => {
   });
 
   it('cryptographic operations draw on the shared quota of the key type; others on their own', () => {
-    assert.deepEqual(quotaOf('Sign', 'ecc', 'aws'), { name: 'crypto:ecc', seed: 1000 });
-    assert.deepEqual(quotaOf('Decrypt', 'rsa', 'aws'), { name: 'crypto:rsa', seed: 1000 });
+    assert.deepEqual(quotaOf('Sign', 'ecc', 'aws'), { name: 'crypto:ecc', seed: 300 });
+    assert.deepEqual(quotaOf('Decrypt', 'rsa', 'aws'), { name: 'crypto:rsa', seed: 500 });
     assert.deepEqual(quotaOf('Encrypt', 'symmetric', 'aws'), quotaOf('Decrypt', 'symmetric', 'aws'));
     assert.deepEqual(quotaOf('CreateKey', undefined, 'aws'), { name: 'CreateKey', seed: 5 });
-    assert.deepEqual(quotaOf('GetParametersForImport', undefined, 'aws'), { name: 'GetParametersForImport', seed: 1 });
+    assert.deepEqual(quotaOf('GetParametersForImport', undefined, 'aws'), { name: 'GetParametersForImport', seed: 0.25 });
     assert.deepEqual(quotaOf('CreateKey', undefined, 'learn'), { name: 'CreateKey', seed: undefined });
     assert.deepEqual(quotaOf('Sign', 'ecc', 'learn'), { name: 'crypto:ecc', seed: undefined });
   });

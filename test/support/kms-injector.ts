@@ -59,9 +59,9 @@ export interface InjectorStats {
 
 /**
  * AWS KMS request quotas (per account and Region) as issue 12 gives them, which the benchmark and tests
- * use: AWS's earlier published defaults (GetParametersForImport 0.25/s, ECC 300/s, symmetric 5,500/s), lower
- * than today's documented defaults that keyport's quotas=aws starts at (src/kms/aws/quotas.ts: 1/s, 1,000/s,
- * 10,000/s) — so a limiter seeded from the documentation still has to learn a lower quota here.
+ * use: the lowest AWS has published (GetParametersForImport 0.25/s, ECC 300/s, symmetric 5,500/s) — what
+ * keyport's quotas=aws starts at (src/kms/aws/quotas.ts); today's guide lists higher defaults for newer
+ * accounts (1/s, 1,000/s, 10,000/s).
  */
 export const AWS_QUOTAS: BucketConfig[] = [
   { ops: ['CreateKey'], rate: 5 },

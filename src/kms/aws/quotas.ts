@@ -3,13 +3,15 @@
  *
  * AWS counts cryptographic operations in shared quotas by the key's type — symmetric (Encrypt, Decrypt,
  * GenerateDataKey*, ReEncrypt, GenerateMac, …), RSA (Encrypt, Decrypt, Sign, Verify on RSA keys) and
- * ECC (Sign, Verify) — and every other operation on its own (CreateKey 5/s, GetParametersForImport 1/s,
+ * ECC (Sign, Verify) — and every other operation on its own (CreateKey 5/s, GetParametersForImport 0.25/s,
  * …), per account and Region. The process's limiters (src/kms/limiter.ts) are keyed the same way, so a
  * migration's Encrypt and Decrypt slow down together as AWS throttles them together.
  *
- * Rates: AWS KMS Developer Guide, "Request quotas", default values; for quotas that vary by Region the
- * lowest Region's figure. Every one is adjustable per account, so a limiter starts there and probes
- * upward while no request is throttled.
+ * Rates: AWS KMS Developer Guide, "Request quotas", default values — the lowest AWS has published for
+ * each (quotas that vary by Region: the lowest Region's; the guide has raised several over time, e.g.
+ * GetParametersForImport 0.25/s → 1/s, ECC 300/s → 1,000/s, and accounts keep the quotas they have).
+ * Every one is adjustable per account, so a limiter starts there and probes upward while no request is
+ * throttled: an account with higher quotas is found, one with the published minimum is never throttled.
  *
  * The connection setting `quotas=` chooses whether these defaults apply: `aws` (the default for AWS's
  * own endpoints: no `endpoint=`, or an amazonaws.com / api.aws host) starts every limiter at the
@@ -22,9 +24,9 @@ import { err } from '../../errors.js';
 export type CryptoFamily = 'symmetric' | 'rsa' | 'ecc';
 
 const CRYPTO: Record<CryptoFamily, { name: string; rate: number }> = {
-  symmetric: { name: 'crypto:symmetric', rate: 10_000 },
-  rsa: { name: 'crypto:rsa', rate: 1_000 },
-  ecc: { name: 'crypto:ecc', rate: 1_000 },
+  symmetric: { name: 'crypto:symmetric', rate: 5_500 },
+  rsa: { name: 'crypto:rsa', rate: 500 },
+  ecc: { name: 'crypto:ecc', rate: 300 },
 };
 
 /** operations keyport sends that have a quota of their own */
@@ -36,9 +38,9 @@ const OPERATION_RATES: Record<string, number> = {
   DescribeKey: 2000,
   DisableKey: 5,
   EnableKey: 5,
-  GetParametersForImport: 1,
+  GetParametersForImport: 0.25,
   GetPublicKey: 2000,
-  ImportKeyMaterial: 15,
+  ImportKeyMaterial: 5,
   ListAliases: 500,
   ListKeys: 500,
   ListResourceTags: 2000,
