@@ -289,7 +289,7 @@ console.log('| work | items | failed | KMS calls / item | rate ÷ quota (binding
 console.log('|---|---|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, 0)} | ${f(r.cpuMsPerCall)} |`,
+    `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, r.itemsPerS < 10 ? 2 : 0)} | ${f(r.cpuMsPerCall)} |`,
   );
-console.log(`\nmigrate --rekey rate ÷ the bare SDK's rate on the same calls (local-kms-bound): ${f(rekeyVsPeer)}`);
+console.log(`\nmigrate --rekey rate ÷ the bare SDK's rate on the same five KMS calls per key: ${f(rekeyVsPeer)}`);
 process.exit(0);
