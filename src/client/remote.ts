@@ -219,6 +219,11 @@ export class RemoteKeyring implements Keyring {
     return encodeURIComponent(name);
   }
 
+  /** a request on one key's route, `/v1/key/OP/NAME[QUERY]` */
+  private key(method: string, op: string, name: string, body?: unknown, signal?: AbortSignal, query = ''): Promise<any> {
+    return this.call(method, `/v1/key/${op}/${RemoteKeyring.enc(name)}${query}`, body, signal);
+  }
+
   private static info(j: any): KeyInfo {
     const type: KeyType = isKeyType(j?.type) ? j.type : 'aes256';
     return {
@@ -244,7 +249,7 @@ export class RemoteKeyring implements Keyring {
         : o.usage
           ? { usage: o.usage }
           : undefined;
-    await this.call('PUT', `/v1/key/create/${RemoteKeyring.enc(name)}`, body, o.signal);
+    await this.key('PUT', 'create', name, body, o.signal);
     return this.describe(name, o);
   }
   async import(name: string, material: Buffer, o: CreateOptions = {}): Promise<KeyInfo> {
@@ -253,11 +258,11 @@ export class RemoteKeyring implements Keyring {
       m.type === 'aes256'
         ? { key: m.secret.subarray(0, 32).toString('base64'), cipher: 'AES256' }
         : { key: m.secret.toString('base64'), type: m.type };
-    await this.call('PUT', `/v1/key/import/${RemoteKeyring.enc(name)}`, body, o.signal);
+    await this.key('PUT', 'import', name, body, o.signal);
     return this.describe(name, o);
   }
   async describe(name: string, o: CallOptions = {}): Promise<KeyInfo> {
-    return RemoteKeyring.info(await this.call('GET', `/v1/key/describe/${RemoteKeyring.enc(name)}`, undefined, o.signal));
+    return RemoteKeyring.info(await this.key('GET', 'describe', name, undefined, o.signal));
   }
   /**
    * `pattern` is a keyport glob; the KES API lists by prefix (KES v0.24: a name prefix, '-' never last), so the
@@ -280,12 +285,10 @@ export class RemoteKeyring implements Keyring {
     return { names, ...(j?.continue_at ? { next: j.continue_at } : {}) };
   }
   async delete(name: string, o: CallOptions = {}): Promise<void> {
-    await this.call('DELETE', `/v1/key/delete/${RemoteKeyring.enc(name)}`, undefined, o.signal);
+    await this.key('DELETE', 'delete', name, undefined, o.signal);
   }
   async versions(name: string, o: CallOptions = {}): Promise<VersionInfo[]> {
-    const j = (await this.call('GET', `/v1/key/versions/${RemoteKeyring.enc(name)}`, undefined, o.signal)) as
-      | { versions?: any[] }
-      | undefined;
+    const j = (await this.key('GET', 'versions', name, undefined, o.signal)) as { versions?: any[] } | undefined;
     if (!Array.isArray(j?.versions))
       throw err('UNSUPPORTED', `the server does not list key versions (a KES server has none: one version per key)`);
     return j.versions.map((v) => ({
@@ -301,7 +304,7 @@ export class RemoteKeyring implements Keyring {
   async rotate(name: string, opts: RotateOptions = {}): Promise<KeyInfo> {
     if (opts.toKeyId !== undefined)
       throw err('UNSUPPORTED', '--to-key-id works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
-    return RemoteKeyring.info(await this.call('PUT', `/v1/key/rotate/${RemoteKeyring.enc(name)}`, undefined, opts.signal));
+    return RemoteKeyring.info(await this.key('PUT', 'rotate', name, undefined, opts.signal));
   }
   async register(): Promise<KeyInfo> {
     throw err('UNSUPPORTED', 'register works on a KMS store, not through a server: run it with --store on the KMS the key lives in');
@@ -310,18 +313,14 @@ export class RemoteKeyring implements Keyring {
     throw err('UNSUPPORTED', 'a server never exports key material: use keyport migrate on the store itself');
   }
   async publicKey(name: string, version?: number, o: CallOptions = {}): Promise<Buffer> {
-    const j = await this.call(
-      'GET',
-      `/v1/key/public/${RemoteKeyring.enc(name)}${version ? `?version=${version}` : ''}`,
-      undefined,
-      o.signal,
-    );
+    const j = await this.key('GET', 'public', name, undefined, o.signal, version ? `?version=${version}` : '');
     return Buffer.from(j.public_key, 'base64');
   }
   async sign(name: string, data: Buffer, o: SignOptions = {}): Promise<Buffer> {
-    const j = await this.call(
+    const j = await this.key(
       'PUT',
-      `/v1/key/sign/${RemoteKeyring.enc(name)}`,
+      'sign',
+      name,
       {
         message: data.toString('base64'),
         ...(o.format ? { format: o.format } : {}),
@@ -332,9 +331,10 @@ export class RemoteKeyring implements Keyring {
     return Buffer.from(j.signature, 'base64');
   }
   async verify(name: string, data: Buffer, signature: Buffer, o: SignOptions = {}): Promise<boolean> {
-    const j = await this.call(
+    const j = await this.key(
       'PUT',
-      `/v1/key/verify/${RemoteKeyring.enc(name)}`,
+      'verify',
+      name,
       {
         message: data.toString('base64'),
         signature: signature.toString('base64'),
@@ -347,9 +347,10 @@ export class RemoteKeyring implements Keyring {
     return j.valid === true;
   }
   async encrypt(name: string, plaintext: Buffer, context?: Buffer, o: CallOptions = {}): Promise<Buffer> {
-    const j = await this.call(
+    const j = await this.key(
       'PUT',
-      `/v1/key/encrypt/${RemoteKeyring.enc(name)}`,
+      'encrypt',
+      name,
       {
         plaintext: plaintext.toString('base64'),
         ...(context ? { context: context.toString('base64') } : {}),
@@ -359,9 +360,10 @@ export class RemoteKeyring implements Keyring {
     return Buffer.from(j.ciphertext, 'base64');
   }
   async decrypt(name: string, ciphertext: Buffer, context?: Buffer, o: CallOptions = {}): Promise<Buffer> {
-    const j = await this.call(
+    const j = await this.key(
       'PUT',
-      `/v1/key/decrypt/${RemoteKeyring.enc(name)}`,
+      'decrypt',
+      name,
       {
         ciphertext: ciphertext.toString('base64'),
         ...(context ? { context: context.toString('base64') } : {}),
@@ -371,16 +373,11 @@ export class RemoteKeyring implements Keyring {
     return Buffer.from(j.plaintext, 'base64');
   }
   async generate(name: string, context?: Buffer, o: CallOptions = {}): Promise<{ plaintext: Buffer; ciphertext: Buffer }> {
-    const j = await this.call(
-      'PUT',
-      `/v1/key/generate/${RemoteKeyring.enc(name)}`,
-      context ? { context: context.toString('base64') } : {},
-      o.signal,
-    );
+    const j = await this.key('PUT', 'generate', name, context ? { context: context.toString('base64') } : {}, o.signal);
     return { plaintext: Buffer.from(j.plaintext, 'base64'), ciphertext: Buffer.from(j.ciphertext, 'base64') };
   }
   async hmac(name: string, message: Buffer, o: CallOptions = {}): Promise<Buffer> {
-    const j = await this.call('PUT', `/v1/key/hmac/${RemoteKeyring.enc(name)}`, { message: message.toString('base64') }, o.signal);
+    const j = await this.key('PUT', 'hmac', name, { message: message.toString('base64') }, o.signal);
     return Buffer.from(j.hmac, 'base64');
   }
   async close(): Promise<void> {

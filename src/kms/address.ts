@@ -175,6 +175,11 @@ function driverName(path: string, name?: string): string {
   return last || 'driver';
 }
 
+/** a local KMS is the same whether its directory is written with a trailing '/' or not */
+function localDir(path: string): string {
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+}
+
 /** Which KMS: scheme + the backend's stable identity. What stores keep for external keys and protection. */
 export class KmsRef {
   private constructor(
@@ -185,8 +190,7 @@ export class KmsRef {
   static of(scheme: KmsScheme, identity: Record<string, string | undefined>): KmsRef {
     const id: Record<string, string> = {};
     for (const k of BACKENDS[scheme].identity) if (identity[k]) id[k] = identity[k]!;
-    // a local KMS is the same whether its directory is written with a trailing '/' or not
-    if (scheme === 'local' && id['path'] && id['path'].length > 1) id['path'] = id['path'].replace(/\/+$/, '');
+    if (scheme === 'local' && id['path']) id['path'] = localDir(id['path']);
     return new KmsRef(scheme, id);
   }
 
@@ -332,7 +336,7 @@ export class KmsAddress {
     const skip = new Set([...b.secrets, ...(b.tuning ?? [])]);
     const attrs = Object.entries(this.attrs)
       .filter(([k]) => !skip.has(k) && !(b.open && SECRETISH.test(k)))
-      .map(([k, v]): [string, string] => [k, this.scheme === 'local' && k === 'path' && v.length > 1 ? v.replace(/\/+$/, '') : v])
+      .map(([k, v]): [string, string] => [k, this.scheme === 'local' && k === 'path' ? localDir(v) : v])
       .sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0));
     return format(this.scheme, undefined, attrs);
   }

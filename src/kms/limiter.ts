@@ -12,10 +12,9 @@
  *  - on a throttle of a request sent after the last decrease: the rate becomes 0.85 × the current rate
  *    (or × the rate of requests sent in the last second when none was set yet), and no more than the
  *    rate of successful requests over the last two seconds (at a low rate: the last eight requests'
- *    worth of time; measured by the spacing of the first and last success in it, so a 0.25/s quota's
- *    successes 4 s apart give 0.25 however the window cuts them), but never less than
- *    half the current rate — multiplicative decrease, once per "generation", so a burst of throttles
- *    from requests already in flight counts once;
+ *    worth of time; the larger of their count over that window and their spacing from first to last,
+ *    see successRate), but never less than half the current rate — multiplicative decrease, once per
+ *    "generation", so a burst of throttles from requests already in flight counts once;
  *  - while callers are waiting for it (the rate binds) and at least 20 requests were granted since the
  *    last decrease (or since the documented start), the rate grows by 4% of the rate at the last
  *    decrease per second, that step doubling with every 50 requests granted since that decrease (up to

@@ -199,6 +199,11 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
       return fn();
     });
   const failed = (name: string) => res.failed.includes(name) || res.cancelled.includes(name);
+  const sources = new Map<string, KeyRecord>();
+  const verifyOne = async (name: string, rekeyed: boolean) => {
+    const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
+    await step(() => verifyKey(ctx, src, rekeyed));
+  };
   // a re-keyed key is in the target store as soon as it is made: its verification starts then (settled
   // here, awaited in step 3), so re-keys and their verifying calls overlap instead of running in two phases
   const done: { name: string; rekeyed: boolean; early?: Promise<{ error: unknown } | undefined> }[] = [];
@@ -208,17 +213,13 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
       rekeyed: true,
       ...(ctx.verify
         ? {
-            early: ctx.src.kr.store
-              .get(name, { signal: ctx.signal })
-              .then((src) => step(() => verifyKey(ctx, src, true)))
-              .then(
-                () => undefined,
-                (error: unknown) => ({ error }),
-              ),
+            early: verifyOne(name, true).then(
+              () => undefined,
+              (error: unknown) => ({ error }),
+            ),
           }
         : {}),
     });
-  const sources = new Map<string, KeyRecord>();
   // 1. build target records (KMS calls run concurrently under the adaptive pool)
   const built: (KeyRecord | undefined)[] = await Promise.all(
     batch.map(async (e) => {
@@ -349,10 +350,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
           if (early) {
             const r = await early;
             if (r) throw r.error;
-          } else {
-            const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
-            await step(() => verifyKey(ctx, src, rekeyed));
-          }
+          } else await verifyOne(name, rekeyed);
           res.verified++;
         } catch (x) {
           res.migrated--;

@@ -147,7 +147,12 @@ class AwsKmsDriver implements Driver {
    * while the deadline allows), the per-attempt timeout and the caller's signal handed to the SDK.
    * `idempotent: false` for CreateKey: a failure that may have reached AWS is not retried blindly.
    */
-  private async call<T>(what: string, cmd: unknown, o?: CallOptions, idempotent = true, family?: CryptoFamily): Promise<T> {
+  private async call<T>(
+    what: string,
+    cmd: unknown,
+    o?: CallOptions,
+    { idempotent = true, family }: { idempotent?: boolean; family?: CryptoFamily } = {},
+  ): Promise<T> {
     const quota = quotaOf(what, family, this.quotas);
     const r = await runKmsCall<T>(
       {
@@ -219,7 +224,7 @@ class AwsKmsDriver implements Driver {
             Description: description,
           }),
           o,
-          false,
+          { idempotent: false },
         );
         keyId = out.KeyMetadata?.KeyId;
         if (!keyId) throw err('INTERNAL', 'AWS KMS CreateKey returned no key id');
@@ -337,8 +342,7 @@ class AwsKmsDriver implements Driver {
         SigningAlgorithm: a.aws as never,
       }),
       o,
-      true,
-      algo === 'rsa-pss-sha256' ? 'rsa' : 'ecc',
+      { family: algo === 'rsa-pss-sha256' ? 'rsa' : 'ecc' },
     );
     if (!out.Signature) throw err('INTERNAL', 'AWS KMS Sign returned no signature');
     return Buffer.from(out.Signature);
@@ -358,8 +362,7 @@ class AwsKmsDriver implements Driver {
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }),
       o,
-      true,
-      'rsa',
+      { family: 'rsa' },
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
@@ -373,8 +376,7 @@ class AwsKmsDriver implements Driver {
       'Encrypt',
       new this.sdk.EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
       o,
-      true,
-      'symmetric',
+      { family: 'symmetric' },
     );
     if (!out.CiphertextBlob) throw err('INTERNAL', 'AWS KMS Encrypt returned no ciphertext');
     return Buffer.from(out.CiphertextBlob);
@@ -391,8 +393,7 @@ class AwsKmsDriver implements Driver {
       'Decrypt',
       new this.sdk.DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }),
       o,
-      true,
-      'symmetric',
+      { family: 'symmetric' },
     );
     if (!out.Plaintext) throw err('INTERNAL', 'AWS KMS Decrypt returned no plaintext');
     return Buffer.from(out.Plaintext);
