@@ -19,8 +19,9 @@
  *   expires and starts new windows `cutOff/2` before now; Canton's defaults: Ed25519, 5 min, 30 s (keyport: P-256).
  * Session keys are only for PROTOCOL signatures (Canton refuses any other usage with them).
  */
-import { generateKeyPairSync, type KeyObject, sign as nodeSign, createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { err } from '../errors.js';
+import { publicKeyObject } from '../crypto/keys.js';
 import type { KeyType } from '../crypto/keytypes.js';
 import { lowS } from '../crypto/ecdsa-encoding.js';
 import { cantonHash, keyFingerprint } from './topology/hash.js';
@@ -229,7 +230,7 @@ export class SessionSigner {
 function verifyRaw(spki: Buffer, algo: number, data: Buffer, sig: Buffer): boolean {
   const hash = algo === SigningAlgorithmSpec.EC_DSA_SHA_384 ? 'sha384' : algo === SigningAlgorithmSpec.EC_DSA_SHA_256 ? 'sha256' : null;
   try {
-    const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    const key = publicKeyObject(spki);
     return nodeVerify(hash, data, hash ? { key, dsaEncoding: 'der' } : key, sig);
   } catch {
     return false;

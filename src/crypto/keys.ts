@@ -3,6 +3,7 @@
  * object. Private keys travel as PKCS#8 DER, public keys as SPKI DER, aes256 keys as 32 raw bytes.
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { err } from '../errors.js';
 import { KEY_TYPE_INFO, type KeyType } from './keytypes.js';
 
@@ -166,12 +167,26 @@ export function privateKeyObject(pkcs8: Buffer): KeyObject {
   }
 }
 
-export function publicKeyObject(spki: Buffer): KeyObject {
-  try {
-    return createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch {
-    throw err('INVALID_INPUT', 'public key is not valid SPKI DER');
+/**
+ * Parsed public keys, shared by the whole process: OpenSSL 3 takes ~0.15 ms to decode an SPKI, and one
+ * key is parsed again and again (the keyring's verify, a Canton signer, the delegation that names it).
+ * Public keys are no secret; KeyObjects are immutable. Keyed by the DER's base64 (a record's own form).
+ */
+const PUBLICS = new LRUCache<string, KeyObject>({ max: 20_000 });
+
+/** SPKI DER (bytes, or base64 as records hold it) as a KeyObject, parsed once per process */
+export function publicKeyObject(spki: Buffer | string): KeyObject {
+  const id = typeof spki === 'string' ? spki : spki.toString('base64');
+  let k = PUBLICS.get(id);
+  if (!k) {
+    try {
+      k = createPublicKey({ key: typeof spki === 'string' ? Buffer.from(spki, 'base64') : spki, format: 'der', type: 'spki' });
+    } catch {
+      throw err('INVALID_INPUT', 'public key is not valid SPKI DER');
+    }
+    PUBLICS.set(id, k);
   }
+  return k;
 }
 
 export function spkiOf(k: KeyObject): Buffer {

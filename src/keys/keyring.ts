@@ -121,7 +121,6 @@ export class StoreKeyring implements Keyring {
   readonly connections: Connections;
   readonly wrappers: WrapperKeys;
   private secrets: TtlCache<string, Secret>;
-  private publics = new TtlCache<string, KeyObject>(3_600_000, 50_000);
   private protectionCache?: { p: Protection; at: number };
   /**
    * protection the configuration asks for that the store does not have yet, left unapplied because the
@@ -261,12 +260,7 @@ export class StoreKeyring implements Keyring {
 
   private publicOf(r: KeyRecord, v: VersionRecord): KeyObject {
     if (!v.publicKey) throw err('KEY_USAGE', `key '${r.name}' is ${r.type}: it has no public key`);
-    let k = this.publics.get(v.publicKey);
-    if (!k) {
-      k = publicKeyObject(Buffer.from(v.publicKey, 'base64'));
-      this.publics.set(v.publicKey, k);
-    }
-    return k;
+    return publicKeyObject(v.publicKey);
   }
 
   private usable(r: KeyRecord, purpose: Purpose, what: string): void {

@@ -3,10 +3,10 @@
  * does it (ECDSA-with-SHA-256/384 DER, or Ed25519, over the 34-byte hash; signer must be the key's fingerprint;
  * algorithm consistent with the key spec; format allowed for the algorithm).
  */
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { type KeyObject, verify as nodeVerify } from 'node:crypto';
 import { err } from '../../errors.js';
 import type { KeyType } from '../../crypto/keytypes.js';
-import { keyTypeOf } from '../../crypto/keys.js';
+import { keyTypeOf, publicKeyObject } from '../../crypto/keys.js';
 import { keyFingerprint } from './hash.js';
 import {
   CryptoKeyFormat,
@@ -122,9 +122,9 @@ export function verifyCantonSignature(key: SigningPublicKey, data: Buffer, sig: 
     format = algo === SigningAlgorithmSpec.ED25519 ? SignatureFormat.CONCAT : SignatureFormat.DER;
   const wantFormat = algo === SigningAlgorithmSpec.ED25519 ? SignatureFormat.CONCAT : SignatureFormat.DER;
   if (format !== wantFormat) return `signature format ${format} is not allowed for algorithm ${algo}`;
-  let pub: ReturnType<typeof createPublicKey>;
+  let pub: KeyObject;
   try {
-    pub = createPublicKey({ key: spkiOf(key), format: 'der', type: 'spki' });
+    pub = publicKeyObject(spkiOf(key));
   } catch {
     return `key ${id} is not a valid public key`;
   }
@@ -139,5 +139,5 @@ export function verifyCantonSignature(key: SigningPublicKey, data: Buffer, sig: 
 }
 
 export function keyTypeOfSpki(spki: Buffer): KeyType {
-  return keyTypeOf(createPublicKey({ key: spki, format: 'der', type: 'spki' }));
+  return keyTypeOf(publicKeyObject(spki));
 }
