@@ -222,6 +222,34 @@ export function runStoreConformance(name: string, open: () => Promise<RecordStor
       }),
     );
 
+    test('many concurrent creates: each caller gets its own outcome, a caller cancelled while queued writes nothing', { timeout }, () =>
+      withStore(open, async (s) => {
+        await s.create(aesRecord('old'));
+        const ac = new AbortController();
+        const recs = Array.from({ length: 40 }, (_, i) => aesRecord(`k${String(i).padStart(2, '0')}`));
+        const calls = [
+          ...recs.map((r) => s.create(r)),
+          s.create(aesRecord('old')),
+          s.create(aesRecord('cancelled'), { signal: ac.signal }),
+        ];
+        // aborted after the call was made, before the store wrote anything (stores that queue writes)
+        ac.abort();
+        const out = await Promise.allSettled(calls);
+        const ok = out.slice(0, 40).filter((x) => x.status === 'fulfilled').length;
+        assert.equal(ok, 40, 'every distinct new name is created');
+        const taken = out[40]!;
+        assert.ok(taken.status === 'rejected' && isKeyportError(taken.reason, 'EXISTS'), 'a taken name fails with EXISTS');
+        const last = out[41]!;
+        const names = (await s.list()).names;
+        if (last.status === 'rejected') {
+          assert.ok(isKeyportError(last.reason, 'TIMEOUT'), String(last.reason));
+          assert.ok(!names.includes('cancelled'), 'a cancelled create wrote its record');
+        } else assert.ok(names.includes('cancelled'), 'a create that succeeded is stored');
+        assert.equal(names.length, 41 + (last.status === 'fulfilled' ? 1 : 0));
+        for (const r of recs) same(await s.get(r.name), r);
+      }),
+    );
+
     test('NOT_FOUND from get, delete and replace of a missing name', { timeout }, () =>
       withStore(open, async (s) => {
         await rejectsWith(s.get('missing'), 'NOT_FOUND');
