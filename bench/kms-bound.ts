@@ -6,9 +6,10 @@
  * failures, KMS calls per item (every request the injector saw, throttled ones included, over the
  * items), the binding operation's accepted rate ÷ its quota, and keyport's CPU per KMS call.
  *
- *   node --import tsx bench/kms-bound.ts [scale=1] [latency-ms=20]
+ *   node --import tsx bench/kms-bound.ts [scale=1] [latency-ms=20] [rows=REGEX]
  *
- * scale multiplies the item counts (1: the issue's 1000 signatures, 2000 keys, 20 imports, 200 rekeys).
+ * scale multiplies the item counts (1: the issue's 1000 signatures, 2000 keys, 20 imports, 200 rekeys);
+ * rows, a regular expression, runs only the rows whose name it matches (e.g. 'rekey|5 KMS calls').
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,15 +17,17 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { performance as perf } from 'node:perf_hooks';
 import { serviceEnv } from '../test/support/testbed.js';
 import { AWS_QUOTAS, remoteInjector, type BucketConfig, type InjectorStats } from '../test/support/kms-injector.js';
 import { openInstrumentedDriver } from '../src/kms/instrument.js';
-import { resetLimiters } from '../src/kms/limiter.js';
+import { limiterStats, resetLimiters } from '../src/kms/limiter.js';
 import { openKeyring } from '../src/keys/open.js';
 import { migrate } from '../src/migrate/index.js';
 
 const scale = Number(process.argv[2] ?? 1);
 const latencyMs = Number(process.argv[3] ?? 20);
+const only = process.argv[4] ? new RegExp(process.argv[4]) : undefined;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'keyport-bench-kms-bound-'));
 process.env.KEYPORT_HOME = join(dir, 'home');
@@ -68,6 +71,8 @@ interface Row {
   rateOverQuota: number | undefined;
   itemsPerS: number;
   cpuMsPerCall: number;
+  /** the share of the run keyport's event loop was busy */
+  elu: number;
 }
 const rows: Row[] = [];
 
@@ -81,14 +86,17 @@ async function run(
   body: () => Promise<number>,
   opts: { keepLearned?: boolean } = {},
 ): Promise<void> {
+  if (only && !only.test(work)) return;
   // each case stands for a separate run of keyport: nothing learned in an earlier case carries over
   // (except where a case measures exactly that)
   if (!opts.keepLearned) resetLimiters();
   await inj.configure({ latencyMs, ...quota });
   await inj.reset();
   const c0 = process.cpuUsage();
+  const e0 = perf.eventLoopUtilization();
   const t0 = performance.now();
   const failed = await body();
+  const elu = perf.eventLoopUtilization(e0).utilization;
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(c0);
   const s: InjectorStats = await inj.stats();
@@ -107,9 +115,10 @@ async function run(
     rateOverQuota: quotaOf && b ? (b.forwarded - Math.max(1, quotaOf)) / secs / quotaOf : undefined,
     itemsPerS: items / secs,
     cpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, s.total.calls),
+    elu,
   };
   rows.push(row);
-  console.error(`${work}: ${JSON.stringify(row)} ${JSON.stringify(s.ops)}`);
+  console.error(`${work}: ${JSON.stringify(row)} ${JSON.stringify(s.ops)} limiters ${JSON.stringify(limiterStats())}`);
 }
 
 const Q100 = { defaultRate: 100 };
@@ -277,19 +286,24 @@ await run(`peer: bare AWS SDK, the same 5 calls per key for ${n(200)} new EC key
   }),
 );
 peer.destroy();
-const [rekeyRow, peerRow] = rows.slice(-2);
-const rekeyVsPeer = rekeyRow!.itemsPerS / peerRow!.itemsPerS;
+const rekeyRow = rows.find((r) => r.work.startsWith('migrate --rekey'));
+const peerRow = rows.find((r) => r.work.startsWith('peer: bare AWS SDK, the same'));
 
 if (!wasRunning) spawnSync('bash', [INJECTOR, 'stop'], { stdio: 'inherit' });
 rmSync(dir, { recursive: true, force: true });
 
 const f = (x: number | undefined, d = 2) => (x === undefined ? '–' : x.toFixed(d));
 console.log(`\nlatency ${latencyMs} ms per call (injector), local-kms behind it; node ${process.version}\n`);
-console.log('| work | items | failed | KMS calls / item | rate ÷ quota (binding op) | items/s | keyport CPU ms / KMS call |');
-console.log('|---|---|---|---|---|---|---|');
+console.log(
+  '| work | items | failed | KMS calls / item | rate ÷ quota (binding op) | items/s | keyport CPU ms / KMS call | event loop busy |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, r.itemsPerS < 10 ? 2 : 0)} | ${f(r.cpuMsPerCall)} |`,
+    `| ${r.work} | ${r.items} | ${r.failed} | ${f(r.callsPerItem)} | ${r.rateOverQuota === undefined ? '–' : `${f(r.rateOverQuota)} (${r.binding})`} | ${f(r.itemsPerS, r.itemsPerS < 10 ? 2 : 0)} | ${f(r.cpuMsPerCall)} | ${f(r.elu)} |`,
   );
-console.log(`\nmigrate --rekey rate ÷ the bare SDK's rate on the same five KMS calls per key: ${f(rekeyVsPeer)}`);
+if (rekeyRow && peerRow)
+  console.log(
+    `\nmigrate --rekey rate ÷ the bare SDK's rate on the same five KMS calls per key: ${f(rekeyRow.itemsPerS / peerRow.itemsPerS)}`,
+  );
 process.exit(0);

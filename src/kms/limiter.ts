@@ -33,6 +33,8 @@ export interface LimiterStats {
   sent: number;
   throttled: number;
   decreases: number;
+  /** time callers spent waiting for their turn, summed over callers (ms) */
+  waitedMs: number;
 }
 
 const DECREASE = 0.85;
@@ -62,7 +64,7 @@ export class AdaptiveLimiter {
   private lastGrow = 0;
   private readonly recent: number[] = [];
   private readonly successes: number[] = [];
-  private stats = { sent: 0, throttled: 0, decreases: 0 };
+  private stats = { sent: 0, throttled: 0, decreases: 0, waitedMs: 0 };
   /** requests granted since the last decrease */
   private sinceCut = 0;
   /** bumped at every decrease: slots reserved before it are given up */
@@ -83,6 +85,7 @@ export class AdaptiveLimiter {
   async acquire(signal?: AbortSignal): Promise<number> {
     signal?.throwIfAborted();
     let now = performance.now();
+    const t0 = now;
     if (this.started < 0) this.started = now;
     // the time this request's slot was granted at the rate then in force: a throttle of it says
     // something about that rate, not about one set since
@@ -106,6 +109,7 @@ export class AdaptiveLimiter {
       granted = now;
     }
     this.stats.sent++;
+    this.stats.waitedMs += now - t0;
     this.sinceCut++;
     this.recent.push(now);
     while (this.recent.length && this.recent[0]! < now - WINDOW_MS) this.recent.shift();

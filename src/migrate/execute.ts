@@ -204,22 +204,24 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
     const src = sources.get(name) ?? (await ctx.src.kr.store.get(name, { signal: ctx.signal }));
     await step(() => verifyKey(ctx, src, rekeyed));
   };
-  // a re-keyed key is in the target store as soon as it is made: its verification starts then (settled
-  // here, awaited in step 3), so re-keys and their verifying calls overlap instead of running in two phases
   const done: { name: string; rekeyed: boolean; early?: Promise<{ error: unknown } | undefined> }[] = [];
-  const rekeyedDone = (name: string) =>
-    done.push({
-      name,
-      rekeyed: true,
-      ...(ctx.verify
-        ? {
-            early: verifyOne(name, true).then(
-              () => undefined,
-              (error: unknown) => ({ error }),
-            ),
-          }
-        : {}),
+  // a re-key and its verification are one step: the key is checked as soon as it is made, in the same pool
+  // slot. As a step of its own the verifying call queued behind every re-key still waiting for the pool,
+  // so a batch ran as two phases (all re-keys, then all verifications) at half the KMS's rate.
+  const rekeyStep = async (e: PlanEntry) => {
+    const checked = await step(async () => {
+      await rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x));
+      if (!ctx.verify) return undefined;
+      // a verification that fails leaves the re-key done (the key is in the target): step 3 reports it
+      try {
+        await verifyKey(ctx, await ctx.src.kr.store.get(e.n, { signal: ctx.signal }), true);
+        return undefined;
+      } catch (error) {
+        return { error };
+      }
     });
+    done.push({ name: e.n, rekeyed: true, ...(ctx.verify ? { early: Promise.resolve(checked) } : {}) });
+  };
   // 1. build target records (KMS calls run concurrently under the adaptive pool)
   const built: (KeyRecord | undefined)[] = await Promise.all(
     batch.map(async (e) => {
@@ -233,8 +235,7 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
           }
         }
         if (e.s === 'rekey') {
-          await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
-          rekeyedDone(e.n);
+          await rekeyStep(e);
           return undefined;
         }
         if (e.s === 'import' && ctx.rekey) {
@@ -251,9 +252,8 @@ export async function executeBatch(ctx: ExecContext, batch: PlanEntry[], redo = 
               (ctx.importRefused ??= new Set()).add(type);
             }
           }
-          await step(() => rekey(ctx, e).catch((x) => resumedRekey(ctx, e, x)));
+          await rekeyStep(e);
           res.rekeyedInstead = (res.rekeyedInstead ?? 0) + 1;
-          rekeyedDone(e.n);
           return undefined;
         }
         const b = await step(() => buildRecord(ctx, e));
