@@ -86,12 +86,21 @@ function redirect(req: IncomingMessage, res: ServerResponse, location: string): 
 /** what a client may send past a limit before we stop reading and close (answered 413 either way) */
 const DRAIN_LIMIT = 16 << 20;
 
-/** the body up to `max` bytes; beyond it the rest is read and dropped so the connection stays usable */
+/** readBody's rejection when the client went away (or timed out) before its body was complete: its mistake, not ours */
+const CLIENT_GONE = new Error('the client closed the connection before its request body was complete');
+
+/**
+ * The body up to `max` bytes; beyond it the rest is read and dropped so the connection stays usable —
+ * unless the client announces more than DRAIN_LIMIT: that is refused at once, without waiting for a body
+ * it may never send.
+ */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-large' | 'too-large-close'> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
-    let over = Number(req.headers['content-length'] ?? 0) > max;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max && declared > DRAIN_LIMIT) return resolve('too-large-close');
+    let over = declared > max;
     req.on('data', (c: Buffer) => {
       n += c.length;
       if (n > max) over = true;
@@ -106,7 +115,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too-larg
       chunks.push(c);
     });
     req.on('end', () => resolve(over ? 'too-large' : Buffer.concat(chunks, n)));
-    req.on('error', reject);
+    req.on('error', () => reject(CLIENT_GONE));
   });
 }
 
@@ -257,6 +266,11 @@ export function createKesServer(state: ServerState): Server {
       }
       return finish(reply.status);
     } catch (e) {
+      if (e === CLIENT_GONE) {
+        // nobody is left to answer: counted and audited as the client's mistake, not logged as a server error
+        fail(res, 400, 'incomplete request body');
+        return finish(400);
+      }
       const subject = path.startsWith('/v1/policy/') ? 'policy' : path.startsWith('/v1/identity/') ? 'identity' : 'key';
       const { status, message, code } = kesError(e, subject);
       if (!isKeyportError(e) || status >= 500)

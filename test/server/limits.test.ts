@@ -4,7 +4,7 @@
  * or stop half-way through a request are closed; a connection limit holds; and TLS offers KES's cipher
  * policy only — checked with OpenSSL's own client, suite by suite.
  */
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -14,9 +14,11 @@ import { connect as tcpConnect, createServer as createTcpServer, type Socket } f
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { PassThrough } from 'node:stream';
 import { agentFor, raw, testServer } from '../support/server.js';
 import { parseApiKey } from '../../src/server/identity.js';
 import { devSetup } from '../../src/server/dev.js';
+import { startServer } from '../../src/server/index.js';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -141,6 +143,45 @@ test('audit log on stdout, a pipe nobody reads: the server keeps answering, line
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+test('a client that goes away half-way through its body is its mistake: no 5xx counted, no error-log line; a huge announced body is refused at once', async () => {
+  const dir = tempDir('keyport-gone-');
+  const dev = await devSetup({ dir: join(dir, 'dev'), host: '127.0.0.1', port: 0 });
+  dev.config.log = { error: true, audit: false };
+  let errText = '';
+  const stderr = new PassThrough();
+  stderr.on('data', (c: Buffer) => (errText += c.toString()));
+  const s = await startServer(dev.config, { outputs: { stdout: new PassThrough(), stderr } });
+  after(() => s.close());
+  const admin = agentFor(parseApiKey(dev.apiKey));
+  const head = (length: number) =>
+    `PUT /v1/key/encrypt/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${dev.apiKey}\r\nContent-Length: ${length}\r\n\r\n`;
+  const metric = async (name: string, code: number) =>
+    Number(new RegExp(`^${name}\\{code="${code}"\\} (\\d+)`, 'm').exec((await raw(s.url, admin, 'GET', '/v1/metrics')).body)?.[1] ?? 0);
+
+  // half a body, then the client hangs up
+  const gone = await tlsOpen(s.port);
+  gone.on('error', () => undefined);
+  gone.write(head(1000) + '{"plaintext":');
+  await new Promise((r) => setTimeout(r, 200));
+  gone.destroy();
+  for (let i = 0; (await metric('kes_http_request_error', 400)) === 0; i++) {
+    assert.ok(i < 200, 'the abandoned request was never counted');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(await metric('kes_http_request_failure', 500), 0, 'a client hanging up is not a server failure');
+  assert.doesNotMatch(errText, /internal error|aborted/, 'nor an error-log line');
+
+  // 100 GB announced, one byte sent: answered 413 without waiting for the rest
+  const huge = await tlsOpen(s.port);
+  let reply = '';
+  huge.on('data', (c: Buffer) => (reply += c.toString()));
+  huge.write(head(100_000_000_000) + '{');
+  await closedWithin(huge, 30_000, 'a request announcing 100 GB');
+  assert.match(reply, /^HTTP\/1\.1 413 /);
+  assert.match(reply, /request body too large/);
+  assert.equal((await raw(s.url, admin, 'GET', '/version')).status, 200, 'the server keeps serving');
 });
 
 describe('connection limits and TLS policy', async () => {
