@@ -424,6 +424,14 @@ function badAttr(what: string, scheme: string, e: z.ZodError): never {
   const i = e.issues[0]!;
   if (i.code === 'unrecognized_keys')
     throw err('USAGE', `${what}: ${scheme}: does not take ${i.keys.map((k) => `'${k}'`).join(', ')} (see docs/connections.md)`);
+  // an attribute left out (`local:`, `driver:`): say which, not the schema's "expected string, received undefined"
+  if (i.code === 'invalid_type' && /received undefined/.test(i.message)) {
+    const k = i.path.join('.');
+    throw err(
+      'USAGE',
+      `${what}: ${scheme}: ${k === 'path' ? `needs a path, e.g. ${scheme === 'driver' ? 'driver:./my-driver.mjs' : `${scheme}:./w.key`}` : `needs ${k}=…`}`,
+    );
+  }
   throw err('USAGE', `${what}: ${scheme}: ${i.path.join('.') || 'attributes'}: ${i.message}`);
 }
 

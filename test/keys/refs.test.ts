@@ -194,6 +194,10 @@ test('addresses are typed and validated at the edge; equality is defined once; t
   assert.throws(() => KmsAddress.parse('awskms:region=x;regoin=y;key-id=k'), /does not take 'regoin'/);
   assert.throws(() => KmsAddress.parse('local:./w.key;secret-access-key=x'), /does not take 'secret-access-key'/);
   assert.throws(() => KmsAddress.parse('pkcs11:token=t;pin-valu=1'), /does not take/);
+  assert.throws(
+    () => KmsAddress.parse('local:'),
+    (e: Error) => /local: needs a path/.test(e.message) && !/undefined/.test(e.message),
+  );
   assert.ok(KmsAddress.parse('local:k.key').key.equals(KmsAddress.parse('local:./k.key').key));
   assert.ok(KmsAddress.parse('awskms:region=a;endpoint=http://x:1;key-id=k').key.equals(KmsAddress.parse('awskms:key-id=k').key));
   assert.ok(
