@@ -1,9 +1,9 @@
 /** What every command shares: opening the keyring named by --store / --server, file I/O, progress. */
-import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { err } from '../errors.js';
+import { err, isKeyportError } from '../errors.js';
 import type { Keyring } from '../keys/types.js';
 
 export interface StoreOpts {
@@ -101,12 +101,51 @@ export async function withKeyring<T>(o: StoreOpts, fn: (k: Keyring) => Promise<T
   }
 }
 
-export function readInput(path: string, what: string): Buffer {
+/** the most a key file or a signature may hold: far beyond an RSA-3072 PKCS#8 PEM, far below a mistake like /dev/zero */
+export const SMALL_INPUT = 1 << 20;
+/** the most any input may hold (readFileSync's own limit): the CLI works on whole buffers */
+const MAX_INPUT = 2 ** 31 - 1;
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * A whole input file (or stdin for '-'), at most `max` bytes: a larger regular file is refused before it
+ * is read, and a pipe or device (/dev/zero, `yes |`) is read only until it passes the bound.
+ */
+export function readInput(path: string, what: string, max = MAX_INPUT): Buffer {
   if (path === '-' && process.stdin.isTTY) throw err('USAGE', `no ${what} given: name a file (e.g. --in FILE), or pipe it into stdin`);
+  const where = path === '-' ? 'from stdin' : path;
+  const limit = max >= 2 ** 30 ? `${Math.round(max / 2 ** 30)} GiB` : `${Math.round(max / 2 ** 20)} MiB`;
+  const tooLarge = () => err('USAGE', `cannot read ${what} ${where}: larger than ${limit}`);
+  let fd: number | undefined;
   try {
-    return path === '-' ? readFileSync(0) : readFileSync(path);
+    fd = path === '-' ? 0 : openSync(path, 'r');
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    if (st.isFile() && st.size > max) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, max + 1 - n));
+      let got: number;
+      try {
+        got = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        // stdin as a non-blocking pipe whose writer is not done yet: wait a moment, read on
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        Atomics.wait(PAUSE, 0, 0, 5);
+        continue;
+      }
+      if (got === 0) break;
+      n += got;
+      if (n > max) throw tooLarge();
+      chunks.push(got === chunk.length ? chunk : chunk.subarray(0, got));
+    }
+    return Buffer.concat(chunks, n);
   } catch (e) {
-    throw err('USAGE', `cannot read ${what} ${path === '-' ? 'from stdin' : path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    if (isKeyportError(e)) throw e;
+    throw err('USAGE', `cannot read ${what} ${where}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  } finally {
+    if (fd !== undefined && fd !== 0) closeSync(fd);
   }
 }
 

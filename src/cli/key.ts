@@ -6,7 +6,7 @@ import { KEY_USAGES, type KeyUsage } from '../store/types.js';
 import type { KeyInfo } from '../keys/types.js';
 import { humanFingerprint, printJson, printTable } from './output.js';
 import { formatAge } from '../config/duration.js';
-import { confirm, emitJson, readInput, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
+import { confirm, emitJson, readInput, SMALL_INPUT, storeOptions, withKeyring, writeOutput, type StoreOpts } from './common.js';
 
 interface KeyOpts extends StoreOpts {
   type?: string;
@@ -109,7 +109,7 @@ export function register(program: Command): void {
     .addOption(purposeOpt())
     .addOption(usageOpt())
     .action(async (name: string, o: KeyOpts) => {
-      const material = readInput(o.file!, 'key');
+      const material = readInput(o.file!, 'key', SMALL_INPUT);
       const k = await withKeyring(
         o,
         (kr) => kr.import(name, material, { type: o.type as never, purpose: o.purpose, usage: usageList(o.usage) }),
@@ -308,7 +308,7 @@ export function register(program: Command): void {
     .option('--strict', 'ECDSA: also reject a high-S signature (keyport only makes low-S ones; another signer may not)')
     .action(async (name: string, o: KeyOpts) => {
       const data = readInput(o.in!, 'input');
-      const sig = readInput(o.sig!, 'signature');
+      const sig = readInput(o.sig!, 'signature', SMALL_INPUT);
       const ok = await withKeyring(
         o,
         (kr) => kr.verify(name, data, sig, { format: o.format, version: versionOf(o.keyVersion), strict: o.strict }),

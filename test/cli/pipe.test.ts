@@ -29,3 +29,35 @@ test('key ls --json | head -1: exit 0, nothing on stderr; the same for every rea
     assert.deepEqual(lines, [], `${reader}: no EPIPE trace`);
   }
 });
+
+test('endless input (/dev/zero, `yes |`) is refused at a bound, one line, exit 2; a slow pipe on stdin is read whole', async () => {
+  const db = join(dir, 'in.db');
+  const kr = await openKeyring(`sqlite:${db}`);
+  await kr.create('sym');
+  await kr.create('ec', { type: 'ec-p256' });
+  await kr.close();
+  const sh = (cmd: string) =>
+    spawnSync('bash', ['-c', cmd.replaceAll('KP', `"${process.execPath}" "${BIN}"`)], {
+      encoding: 'utf8',
+      env: { ...process.env, KEYPORT_STORE: `sqlite:${db}`, KEYPORT_SERVER: '', KES_SERVER: '' },
+    });
+  for (const [cmd, what] of [
+    ['KP key import k --file /dev/zero', 'key /dev/zero'],
+    ['yes | KP key import k --file -', 'key from stdin'],
+    ['KP key verify ec --in /dev/null --sig /dev/zero', 'signature /dev/zero'],
+  ] as const) {
+    const r = sh(cmd);
+    assert.equal(r.status, 2, `${cmd}: ${r.stderr}`);
+    assert.equal(r.stderr, `keyport: cannot read ${what}: larger than 1 MiB\n`, cmd);
+  }
+  const list = sh('KP key ls --json');
+  assert.deepEqual(
+    (JSON.parse(list.stdout) as { name: string }[]).map((k) => k.name),
+    ['ec', 'sym'],
+    'no key was imported',
+  );
+  // stdin from a writer that is not ready yet (a non-blocking pipe): waited for, not EAGAIN
+  const slow = sh('(sleep 0.3; echo slow) | KP key encrypt sym | KP key decrypt sym');
+  assert.equal(slow.status, 0, slow.stderr);
+  assert.equal(slow.stdout, 'slow\n');
+});
