@@ -102,7 +102,13 @@ export function register(program: Command): void {
           ? err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false })
           : e.code === 'EACCES'
             ? err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`)
-            : e;
+            : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
+              ? err(
+                  'UNAVAILABLE',
+                  `cannot listen on ${cfg.host}:${cfg.port}: ${e.code === 'EADDRNOTAVAIL' ? 'no network interface of this machine has that address' : 'the host name does not resolve'}: pick another with --addr`,
+                  { retryable: false },
+                )
+              : e;
       // a worker says why and exits (its channel to the primary would keep it alive), so the primary sees it
       if (cluster.isWorker) process.exit(reportError(why));
       throw why;

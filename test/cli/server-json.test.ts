@@ -210,6 +210,24 @@ test('--json errors are JSON lines too: usage errors (exit 2) and start-up failu
   });
 });
 
+test('an address this machine does not have, or a host name that does not resolve: one error line saying so, exit 1', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'server', ...args], { env, cwd: dir, encoding: 'utf8' });
+  for (const [addr, why] of [
+    ['192.0.2.1:7373', /no network interface of this machine has that address/],
+    ['no-such-host.invalid:7373', /host name does not resolve/],
+  ] as const) {
+    for (const json of [false, true]) {
+      const r = run([...(json ? ['--json'] : []), '--dev', '--addr', addr]);
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stdout, '', 'nothing says it listens');
+      const message = json ? String(parseLines(r.stderr, 'stderr')[0]!['message']) : r.stderr;
+      assert.match(message, why);
+      assert.doesNotMatch(message, /internal error/);
+      if (!json) assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
+    }
+  }
+});
+
 test('--workers 2 --json: "listening" once every worker listens, with the port they got; a port in use: errors, exit 1, no "listening"', async () => {
   const r = await start(['--dev', '--workers', '2']);
   const up = parseLines(r.out(), 'stdout')[0]!;
