@@ -97,7 +97,7 @@ class FsStore implements RecordStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw err('NOT_FOUND', `key '${name}' does not exist`);
       ioError(e, `cannot read key '${name}'`);
     }
-    return parseRecord(text, `key '${name}'`);
+    return parseRecord(text, `key '${name}' (${this.file(name)})`);
   }
 
   private listing = new DirListing(() => {

@@ -26,18 +26,21 @@ export const KeyRecordSchema = z.object({
   versions: z.array(Version).min(1),
 });
 
+/** what to do about a record keyport cannot read: it never guesses, repairs or drops one itself */
+const DAMAGED = 'restore it from a backup, or move it out of the store if the key is lost';
+
 export function parseRecord(json: string, where: string): KeyRecord {
   let v: unknown;
   try {
     v = JSON.parse(json);
   } catch {
-    throw err('INVALID_INPUT', `${where}: stored key record is not valid JSON`);
+    throw err('INVALID_INPUT', `${where}: stored key record is not valid JSON: ${DAMAGED}`);
   }
   const r = KeyRecordSchema.safeParse(v);
   if (!r.success)
     throw err(
       'INVALID_INPUT',
-      `${where}: stored key record is malformed (${r.error.issues[0]?.path.join('.') || 'root'}: ${r.error.issues[0]?.message})`,
+      `${where}: stored key record is malformed (${r.error.issues[0]?.path.join('.') || 'root'}: ${r.error.issues[0]?.message}): ${DAMAGED}`,
     );
   return r.data as KeyRecord;
 }

@@ -136,6 +136,24 @@ test('user errors: one line, exit 2 for usage, 1 otherwise, never a stack trace'
   assert.equal(readFileSync(join(dir, 'garbage.p8'), 'utf8'), 'garbage');
 });
 
+test('a damaged record: one line naming its file and what to do, exit 1 (keyport never guesses it away)', () => {
+  const S = ['--store', `fs:${join(dir, 'damaged')}`];
+  assert.equal(kp(['key', 'create', 'fine', ...S]).code, 0);
+  const file = join(dir, 'damaged', 'broken.key');
+  writeFileSync(file, 'garbage', { mode: 0o600 });
+  for (const args of [
+    ['key', 'ls'],
+    ['key', 'describe', 'broken'],
+  ]) {
+    const r = kp([...args, ...S]);
+    assert.equal(r.code, 1, r.stderr);
+    oneLineError(r);
+    assert.ok(r.stderr.includes(file), `names the file: ${r.stderr}`);
+    assert.match(r.stderr, /restore it from a backup/);
+  }
+  assert.equal(readFileSync(file, 'utf8'), 'garbage', 'left as it was');
+});
+
 test('local:DIR/ that does not exist yet: keys go into DIR, not beside it', () => {
   const env = { KEYPORT_HOME: join(dir, 'home-slash') };
   assert.equal(kp(['key', 'create', 'k1', '--store', 'sqlite:slash.db', '--type', 'ec-p256']).code, 0);
