@@ -78,6 +78,8 @@ export interface OpenAccess {
  * one NOT_FOUND line and nothing is created. `readOnly`: see OpenAccess.
  */
 export async function openTarget(o: StoreOpts, access: OpenAccess = {}): Promise<Keyring> {
+  // both named on the command line: one would be ignored without a word (the environment only fills in what is missing)
+  if (o.server && o.store) throw err('USAGE', '--store and --server exclude each other: give one');
   const server = o.server ?? (o.store ? undefined : (process.env.KEYPORT_SERVER ?? process.env.KES_SERVER));
   if (server) {
     const mod = await import('../client/remote.js');

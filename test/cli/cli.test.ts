@@ -136,6 +136,14 @@ test('user errors: one line, exit 2 for usage, 1 otherwise, never a stack trace'
   assert.equal(readFileSync(join(dir, 'garbage.p8'), 'utf8'), 'garbage');
 });
 
+test('--store and --server together: a usage error, neither is opened (one would have been ignored)', () => {
+  const r = kp(['key', 'create', 'both', '--store', `sqlite:${join(dir, 'both.db')}`, '--server', 'https://127.0.0.1:1', '-k']);
+  assert.equal(r.code, 2, r.stderr);
+  oneLineError(r);
+  assert.match(r.stderr, /--store and --server exclude each other/);
+  assert.throws(() => statSync(join(dir, 'both.db')), 'no store was created');
+});
+
 test('a damaged record: one line naming its file and what to do, exit 1 (keyport never guesses it away)', () => {
   const S = ['--store', `fs:${join(dir, 'damaged')}`];
   assert.equal(kp(['key', 'create', 'fine', ...S]).code, 0);
