@@ -151,10 +151,18 @@ export function readInput(path: string, what: string, max = MAX_INPUT): Buffer {
   }
 }
 
-/** write binary output to a file (0600 for secrets) or stdout; refuse raw binary on a terminal */
-export function writeOutput(path: string | undefined, data: Buffer | string, opts: { secret?: boolean; binary?: boolean } = {}): void {
+/**
+ * write binary output to a file (0600 for secrets) or stdout; refuse raw binary on a terminal (`pem`: the
+ * command offers --pem, which the refusal then names)
+ */
+export function writeOutput(
+  path: string | undefined,
+  data: Buffer | string,
+  opts: { secret?: boolean; binary?: boolean; pem?: boolean } = {},
+): void {
   if (!path || path === '-') {
-    if (opts.binary && process.stdout.isTTY) throw err('USAGE', 'refusing to write binary data to a terminal: use --out FILE (or --pem)');
+    if (opts.binary && process.stdout.isTTY)
+      throw err('USAGE', `refusing to write binary data to a terminal: use --out FILE${opts.pem ? ' or --pem' : ''}`);
     process.stdout.write(data);
     return;
   }

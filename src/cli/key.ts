@@ -139,7 +139,7 @@ export function register(program: Command): void {
       if (o.json) emitJson(o, k.secret, 'key', { name, type: k.type, version: k.version, format }, { secret: true });
       else if (o.pem)
         writeOutput(o.out, k.type === 'aes256' ? k.secret.toString('base64') + '\n' : toPem(k.secret, 'PRIVATE KEY'), { secret: true });
-      else writeOutput(o.out, k.secret, { secret: true, binary: true });
+      else writeOutput(o.out, k.secret, { secret: true, binary: true, pem: true });
       for (const x of all) x.secret.fill(0);
     });
 
@@ -227,7 +227,7 @@ export function register(program: Command): void {
       const { toPem } = await import('../crypto/keys.js');
       if (o.json) emitJson(o, spki, 'publicKey', { name, ...(version ? { version } : {}), pem: toPem(spki, 'PUBLIC KEY') });
       else if (o.pem) writeOutput(o.out, toPem(spki, 'PUBLIC KEY'));
-      else writeOutput(o.out, spki, { binary: true });
+      else writeOutput(o.out, spki, { binary: true, pem: true });
     });
 
   storeOptions(key.command('rm <name>').description('delete a key (keys keyport generated in a KMS are scheduled for deletion there)'))

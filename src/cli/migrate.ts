@@ -87,6 +87,8 @@ export function register(program: Command): void {
       if (o.to !== undefined && o.target !== undefined) throw err('USAGE', 'give the target once: --to or --target');
       const to = o.to ?? o.target;
       if (to === undefined) throw err('USAGE', "required option '--to <store>' not specified");
+      // --all lists a dry run's whole plan; it never widens a real run (a pattern picks keys; none means all)
+      if (o.all && !o.dryRun) throw err('USAGE', '--all only lists the whole plan of a --dry-run: without --dry-run nothing is listed');
       const conc = Number(o.concurrency);
       if (!Number.isInteger(conc) || conc < 1 || conc > 1024) throw err('USAGE', `--concurrency must be 1-1024, got '${o.concurrency}'`);
       const { migrate } = await import('../migrate/index.js');

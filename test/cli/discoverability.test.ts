@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, createVerify } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/testbed.js';
 import { tempDir } from '../support/tmp.js';
@@ -92,6 +92,18 @@ function onTty(args: string[], answer: string) {
   return spawnSync('script', ['-qec', cmd, '/dev/null'], { input: answer, env, cwd: dir, encoding: 'utf8', timeout: 60_000 });
 }
 
+test('binary output is refused on a terminal, naming only the options the command has', {
+  skip: !hasScript && 'util-linux script missing',
+}, () => {
+  assert.equal(kp(['key', 'create', 'tty-ec', '--type', 'ec-p256', ...S]).code, 0);
+  const pub = onTty(['key', 'public', 'tty-ec', ...S], '');
+  assert.match(pub.stdout, /refusing to write binary data to a terminal: use --out FILE or --pem/);
+  writeFileSync(join(dir, 'tty-msg'), 'm');
+  const sig = onTty(['key', 'sign', 'tty-ec', '--in', join(dir, 'tty-msg'), ...S], '');
+  assert.match(sig.stdout, /refusing to write binary data to a terminal: use --out FILE\r?\n/);
+  assert.doesNotMatch(sig.stdout, /--pem/);
+});
+
 test('key rm and protect disable ask on a terminal; --yes and scripts (no TTY) do not', {
   skip: !hasScript && 'util-linux script missing',
 }, () => {
@@ -127,6 +139,11 @@ test('migrate: the dry run says how many more entries; the JSON plan is in words
   assert.match(dry.stdout, /… and 2 more entries \(--all lists them all/);
   const all = kp(['migrate', '--from', A, '--to', `fs:${join(dir, 'copy')}`, '--dry-run', '--all']);
   assert.equal(all.stdout.split('\n').filter((l) => l.startsWith('  migrate')).length, 52);
+  // --all never turns into a real run's option: without --dry-run it is refused, nothing migrated
+  const real = kp(['migrate', '--from', A, '--to', `fs:${join(dir, 'copy')}`, '--all']);
+  assert.equal(real.code, 2, real.stderr);
+  assert.match(real.stderr, /--all only lists the whole plan of a --dry-run/);
+  assert.equal(existsSync(join(dir, 'copy')), false, 'nothing written');
   const plan = json(kp(['migrate', '--from', A, '--to', `fs:${join(dir, 'copy')}`, '--dry-run', '--json'])) as { plan: object[] };
   assert.deepEqual(plan.plan[0], { name: 'k00', action: 'migrate', strategy: 'copy' });
   const run = json(kp(['migrate', '--from', A, '--to', `fs:${join(dir, 'copy')}`, '--json']));
