@@ -282,3 +282,33 @@ export async function confirm(question: string, yes: boolean | undefined, cancel
   }
   if (!/^y(es)?$/i.test(answer.trim())) throw err('USAGE', `not confirmed: ${cancelled} (answer y, or pass --yes)`);
 }
+
+/** exit code of a run stopped by SIGINT or SIGTERM (a shell's 128 + SIGINT): the same command resumes it */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Ctrl-C and SIGTERM during a command that writes many keys (migrate, protect): the first stops it
+ * cleanly (no new key starts, the keys in flight finish or are cancelled, every key stays whole), with
+ * one line saying so; a second exits at once (the stores' own atomicity still leaves no half-written
+ * key). Read-only commands keep the default action.
+ */
+export function interruptible(command: string, what: string): { signal: AbortSignal; release(): void } {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) {
+      if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n'); // the progress bar hid the cursor
+      process.exit(EXIT_INTERRUPTED);
+    }
+    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${command}: interrupted: ${what}\n`);
+    ac.abort(err('TIMEOUT', `${command} was interrupted (${sig})`, { retryable: false }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ac.signal,
+    release() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

@@ -2,42 +2,10 @@
 import { type Command, Option } from 'commander';
 import { err } from '../errors.js';
 import { printJson } from './output.js';
-import { collectKms, kmsConnections, progressBar } from './common.js';
+import { EXIT_INTERRUPTED, collectKms, interruptible, kmsConnections, progressBar } from './common.js';
 
 /** exit code of a migration that finished with same-name keys of other material left untouched (`--merge`) */
 export const EXIT_CONFLICTS_LEFT = 3;
-/** exit code of a run stopped by SIGINT or SIGTERM (a shell's 128 + SIGINT): the same command resumes it */
-export const EXIT_INTERRUPTED = 130;
-
-/**
- * Ctrl-C and SIGTERM during a migration that writes: the first stops it cleanly (no new key starts, the
- * calls in flight are cancelled, every key is at the target whole or not at all, the journal says where
- * it stopped); a second exits at once (the stores' own atomicity still leaves no half-written key). A
- * --dry-run writes nothing and keeps the default action, as every read-only command does.
- */
-function interruptible(): { signal: AbortSignal; release(): void } {
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) {
-      if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n'); // the progress bar hid the cursor
-      process.exit(EXIT_INTERRUPTED);
-    }
-    process.stderr.write(
-      `${process.stderr.isTTY ? '\n' : ''}keyport migrate: interrupted: stopping after the keys in flight; run the same command again to resume\n`,
-    );
-    ac.abort(err('TIMEOUT', `keyport migrate was interrupted (${sig})`, { retryable: false }));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: ac.signal,
-    release() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
 interface MigrateCliOpts {
   kms?: string[];
   from: string;
@@ -98,7 +66,9 @@ export function register(program: Command): void {
       const toT = parseTarget(to, { what: '--to' });
       const plan = await progressBar('planning', undefined, o.json);
       let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
-      const stop = o.dryRun ? undefined : interruptible();
+      const stop = o.dryRun
+        ? undefined
+        : interruptible('keyport migrate', 'stopping after the keys in flight; run the same command again to resume');
       const report = await migrate({
         from: fromT,
         to: toT,

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { dirname } from 'node:path';
 import { printJson } from './output.js';
-import { confirm, connectionOptions, kmsConnections, progressBar, storeTarget } from './common.js';
+import { EXIT_INTERRUPTED, confirm, connectionOptions, interruptible, kmsConnections, progressBar, storeTarget } from './common.js';
 
 interface ProtectOpts {
   store?: string;
@@ -64,15 +64,25 @@ export function register(program: Command): void {
         ...(base ? { base } : {}),
       });
       const bar = await progressBar(`protect ${op}`, undefined, o.json);
+      const stop = interruptible(`keyport protect ${op}`, 'stopping after the keys in flight; run the same command again to finish');
       try {
         const progress = (n: number) => bar.update(n);
         const r =
           op === 'enable'
-            ? await prot.protectEnable(kr, wrapper!, progress)
+            ? await prot.protectEnable(kr, wrapper!, progress, stop.signal)
             : op === 'disable'
-              ? await prot.protectDisable(kr, progress)
-              : await prot.protectRotate(kr, wrapper!, progress);
+              ? await prot.protectDisable(kr, progress, stop.signal)
+              : await prot.protectRotate(kr, wrapper!, progress, stop.signal);
         bar.stop();
+        if (r.interrupted) {
+          process.exitCode = EXIT_INTERRUPTED;
+          const where = r.changed
+            ? `${r.changed} key(s) rewritten, the rest not yet; the store still says ${r.protection.mode}`
+            : 'nothing changed';
+          if (o.json) printJson({ changed: r.changed, unchanged: r.unchanged, protection: r.protection.mode, interrupted: true });
+          else process.stdout.write(`interrupted: ${where}; run the same command again to finish\n`);
+          return;
+        }
         const mode = r.protection.mode === 'envelope' ? `envelope under ${r.protection.wrapper}` : r.protection.mode;
         if (o.json)
           printJson({
@@ -86,6 +96,7 @@ export function register(program: Command): void {
         bar.stop();
         throw e;
       } finally {
+        stop.release();
         await kr.close().catch(() => undefined);
       }
     });

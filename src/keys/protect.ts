@@ -22,6 +22,8 @@ export interface ProtectResult {
   /** records already in the target state */
   unchanged: number;
   protection: Protection;
+  /** the signal stopped the run: the same command finishes the job (see transform) */
+  interrupted?: boolean;
 }
 
 export type Progress = (done: number, total?: number) => void;
@@ -63,6 +65,7 @@ async function transform(
   target: Protection,
   fn: (r: KeyRecord, v: VersionRecord) => Promise<VersionRecord | undefined>,
   progress?: Progress,
+  signal?: AbortSignal,
 ): Promise<ProtectResult> {
   const store = kr.store;
   let pending = new Map<string, { original: KeyRecord; planned: KeyRecord }>();
@@ -125,8 +128,12 @@ async function transform(
   await Promise.all(
     Array.from({ length: WIDTH }, async () => {
       // async generators queue concurrent next() calls: each name goes to exactly one worker
-      for (let n = await names.next(); !n.done && failed === undefined; n = await names.next()) {
+      for (let n = await names.next(); !n.done && failed === undefined && !signal?.aborted; n = await names.next()) {
         try {
+          // each record starts on a turn of the event loop of its own when the run can be interrupted: local
+          // stores answer at once, and one unbroken chain of microtasks would let no signal handler run
+          if (signal) await new Promise<void>((r) => setImmediate(r));
+          if (signal?.aborted) break;
           await one(n.value);
         } catch (e) {
           failed ??= e;
@@ -135,6 +142,18 @@ async function transform(
     }),
   );
   if (failed !== undefined) throw failed;
+  if (signal?.aborted) {
+    // interrupted: no record started after the signal. Where each record is written on its own, those
+    // done are written (the protection mark stays as it was: the same command finishes the job); where one
+    // transaction was to write them all, none is (the store is as it was)
+    let written = 0;
+    if (!store.capabilities.transactions) {
+      await flush(false);
+      written = changed;
+    }
+    kr.invalidate();
+    return { changed: written, unchanged, protection: await readProtection(store), interrupted: true };
+  }
   await flush(true);
   await store.compact?.();
   kr.invalidate();
@@ -183,7 +202,12 @@ export async function upgradeRefs(kr: StoreKeyring): Promise<ProtectResult> {
   return transform(kr, cur, async (_r, v) => canonicalVersion(v));
 }
 
-export async function protectEnable(kr: StoreKeyring, wrapper: KmsAddress | string, progress?: Progress): Promise<ProtectResult> {
+export async function protectEnable(
+  kr: StoreKeyring,
+  wrapper: KmsAddress | string,
+  progress?: Progress,
+  signal?: AbortSignal,
+): Promise<ProtectResult> {
   const ref = configured(kr, wrapper);
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external')
@@ -200,10 +224,11 @@ export async function protectEnable(kr: StoreKeyring, wrapper: KmsAddress | stri
     async (_r, v) =>
       v.clear !== undefined ? { ...strip(v), sealed: await kr.wrappers.seal(ref, Buffer.from(v.clear, 'base64')) } : canonicalVersion(v),
     progress,
+    signal,
   );
 }
 
-export async function protectDisable(kr: StoreKeyring, progress?: Progress): Promise<ProtectResult> {
+export async function protectDisable(kr: StoreKeyring, progress?: Progress, signal?: AbortSignal): Promise<ProtectResult> {
   const cur = await readProtection(kr.store);
   if (cur.mode === 'external') throw err('UNSUPPORTED', 'this store keeps its keys in a KMS (external mode): there is nothing to decrypt');
   return transform(
@@ -211,10 +236,16 @@ export async function protectDisable(kr: StoreKeyring, progress?: Progress): Pro
     { mode: 'clear' },
     async (_r, v) => (v.sealed ? { ...strip(v), clear: (await kr.wrappers.unseal(v.sealed)).toString('base64') } : undefined),
     progress,
+    signal,
   );
 }
 
-export async function protectRotate(kr: StoreKeyring, wrapper: KmsAddress | string, progress?: Progress): Promise<ProtectResult> {
+export async function protectRotate(
+  kr: StoreKeyring,
+  wrapper: KmsAddress | string,
+  progress?: Progress,
+  signal?: AbortSignal,
+): Promise<ProtectResult> {
   const ref = configured(kr, wrapper);
   const cur = await readProtection(kr.store);
   if (cur.mode !== 'envelope') throw err('USAGE', `store is not envelope-protected: use 'keyport protect enable --wrapper …' first`);
@@ -230,5 +261,6 @@ export async function protectRotate(kr: StoreKeyring, wrapper: KmsAddress | stri
       return canonicalVersion(v);
     },
     progress,
+    signal,
   );
 }
