@@ -20,6 +20,7 @@ import { skipUnless, serviceEnv } from '../support/testbed.js';
 import { startInjector, AWS_QUOTAS, type Injector } from '../support/kms-injector.js';
 import { openInstrumentedDriver } from '../../src/kms/instrument.js';
 import { openKeyring } from '../../src/keys/open.js';
+import type { StoreKeyring } from '../../src/keys/keyring.js';
 import { migrate } from '../../src/migrate/index.js';
 import { limiterStats, resetLimiters } from '../../src/kms/limiter.js';
 import { isKeyportError } from '../../src/errors.js';
@@ -76,10 +77,13 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     let marker: string | undefined;
     do {
       const page = await direct.send(new ListKeysCommand({ Limit: 1000, ...(marker ? { Marker: marker } : {}) }));
-      for (const k of page.Keys ?? []) {
-        const m = (await direct.send(new DescribeKeyCommand({ KeyId: k.KeyId! }))).KeyMetadata!;
+      // described 16 at a time: local-kms keeps every key of earlier runs, and one by one this took minutes
+      const keys = page.Keys ?? [];
+      const failed = await pool(keys.length, 16, async (i) => {
+        const m = (await direct.send(new DescribeKeyCommand({ KeyId: keys[i]!.KeyId! }))).KeyMetadata!;
         if (m.Description?.startsWith(`keyport key ${prefix}`)) out.push({ id: m.KeyId!, state: m.KeyState! });
-      }
+      });
+      if (failed.length) throw failed[0];
       marker = page.Truncated ? page.NextMarker : undefined;
     } while (marker);
     return out;
@@ -365,5 +369,47 @@ describe('KMS calls under quotas (local-kms behind the quota injector)', { skip 
     const orphans = (await kmsKeys(`${name} `)).filter((k) => k.state === 'Enabled');
     assert.deepEqual(orphans, []);
     await d.close?.();
+  });
+
+  it('a migration into AWS KMS interrupted while imports are in flight leaves no enabled KMS key without its record; the re-run ends with one per key', async () => {
+    const prefix = `${tag}-intr`;
+    const src = `sqlite:${join(dir, 'intr.db')}`;
+    const kr = await openKeyring(src);
+    for (let i = 0; i < 24; i++) await kr.create(`${prefix}-${String(i).padStart(2, '0')}`);
+    await kr.close();
+    const journal = join(dir, 'intr.journal');
+    // slow calls: each import is five of them, so a signal finds imports at every step (no quota, and
+    // nothing learned from earlier tests' quotas: a fresh process's limiters)
+    resetLimiters();
+    inj.configure({ latencyMs: 120 });
+    inj.reset();
+    const ac = new AbortController();
+    const running = migrate({ from: src, to: kms, pattern: `${prefix}-*`, journal, concurrency: 8, signal: ac.signal });
+    while ((inj.stats().ops.ImportKeyMaterial?.forwarded ?? 0) < 3) await new Promise((r) => setTimeout(r, 5));
+    ac.abort();
+    const r = await running;
+    assert.equal(r.interrupted, true);
+    const target = (await openKeyring(kms)) as StoreKeyring;
+    const referenced = new Set<string>();
+    for (const name of (await target.list(`${prefix}-*`)).names)
+      for (const v of (await target.store.get(name)).versions) if (v.external) referenced.add(v.external.keyId);
+    await target.close();
+    const made = await kmsKeys(`${prefix}-`);
+    console.log(`# interrupted: ${referenced.size} records, KMS keys ${JSON.stringify(made.map((k) => k.state))}`);
+    // every KMS key still live is one a record references: none imported and left behind
+    const live = made.filter((k) => k.state !== 'PendingDeletion');
+    assert.deepEqual(
+      live.filter((k) => !referenced.has(k.id)),
+      [],
+    );
+    inj.configure({});
+    const again = await migrate({ from: src, to: kms, pattern: `${prefix}-*`, journal });
+    assert.deepEqual([again.failed, again.interrupted, again.verified], [[], false, 24 - r.verified], JSON.stringify(again.errors));
+    const end = (await kmsKeys(`${prefix}-`)).filter((k) => k.state !== 'PendingDeletion');
+    assert.equal(end.length, 24, 'one live KMS key per key');
+    assert.deepEqual(
+      end.filter((k) => k.state !== 'Enabled'),
+      [],
+    );
   });
 });
