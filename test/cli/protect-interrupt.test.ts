@@ -51,12 +51,8 @@ async function check(uri: string, secrets: Map<string, string>, wrapper: string)
   return sealed;
 }
 
-test('fs: Ctrl-C during protect enable: exit 130, the keys done stay sealed, every key whole; the same command finishes', async () => {
-  const storeDir = join(dir, 'fs');
-  const uri = `fs:${storeDir}`;
-  const secrets = await fill(uri);
-  const wrapper = `local:${join(dir, 'w.key')}`;
-  const args = ['protect', 'enable', '--wrapper', wrapper, '--store', uri];
+/** the CLI running in the background, its output collected */
+function start(args: string[]) {
   const child = spawn(process.execPath, [BIN, ...args], { env: ENV, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -65,6 +61,16 @@ test('fs: Ctrl-C during protect enable: exit 130, the keys done stay sealed, eve
   const exited = once(child, 'exit') as Promise<[number | null]>;
   let gone = false;
   void exited.then(() => (gone = true));
+  return { child, exited, gone: () => gone, out: () => stdout, err: () => stderr };
+}
+
+test('fs: Ctrl-C during protect enable: exit 130, the keys done stay sealed, every key whole; the same command finishes', async () => {
+  const storeDir = join(dir, 'fs');
+  const uri = `fs:${storeDir}`;
+  const secrets = await fill(uri);
+  const wrapper = `local:${join(dir, 'w.key')}`;
+  const args = ['protect', 'enable', '--wrapper', wrapper, '--store', uri];
+  const run = start(args);
   // under way: the first key (names go in order) is sealed in its own file
   const first = join(storeDir, 'k00000.key');
   const sealedFile = () => {
@@ -74,14 +80,17 @@ test('fs: Ctrl-C during protect enable: exit 130, the keys done stay sealed, eve
       return false; // being replaced
     }
   };
-  while (!gone && !sealedFile()) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(!gone, `protect enable finished before it was seen under way: ${stderr}`);
-  child.kill('SIGINT');
-  const [code] = await exited;
-  assert.equal(code, 130, stderr);
-  assert.match(stderr, /^keyport protect enable: interrupted: stopping after the keys in flight; run the same command again to finish\n$/);
+  while (!run.gone() && !sealedFile()) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(!run.gone(), `protect enable finished before it was seen under way: ${run.err()}`);
+  run.child.kill('SIGINT');
+  const [code] = await run.exited;
+  assert.equal(code, 130, run.err());
   assert.match(
-    stdout,
+    run.err(),
+    /^keyport protect enable: interrupted: stopping after the keys in flight; run the same command again to finish\n$/,
+  );
+  assert.match(
+    run.out(),
     /^interrupted: \d+ key\(s\) rewritten, the rest not yet; the store still says clear; run the same command again to finish\n$/,
   );
   const sealed = await check(uri, secrets, wrapper);
@@ -101,25 +110,18 @@ test('sqlite: Ctrl-C during protect enable: exit 130, --json says interrupted, n
   const secrets = await fill(uri);
   const wrapper = `local:${join(dir, 'w2.key')}`;
   const args = ['protect', 'enable', '--wrapper', wrapper, '--store', uri, '--json'];
-  const child = spawn(process.execPath, [BIN, ...args], { env: ENV, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null]>;
+  const run = start(args);
   // under way: the wrapper key exists (it is made before the first key is sealed)
-  let gone = false;
-  void exited.then(() => (gone = true));
-  while (!gone && !readdirSync(dir).includes('w2.key')) await new Promise((r) => setTimeout(r, 2));
-  child.kill('SIGINT');
-  const [code] = await exited;
+  while (!run.gone() && !readdirSync(dir).includes('w2.key')) await new Promise((r) => setTimeout(r, 2));
+  run.child.kill('SIGINT');
+  const [code] = await run.exited;
   if (code === 0) {
     // finished before the signal arrived (a fast machine): reported as skipped, never as passed
     t.skip('protect enable finished before the signal arrived');
     return;
   }
-  assert.equal(code, 130, stderr);
-  const r = JSON.parse(stdout) as Record<string, unknown>;
+  assert.equal(code, 130, run.err());
+  const r = JSON.parse(run.out()) as Record<string, unknown>;
   assert.deepEqual([r['interrupted'], r['changed'], r['protection']], [true, 0, 'clear']);
   assert.equal(await check(uri, secrets, wrapper), 0, 'nothing sealed: one transaction was to write them all');
   const again = spawnSync(process.execPath, [BIN, ...args], { env: ENV, cwd: dir });
