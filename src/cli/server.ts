@@ -97,17 +97,15 @@ export function register(program: Command): void {
     const { startServer } = await import('../server/index.js');
     const onNotice = (m: string) => process.stderr.write(json ? eventLine('notice', { message: m }) : `keyport: ${m}\n`);
     const s = await startServer(cfg, { onNotice, logFormat: json ? 'json' : 'text' }).catch((e: NodeJS.ErrnoException) => {
+      const notHere =
+        e.code === 'EADDRNOTAVAIL' ? 'no network interface of this machine has that address' : 'the host name does not resolve';
       const why =
         e.code === 'EADDRINUSE'
           ? err('UNAVAILABLE', `address ${cfg.host}:${cfg.port} is already in use: pick another with --addr`, { retryable: false })
           : e.code === 'EACCES'
             ? err('PERMISSION', `cannot listen on ${cfg.host}:${cfg.port}: permission denied`)
             : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
-              ? err(
-                  'UNAVAILABLE',
-                  `cannot listen on ${cfg.host}:${cfg.port}: ${e.code === 'EADDRNOTAVAIL' ? 'no network interface of this machine has that address' : 'the host name does not resolve'}: pick another with --addr`,
-                  { retryable: false },
-                )
+              ? err('UNAVAILABLE', `cannot listen on ${cfg.host}:${cfg.port}: ${notHere}: pick another with --addr`, { retryable: false })
               : e;
       // a worker says why and exits (its channel to the primary would keep it alive), so the primary sees it
       if (cluster.isWorker) process.exit(reportError(why));

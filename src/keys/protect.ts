@@ -5,7 +5,9 @@
  *   rotate  — envelope(old) → envelope(new): every sealed secret re-wrapped
  * On stores with transactions (SQLite, PostgreSQL) all records and the protection setting change in one
  * transaction; elsewhere each record is replaced atomically and the setting changes last, so a crash
- * leaves every key readable and re-running the command finishes the job. Old wrapper keys are never
+ * leaves every key readable and re-running the command finishes the job. An interrupt (the caller's
+ * signal) stops the same way: no record starts after it; where records are written one by one those done
+ * are written, where one transaction was to write them all nothing is. Old wrapper keys are never
  * deleted by keyport.
  */
 import { err, isKeyportError } from '../errors.js';
