@@ -277,13 +277,9 @@ class SqliteStore implements RecordStore {
   }
 
   async createMany(recs: KeyRecord[], o?: StoreCallOptions): Promise<string[]> {
-    const skipped: string[] = [];
-    const tx = this.db.transaction((rs: KeyRecord[]) => {
-      for (const r of rs) if (this.q.insertIgnore.run(r.name, JSON.stringify(r)).changes === 0) skipped.push(r.name);
-    });
     for (const r of recs) this.cache.delete(r.name);
-    await this.wrap(() => tx(recs), o);
-    return skipped;
+    const taken = await this.wrap(() => this.createTx(recs), o);
+    return recs.filter((_, i) => taken[i]).map((r) => r.name);
   }
 
   /** fold the WAL into the database file and truncate it, so no superseded page survives */
